@@ -1,0 +1,78 @@
+"""The guide interface: an amortised variational posterior q_φ(z | x_t, σ).
+
+A guide family is an ``nn.Module`` whose ``forward(x_t, sigma)`` returns a Pyro distribution over
+z with batch shape (B,) and event shape ``latent_shape`` (a conditional distribution factory, as
+zuko's ``LazyDistribution``). Training only *scores* the guide at the model's z, so a family needs
+a cheap, exact ``log_prob``; ``rsample`` is used only by analysis tools.
+
+Every family is built as ``Family(latent_shape=..., data_shape=..., data_std=..., **hyperparameters)``
+(hyperparameters come from ``configs/guide/<family>.yaml``), which is what lets
+``guide=<family>`` swap families from the command line.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import pyro
+import torch
+from torch import Tensor, nn
+
+__all__ = ["Guide", "pyro_guide", "NoiseConditioning"]
+
+
+class NoiseConditioning(nn.Module):
+    """Features of (x_t, σ) fed to a guide network, shape (B, D + 2).
+
+    ``"log"``: [x_t / √(σ² + σ_data²), log(σ) / 4, σ / √(σ² + σ_data²)] — inputs of unit scale at every σ
+    (EDM's c_in and c_noise). ``"raw"``: [x_t, σ, 0] as in the published code.
+    """
+
+    def __init__(self, data_std: float = 1.0, embedding: str = "log"):
+        super().__init__()
+        if embedding not in ("log", "raw"):
+            raise ValueError(f"unknown sigma embedding {embedding!r}; choose 'log' or 'raw'")
+        self.data_std, self.embedding = float(data_std), embedding
+
+    def forward(self, x_t: Tensor, sigma: Tensor) -> Tensor:
+        x = x_t.flatten(1)
+        s = sigma.unsqueeze(-1)
+        if self.embedding == "raw":
+            return torch.cat([x, s, torch.zeros_like(s)], dim=-1)
+        c_in = torch.rsqrt(s.square() + self.data_std**2)
+        return torch.cat([x * c_in, s.log() / 4, s * c_in], dim=-1)
+
+
+class Guide(nn.Module):
+    """Base class of guide families: q_φ(z | x_t, σ) as ``forward(x_t, sigma) -> Distribution``."""
+
+    def __init__(self, latent_shape: Sequence[int], data_shape: Sequence[int], data_std: float = 1.0):
+        super().__init__()
+        self.latent_shape = torch.Size(latent_shape)
+        self.data_shape = torch.Size(data_shape)
+        self.data_std = float(data_std)
+
+    @property
+    def latent_dim(self) -> int:
+        return math.prod(self.latent_shape)
+
+    @property
+    def context_dim(self) -> int:
+        """Size of the ``NoiseConditioning`` features."""
+        return math.prod(self.data_shape) + 2
+
+    def forward(self, x_t: Tensor, sigma: Tensor) -> pyro.distributions.TorchDistribution:
+        raise NotImplementedError
+
+
+def pyro_guide(guide: Guide, name: str = "guide") -> Callable[[Tensor, Tensor], Tensor]:
+    """The Pyro guide program of an amortised posterior: site ``z`` ~ q_φ(z | x_t, σ) in the batch plate."""
+
+    def program(x_t: Tensor, sigma: Tensor) -> Tensor:
+        pyro.module(name, guide)
+        with pyro.plate("batch", x_t.shape[0], dim=-1):
+            return pyro.sample("z", guide(x_t, sigma))
+
+    program.guide = guide  # type: ignore[attr-defined]
+    return program

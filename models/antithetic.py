@@ -1,0 +1,63 @@
+"""Antithetic pairs: draws that come in pairs along the batch dimension.
+
+The published estimator uses each (z, σ) twice, with ε and with -ε. Wrapping the sample sites'
+distributions keeps the model an ordinary Pyro program: every site still has batch shape (B,),
+every draw is marginally distributed as before (so ``log_prob`` is the base's), only the joint
+draw is paired: the second half of the batch repeats (``sign=+1``) or mirrors (``sign=-1``,
+for a base symmetric about 0) the first half.
+"""
+
+from __future__ import annotations
+
+import torch
+from pyro.distributions import TorchDistribution
+from torch.distributions import constraints
+
+__all__ = ["AntitheticPairs"]
+
+
+class AntitheticPairs(TorchDistribution):
+    """``base`` with batch shape (B, ...), B even, drawn as [x, sign · x] along the first batch dim."""
+
+    arg_constraints: dict = {}
+
+    def __init__(self, base: TorchDistribution, sign: float = 1.0, validate_args=None):
+        if len(base.batch_shape) == 0 or base.batch_shape[0] % 2:
+            raise ValueError(f"antithetic pairs need an even leading batch size, got batch shape {tuple(base.batch_shape)}")
+        if sign not in (1.0, -1.0):
+            raise ValueError(f"sign must be +1 (repeat) or -1 (mirror), got {sign}")
+        self.base, self.sign = base, float(sign)
+        super().__init__(base.batch_shape, base.event_shape, validate_args=False)
+
+    @constraints.dependent_property
+    def support(self):
+        return self.base.support
+
+    @property
+    def has_rsample(self) -> bool:
+        return self.base.has_rsample
+
+    def _pair(self, x: torch.Tensor, sample_dims: int) -> torch.Tensor:
+        half = x.narrow(sample_dims, 0, self.batch_shape[0] // 2)
+        return torch.cat([half, half if self.sign > 0 else -half], dim=sample_dims)
+
+    def rsample(self, sample_shape=torch.Size()):
+        return self._pair(self.base.rsample(sample_shape), len(sample_shape))
+
+    def sample(self, sample_shape=torch.Size()):
+        with torch.no_grad():
+            return self._pair(self.base.sample(sample_shape), len(sample_shape))
+
+    def log_prob(self, value):
+        return self.base.log_prob(value)
+
+    @property
+    def mean(self):
+        return self.base.mean
+
+    @property
+    def variance(self):
+        return self.base.variance
+
+    def expand(self, batch_shape, _instance=None):
+        return AntitheticPairs(self.base.expand(batch_shape), self.sign)

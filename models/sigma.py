@@ -1,0 +1,139 @@
+"""The noise-level law σ ~ π and the weight w(σ) of the diffusive KL D(θ) = E_π w(σ) KL_σ.
+
+Both may change over training (the published recipe's curriculum): their parameters are
+``Ramp`` schedules, pure functions of the iteration, so a run resumed at iteration k sees
+exactly the law it would have seen.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pyro.distributions as dist
+import torch
+from pyro.distributions.transforms import AffineTransform, ExpTransform, PowerTransform
+from torch import Tensor, nn
+from torch.distributions.transforms import CumulativeDistributionTransform
+
+__all__ = ["Ramp", "SigmaLaw", "PowerLawSigma", "LogNormalSigma", "FixedSigma", "PowerWeight"]
+
+
+class Ramp:
+    """A value that moves linearly from ``start`` to ``end`` over ``iterations`` iterations.
+
+    ``every`` quantises the ramp (the published recipe adds 0.01 to its power every 1000
+    iterations: ``Ramp(0.1, 2.0, iterations=190_000, every=1000)``). ``end=None`` is a constant.
+    """
+
+    def __init__(self, start: float, end: float | None = None, iterations: int = 0, every: int = 1):
+        self.start = float(start)
+        self.end = self.start if end is None else float(end)
+        self.iterations = int(iterations)
+        self.every = int(every)
+        if self.every < 1:
+            raise ValueError(f"Ramp.every must be >= 1, got {every}")
+        if self.end != self.start and self.iterations <= 0:
+            raise ValueError(f"a Ramp from {start} to {end} needs iterations > 0, got {iterations}")
+
+    def __call__(self, iteration: int) -> float:
+        if self.end == self.start:
+            return self.start
+        k = (iteration // self.every) * self.every
+        return self.start + (self.end - self.start) * min(1.0, k / self.iterations)
+
+    def __repr__(self) -> str:
+        return f"Ramp({self.start}, {self.end}, iterations={self.iterations}, every={self.every})"
+
+
+def as_ramp(value: Ramp | float) -> Ramp:
+    return value if isinstance(value, Ramp) else Ramp(float(value))
+
+
+def _check_range(sigma_min: float, sigma_max: float) -> None:
+    if not 0 < sigma_min < sigma_max:
+        raise ValueError(f"need 0 < sigma_min < sigma_max, got sigma_min={sigma_min}, sigma_max={sigma_max}")
+
+
+class SigmaLaw(nn.Module):
+    """Base class: ``distribution(iteration)`` is a Pyro distribution over σ (scalar event)."""
+
+    def __init__(self, sigma_min: float, sigma_max: float):
+        super().__init__()
+        _check_range(sigma_min, sigma_max)
+        self.sigma_min, self.sigma_max = float(sigma_min), float(sigma_max)
+        # a buffer gives the law a device: .to(device) moves every distribution it builds
+        self.register_buffer("_anchor", torch.zeros(()), persistent=False)
+
+    def distribution(self, iteration: int = 0) -> dist.TorchDistribution:
+        raise NotImplementedError
+
+
+class PowerLawSigma(SigmaLaw):
+    """σ = σ_min + u^p (σ_max - σ_min),  u ~ U(0, 1)  (the published recipe's law).
+
+    p < 1 puts most mass near σ_max (coarse structure), p > 1 near σ_min (fine detail); a
+    ``Ramp`` on p gives the coarse-to-fine curriculum.
+    """
+
+    def __init__(self, sigma_min: float, sigma_max: float, power: Ramp | float = 1.0):
+        super().__init__(sigma_min, sigma_max)
+        self.power = as_ramp(power)
+
+    def distribution(self, iteration: int = 0) -> dist.TorchDistribution:
+        p = self.power(iteration)
+        if p <= 0:
+            raise ValueError(f"PowerLawSigma needs a positive power, got {p} at iteration {iteration}")
+        zero, one = self._anchor, self._anchor + 1
+        span = self.sigma_max - self.sigma_min
+        return dist.TransformedDistribution(
+            dist.Uniform(zero, one), [PowerTransform(one * p), AffineTransform(zero + self.sigma_min, span)])
+
+
+class LogNormalSigma(SigmaLaw):
+    """log σ ~ N(mean, std²) truncated to [σ_min, σ_max] (EDM's training law; exact truncation).
+
+    Sampled by the inverse CDF: u ~ U(Φ(a), Φ(b)), σ = exp(mean + std Φ⁻¹(u)), with
+    a, b the standardised log σ_min, log σ_max.
+    """
+
+    def __init__(self, sigma_min: float, sigma_max: float, mean: Ramp | float = 0.0, std: float = 1.2):
+        super().__init__(sigma_min, sigma_max)
+        if not std > 0:
+            raise ValueError(f"LogNormalSigma needs std > 0, got {std}")
+        self.mean, self.std = as_ramp(mean), float(std)
+
+    def distribution(self, iteration: int = 0) -> dist.TorchDistribution:
+        zero = self._anchor
+        log_normal = dist.Normal(zero + self.mean(iteration), zero + self.std)
+        lo = log_normal.cdf(zero + math.log(self.sigma_min))
+        hi = log_normal.cdf(zero + math.log(self.sigma_max))
+        return dist.TransformedDistribution(
+            dist.Uniform(lo, hi), [CumulativeDistributionTransform(log_normal).inv, ExpTransform()])
+
+
+class FixedSigma(SigmaLaw):
+    """A point mass at one σ (per-σ analysis, tests)."""
+
+    def __init__(self, sigma: float):
+        if not sigma > 0:
+            raise ValueError(f"FixedSigma needs sigma > 0, got {sigma}")
+        super().__init__(sigma / 2, sigma)  # the range only has to contain σ
+        self.sigma = float(sigma)
+
+    def distribution(self, iteration: int = 0) -> dist.TorchDistribution:
+        return dist.Delta(self._anchor + self.sigma)
+
+
+class PowerWeight(nn.Module):
+    """w(σ) = (σ / σ_max)^k;  k = 0 is the uniform weight, k = 2 the published one."""
+
+    def __init__(self, sigma_max: float, exponent: Ramp | float = 2.0):
+        super().__init__()
+        if not sigma_max > 0:
+            raise ValueError(f"PowerWeight needs sigma_max > 0, got {sigma_max}")
+        self.sigma_max = float(sigma_max)
+        self.exponent = as_ramp(exponent)
+
+    def forward(self, sigma: Tensor, iteration: int = 0) -> Tensor:
+        k = self.exponent(iteration)
+        return torch.ones_like(sigma) if k == 0 else (sigma / self.sigma_max) ** k

@@ -1,0 +1,70 @@
+import pyro
+import pytest
+import torch
+from torch import nn
+
+from vardiu_pyro.optim import PerNetworkOptim, lr_factor
+
+
+def nets():
+    torch.manual_seed(0)
+    return {"a": nn.Linear(4, 4), "b": nn.Linear(4, 1)}
+
+
+def test_each_network_is_clipped_on_its_own():
+    n = nets()
+    for net, scale in ((n["a"], 100.0), (n["b"], 1e-3)):
+        for p in net.parameters():
+            p.grad = torch.full_like(p, scale)
+    grads_b = [p.grad.clone() for p in n["b"].parameters()]
+    opt = PerNetworkOptim(n, optimizer="sgd", lr=1.0, max_grad_norm=1.0)
+    before = {k: [p.detach().clone() for p in v.parameters()] for k, v in n.items()}
+    opt([p for v in n.values() for p in v.parameters()])
+    step_a = torch.cat([(b - p.detach()).flatten() for b, p in zip(before["a"], n["a"].parameters())])
+    step_b = torch.cat([(b - p.detach()).flatten() for b, p in zip(before["b"], n["b"].parameters())])
+    assert step_a.norm().item() == pytest.approx(1.0, rel=1e-5)  # clipped to norm 1
+    assert torch.allclose(step_b, torch.cat([g.flatten() for g in grads_b]))  # small: untouched
+    assert float(opt.last_grad_norms["a"]) > 100
+    assert all(p.grad is None for v in n.values() for p in v.parameters())
+
+
+def test_stray_parameters_are_an_error():
+    opt = PerNetworkOptim(nets())
+    with pytest.raises(RuntimeError, match="param store"):
+        opt([nn.Parameter(torch.zeros(2))])
+
+
+def test_state_round_trip_and_lr_schedule():
+    n = nets()
+    opt = PerNetworkOptim(n, lr=0.1, lr_overrides={"b": 0.01}, schedule="cosine", iterations=10, end_factor=0.0)
+    params = [p for v in n.values() for p in v.parameters()]
+    for _ in range(3):
+        for p in params:
+            p.grad = torch.ones_like(p)
+        opt(params)
+    assert opt.optimizers["b"].param_groups[0]["lr"] == pytest.approx(0.01 * lr_factor(2, "cosine", 10))
+    state = opt.get_state()
+    other = PerNetworkOptim(nets(), lr=0.1, lr_overrides={"b": 0.01}, schedule="cosine", iterations=10)
+    other.set_state(state)
+    assert other.num_steps == 3
+    assert torch.equal(other.optimizers["a"].state_dict()["state"][0]["exp_avg"],
+                       opt.optimizers["a"].state_dict()["state"][0]["exp_avg"])
+
+
+def test_lr_factor_shapes():
+    assert lr_factor(0, "constant", 100) == 1.0
+    assert lr_factor(0, "cosine", 100, end_factor=0.1) == pytest.approx(1.0)
+    assert lr_factor(100, "cosine", 100, end_factor=0.1) == pytest.approx(0.1)
+    assert lr_factor(50, "linear", 100) == pytest.approx(0.5)
+    assert lr_factor(4, "cosine", 100, warmup=10) == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("kwargs,match", [({"optimizer": "lbfgs"}, "optimizer"), ({"schedule": "step"}, "schedule"),
+                                          ({"lr": 0.0}, "lr"), ({"lr_overrides": {"c": 1.0}}, "unknown networks")])
+def test_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        PerNetworkOptim(nets(), **kwargs)
+
+
+def test_is_a_pyro_optim():
+    assert isinstance(PerNetworkOptim(nets()), pyro.optim.PyroOptim)

@@ -1,0 +1,76 @@
+import math
+
+import pytest
+import torch
+
+from vardiu_pyro.models import FixedSigma, LogNormalSigma, PowerLawSigma, PowerWeight, Ramp
+
+
+def test_ramp_linear_quantised_and_constant():
+    r = Ramp(0.1, 2.0, iterations=190_000, every=1000)
+    assert r(0) == pytest.approx(0.1)
+    assert r(999) == pytest.approx(0.1)
+    assert r(1000) == pytest.approx(0.11)  # the published +0.01 every 1000 iterations
+    assert r(10**7) == pytest.approx(2.0)
+    assert Ramp(3.0)(123) == 3.0
+    assert Ramp(0.0, 1.0, iterations=10)(5) == pytest.approx(0.5)
+    with pytest.raises(ValueError):
+        Ramp(0.0, 1.0, iterations=0)
+
+
+@pytest.mark.parametrize("power", [0.3, 1.0, 2.5])
+def test_power_law_matches_its_cdf(power):
+    lo, hi = 0.1, 20.0
+    law = PowerLawSigma(lo, hi, power)
+    s = law.distribution().sample((100_000,))
+    assert s.min() >= lo and s.max() <= hi
+    # F(σ) = ((σ - lo) / (hi - lo))^(1/p)
+    for q in [0.1, 0.5, 0.9]:
+        sigma_q = lo + q**power * (hi - lo)
+        assert (s <= sigma_q).float().mean().item() == pytest.approx(q, abs=0.01)
+
+
+def test_power_law_log_prob_integrates_to_one():
+    law = PowerLawSigma(0.1, 20.0, 1.7)
+    grid = torch.linspace(0.1 + 1e-4, 20.0 - 1e-4, 200_001)
+    dens = law.distribution().log_prob(grid).exp()
+    assert torch.trapezoid(dens, grid).item() == pytest.approx(1.0, abs=2e-3)
+
+
+def test_power_law_follows_its_curriculum():
+    law = PowerLawSigma(0.1, 20.0, Ramp(0.3, 2.5, iterations=1000))
+    early = law.distribution(0).sample((20_000,)).median()
+    late = law.distribution(1000).sample((20_000,)).median()
+    assert early > 10 and late < 5
+
+
+def test_lognormal_is_truncated_exactly():
+    lo, hi, m, sd = 0.1, 20.0, 1.0, 1.2
+    law = LogNormalSigma(lo, hi, mean=m, std=sd)
+    s = law.distribution().sample((100_000,))
+    assert s.min() >= lo * (1 - 1e-5) and s.max() <= hi * (1 + 1e-5)
+    normal = torch.distributions.Normal(m, sd)
+    a, b = normal.cdf(torch.tensor(math.log(lo))), normal.cdf(torch.tensor(math.log(hi)))
+    for x in [0.5, 2.0, 8.0]:
+        expected = (normal.cdf(torch.tensor(math.log(x))) - a) / (b - a)
+        assert (s <= x).float().mean().item() == pytest.approx(expected.item(), abs=0.01)
+
+
+def test_fixed_sigma_is_a_point_mass():
+    s = FixedSigma(3.0).distribution().expand((5,)).sample()
+    assert torch.equal(s, torch.full((5,), 3.0))
+
+
+@pytest.mark.parametrize("cls,kwargs", [(PowerLawSigma, {}), (LogNormalSigma, {})])
+@pytest.mark.parametrize("lo,hi", [(0.0, 1.0), (-1.0, 1.0), (2.0, 2.0), (3.0, 1.0)])
+def test_bad_sigma_ranges_are_rejected(cls, kwargs, lo, hi):
+    with pytest.raises(ValueError, match="sigma_min"):
+        cls(lo, hi, **kwargs)
+
+
+def test_power_weight():
+    w = PowerWeight(20.0, Ramp(2.0, 0.0, iterations=100))
+    s = torch.tensor([1.0, 10.0, 20.0])
+    assert torch.allclose(w(s, 0), (s / 20) ** 2)
+    assert torch.equal(w(s, 100), torch.ones(3))
+    assert torch.allclose(w(s, 50), s / 20)

@@ -1,0 +1,61 @@
+"""Build the parts of a run from its Hydra configuration.
+
+Every part is a ``_target_`` in ``configs/``; the values only known at run time (the target's
+shape and scale, the device, the networks an optimiser steps) are passed in here, by calling
+the partially-instantiated config. A user's own target, teacher, generator, guide or objective
+is therefore just another ``_target_``.
+"""
+
+from __future__ import annotations
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from .objectives import Objective, Problem
+
+__all__ = ["resolve_device", "build_problem", "build_objective", "data_std_of"]
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` is CUDA when available, else CPU; ``cuda`` without CUDA is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={name}: CUDA is not available on this machine (use device=cpu or device=auto)")
+    return device
+
+
+def data_std_of(target, n: int = 10_000, seed: int = 0) -> float:
+    """The target's overall scale: ``target.data_std`` if it defines one, else estimated from samples."""
+    if hasattr(target, "data_std"):
+        return float(target.data_std)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return target.sample(n).std().item()
+
+
+def build_problem(cfg: DictConfig, device: torch.device) -> Problem:
+    """Target, teacher, generator, σ law and weight, and factories for the guide and the optimiser."""
+    target = instantiate(cfg.target).to(device)
+    teacher = instantiate(cfg.teacher, _partial_=True)(target=target).to(device)
+    data_shape = tuple(target.event_shape)
+    data_std = data_std_of(target)
+    generator = instantiate(cfg.generator, _partial_=True)(data_shape=data_shape, data_std=data_std).to(device)
+    sigma_law = instantiate(cfg.sigma.law).to(device)
+    weight = instantiate(cfg.sigma.weight).to(device)
+    guide_factory = instantiate(cfg.guide, _partial_=True)
+    optim_factory = instantiate(cfg.optim, _partial_=True)
+
+    def make_guide():
+        guide = guide_factory(latent_shape=tuple(generator.latent_shape), data_shape=data_shape, data_std=data_std)
+        return guide.to(device)
+
+    return Problem(target=target, teacher=teacher, generator=generator, sigma_law=sigma_law, weight=weight,
+                   make_guide=make_guide, make_optim=lambda networks: optim_factory(networks=networks),
+                   batch_size=int(cfg.trainer.batch_size))
+
+
+def build_objective(cfg: DictConfig, problem: Problem) -> Objective:
+    return instantiate(cfg.objective, _partial_=True)(problem=problem)

@@ -1,0 +1,8 @@
+"""Distillation objectives behind one interface (``Objective``)."""
+
+from .base import Objective, Problem, forget_pyro_params
+from .vardiu import VarDiU
+from .vardiu_elbo import VarDiUELBO, VarDiUTerms, vardiu_surrogate_terms
+
+__all__ = ["Objective", "Problem", "VarDiU", "VarDiUELBO", "VarDiUTerms", "forget_pyro_params",
+           "vardiu_surrogate_terms"]

@@ -1,0 +1,37 @@
+"""VarDiU: the generator and the guide minimise one bound, jointly, under ``pyro.infer.SVI``."""
+
+from __future__ import annotations
+
+from pyro.infer import SVI
+
+from vardiu_pyro.guides import pyro_guide
+from vardiu_pyro.models import ForwardDiffusion
+
+from .base import Objective, Problem, forget_pyro_params
+from .vardiu_elbo import VarDiUELBO
+
+__all__ = ["VarDiU"]
+
+
+class VarDiU(Objective):
+    """One SVI step on the VarDiU bound per iteration.
+
+    :param problem: the distillation problem (generator, teacher, σ law, weight, guide, optimiser).
+    :param antithetic: use each (z, σ) with ε and -ε (halves the independent draws per batch).
+    """
+
+    def __init__(self, problem: Problem, antithetic: bool = True):
+        self.guide = problem.make_guide()
+        self.model = ForwardDiffusion(problem.generator, problem.sigma_law, antithetic=antithetic, name="generator")
+        self.elbo = VarDiUELBO(problem.teacher, problem.weight)
+        self.networks = {"generator": problem.generator, "guide": self.guide}
+        forget_pyro_params(*self.networks)
+        self.optim = problem.make_optim(self.networks)
+        self.svi = SVI(self.model, pyro_guide(self.guide, name="guide"), self.optim, self.elbo)
+        self.batch_size = problem.batch_size
+
+    def step(self, iteration: int) -> dict[str, float]:
+        return {"loss": self.svi.step(self.batch_size, iteration=iteration)}
+
+    def optimizers(self):
+        return {"optim": self.optim}
