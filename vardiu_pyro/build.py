@@ -12,6 +12,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from .evaluation import device_of
 from .objectives import Objective, Problem
 
 __all__ = ["resolve_device", "build_problem", "build_objective", "data_std_of"]
@@ -31,7 +32,8 @@ def data_std_of(target, n: int = 10_000, seed: int = 0) -> float:
     """The target's overall scale: ``target.data_std`` if it defines one, else estimated from samples."""
     if hasattr(target, "data_std"):
         return float(target.data_std)
-    with torch.random.fork_rng(devices=[]):
+    device = device_of(target)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
         return target.sample(n).std().item()
 

@@ -11,7 +11,16 @@ from torch import Tensor, nn
 
 from .metrics import MeanLogDensity, ModesCovered, MultiBandwidthMMD
 
-__all__ = ["Evaluator", "sample_generator"]
+__all__ = ["Evaluator", "sample_generator", "device_of"]
+
+
+def device_of(module: nn.Module) -> torch.device:
+    """The device of a module's first parameter or buffer (CPU for a module with neither)."""
+    for t in module.parameters():
+        return t.device
+    for t in module.buffers():
+        return t.device
+    return torch.device("cpu")
 
 
 @torch.no_grad()
@@ -42,7 +51,7 @@ class Evaluator:
         if num_samples < 2:
             raise ValueError(f"evaluation needs at least 2 samples, got {num_samples}")
         self.target, self.num_samples, self.seed = target, int(num_samples), seed
-        device = next(iter(target.buffers())).device
+        device = device_of(target)
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(seed)
             self.reference = target.sample(self.num_samples)

@@ -1,0 +1,83 @@
+"""Quality and time of the default run, `python -m vardiu_pyro.fit`, over seeds.
+
+Runs the command once per seed, one after the other (each run gets the whole machine), and
+reports log-MMD, log-density, modes covered and wall-clock seconds per seed, with mean ± sd,
+against the targets of issue 2 (log-MMD <= -6.9, log-density >= -7.3, >= 39 of 40 modes,
+<= 15 minutes on a 2-core CPU).
+
+    python benchmarks/default_fit.py                       # seeds 0 1 2, writes docs/default_fit.{md,json}
+    python benchmarks/default_fit.py --seeds 0 --out /tmp/quick -- trainer.iterations=2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+KEYS = ("log_mmd", "log_density", "modes_covered", "total_seconds", "train_seconds")
+TARGETS = {"log_mmd": ("<=", -6.9), "log_density": (">=", -7.3), "modes_covered": (">=", 39),
+           "total_seconds": ("<=", 900)}
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return "unknown"
+
+
+def run(seed: int, run_dir: Path, overrides: list[str]) -> dict:
+    cmd = [sys.executable, "-m", "vardiu_pyro.fit", f"seed={seed}", f"hydra.run.dir={run_dir}",
+           "trainer.progress=false", *overrides]
+    print("$", " ".join(cmd[1:]), flush=True)
+    subprocess.run(cmd, check=True)
+    return json.loads((run_dir / "summary.json").read_text())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--out", default="docs", help="folder for default_fit.md / default_fit.json and the runs")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides passed to every run")
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    runs = {s: run(s, out / "runs" / f"default_seed{s}", args.overrides) for s in args.seeds}
+
+    lines = [f"# Default run: `python -m vardiu_pyro.fit {' '.join(args.overrides)}`".rstrip(), "",
+             f"{datetime.date.today()}, commit {git_commit()}, {platform.machine()} "
+             f"({platform.processor() or 'cpu'}), command `python benchmarks/default_fit.py "
+             f"{' '.join(sys.argv[1:])}`".rstrip(), "",
+             "| seed | log-MMD | log-density | modes | seconds (total) | seconds (training) |",
+             "|---:|---:|---:|---:|---:|---:|"]
+    for s, r in runs.items():
+        lines.append(f"| {s} | {r['log_mmd']:.3f} | {r['log_density']:.3f} | {r['modes_covered']} | "
+                     f"{r['total_seconds']:.0f} | {r['train_seconds']:.0f} |")
+    summary = {}
+    for k in KEYS:
+        vals = [float(r[k]) for r in runs.values()]
+        summary[k] = {"mean": statistics.mean(vals), "sd": statistics.stdev(vals) if len(vals) > 1 else 0.0,
+                      "worst": max(vals) if TARGETS.get(k, ("<=",))[0] == "<=" else min(vals)}
+    lines.append("| mean ± sd | " + " | ".join(
+        f"{summary[k]['mean']:.3f} ± {summary[k]['sd']:.3f}" if k != "modes_covered" else
+        f"{summary[k]['mean']:.1f} ± {summary[k]['sd']:.1f}" for k in KEYS[:3]) +
+        f" | {summary['total_seconds']['mean']:.0f} | {summary['train_seconds']['mean']:.0f} |")
+    lines += ["", "Targets (every seed): " + ", ".join(f"{k} {op} {v}" for k, (op, v) in TARGETS.items())]
+    met = {k: all((float(r[k]) <= v) if op == "<=" else (float(r[k]) >= v) for r in runs.values())
+           for k, (op, v) in TARGETS.items()}
+    lines.append("Met: " + ", ".join(f"{k}: {'yes' if ok else 'NO'}" for k, ok in met.items()))
+    text = "\n".join(lines) + "\n"
+    (out / "default_fit.md").write_text(text)
+    (out / "default_fit.json").write_text(json.dumps({"runs": runs, "summary": summary, "met": met,
+                                                      "argv": sys.argv[1:]}, indent=2, default=str))
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""Framework overhead: one VarDiU training step through pyro.infer.SVI against its plain-torch twin.
+
+Same networks (copies of one initialisation), same batch, same optimiser (Adam, per-network
+gradient-norm clipping at 10), same σ law and weight. Steps are timed in interleaved rounds
+(A B B A ...) so that machine noise hits both sides alike; the headline is the median over rounds
+of the per-round ratio SVI / twin, with its interquartile range.
+
+    python benchmarks/step_overhead.py                     # batch 256 and 1024
+    python benchmarks/step_overhead.py --batch-sizes 512 --width 256 --rounds 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import platform
+import statistics
+import time
+
+import pyro
+import torch
+from hydra import compose, initialize_config_module
+
+from vardiu_pyro.build import build_objective, build_problem
+from vardiu_pyro.torch_twin import TorchVarDiUStep
+
+
+def make_pair(batch_size: int, width: int, overrides: list[str]):
+    with initialize_config_module(version_base="1.3", config_module="vardiu_pyro.configs"):
+        cfg = compose("config", overrides=[f"trainer.batch_size={batch_size}", f"generator.width={width}",
+                                           f"guide.width={width}", "device=cpu", "optim.schedule=constant",
+                                           *overrides])
+    pyro.set_rng_seed(0)
+    pyro.clear_param_store()
+    pyro.enable_validation(bool(cfg.trainer.pyro_validation))  # as `python -m vardiu_pyro.fit` runs
+    problem = build_problem(cfg, torch.device("cpu"))
+    objective = build_objective(cfg, problem)
+    twin = TorchVarDiUStep(copy.deepcopy(problem.generator), copy.deepcopy(objective.guide), problem.teacher,
+                           problem.sigma_law, problem.weight, batch_size=batch_size, lr=cfg.optim.lr,
+                           max_grad_norm=cfg.optim.max_grad_norm, antithetic=cfg.objective.antithetic)
+    return objective, twin
+
+
+def time_steps(step, start: int, n: int) -> float:
+    tick = time.perf_counter()
+    for i in range(n):
+        step(start + i)
+    return (time.perf_counter() - tick) / n
+
+
+def measure(batch_size: int, width: int, rounds: int, steps: int, warmup: int, overrides: list[str]) -> dict:
+    objective, twin = make_pair(batch_size, width, overrides)
+    svi_step = objective.step
+    time_steps(svi_step, 0, warmup)
+    time_steps(twin, 0, warmup)
+    svi, torch_times, ratios = [], [], []
+    for r in range(rounds):
+        order = [("svi", svi_step), ("twin", twin)] if r % 2 == 0 else [("twin", twin), ("svi", svi_step)]
+        got = {name: time_steps(fn, warmup + r * steps, steps) for name, fn in order}
+        svi.append(got["svi"])
+        torch_times.append(got["twin"])
+        ratios.append(got["svi"] / got["twin"])
+    q = statistics.quantiles(ratios, n=4)
+    return {"batch_size": batch_size, "width": width, "rounds": rounds, "steps_per_round": steps,
+            "svi_ms": 1e3 * statistics.median(svi), "twin_ms": 1e3 * statistics.median(torch_times),
+            "ratio_median": statistics.median(ratios), "ratio_q1": q[0], "ratio_q3": q[2]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[256, 1024])
+    parser.add_argument("--width", type=int, default=256)
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=20, help="steps per side per round")
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--json", default=None, help="write the results here")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides for both sides, e.g. optim.lr=2e-3")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rows = [measure(b, args.width, args.rounds, args.steps, args.warmup, args.overrides) for b in args.batch_sizes]
+    meta = {"machine": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+            "torch": torch.__version__, "pyro": pyro.__version__}
+    print(f"SVI step vs plain-torch twin ({meta['threads']} threads, torch {meta['torch']}, pyro {meta['pyro']})")
+    print("| batch | width | SVI ms/step | torch ms/step | ratio (median) | IQR |")
+    print("|---:|---:|---:|---:|---:|---|")
+    for r in rows:
+        print(f"| {r['batch_size']} | {r['width']} | {r['svi_ms']:.2f} | {r['twin_ms']:.2f} | "
+              f"{r['ratio_median']:.3f} | {r['ratio_q1']:.3f}–{r['ratio_q3']:.3f} |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"meta": meta, "rows": rows}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
