@@ -115,4 +115,4 @@ def test_summary_only_for_2d_targets_with_a_guide():
     assert set(out) == {"bound_gap", "bound_gap_lower", "bound_gap_se", "bound_gap_per_sigma"}
     levels = [float(k) for k in out["bound_gap_per_sigma"]]
     assert levels == pytest.approx(torch.logspace(math.log10(0.5), math.log10(1.5), 5).tolist(), rel=1e-3)
-    assert all(v > 0 for v in out["bound_gap_per_sigma"].values())
+    assert all(set(v) == {"gap", "gap_lower", "se"} and v["gap"] > 0 for v in out["bound_gap_per_sigma"].values())
