@@ -8,6 +8,10 @@ the order rotated each round) and reported as medians and median ratios to the d
     python benchmarks/guides.py                       # the full benchmark: 4 families x 3 seeds, default budget
     python benchmarks/guides.py --quick               # a tiny budget, one seed: checks that it all runs
 
+The runs can be split over processes (``--seeds 0 --no-timing``, ``--seeds 1 --no-timing``, ... with
+the same ``--out``); a last ``python benchmarks/guides.py`` then reads them back and does the timing
+alone on the machine.
+
 Writes ``guides.md`` (the table) and ``guides.json`` (every run's summary and every timing) into
 ``--out`` (default ``docs/benchmarks``; ``outputs/benchmarks/guides-quick`` with ``--quick``).
 Runs are kept under ``<out>/runs/<family>/seed<k>``; a run whose ``summary.json`` exists is read
@@ -126,13 +130,14 @@ def table(records: list[dict], times: dict[str, list[float]], families: list[str
     for family in families:
         rs = [r for r in records if r["family"] == family]
         t = times.get(family, [])
-        ratio = (f"{statistics.median(a / b for a, b in zip(t, base)):.2f}" if base and t else "n/a")
+        ratio = f"{statistics.median(a / b for a, b in zip(t, base)):.2f}" if base and t else "n/a"
+        interleaved = f"{statistics.median(t):.4f}" if t else "n/a"
         lines.append(f"| {family} | {mean_sd([r['log_mmd'] for r in rs])} | {mean_sd([r['log_density'] for r in rs])} "
                      f"| {mean_sd([r['modes_covered'] for r in rs])} "
                      f"| {mean_sd([r['bound_gap_precise']['gap'] for r in rs])} "
                      f"[{mean_sd([r['bound_gap_precise']['gap_lower'] for r in rs])}] "
                      f"| {statistics.median(r['seconds_per_step'] for r in rs):.4f} "
-                     f"| {statistics.median(t):.4f} | {ratio} |" if rs and t else f"| {family} | (missing) |||||||")
+                     f"| {interleaved} | {ratio} |" if rs else f"| {family} | (missing) |||||||")
     lines += ["", "Mean ± sd over seeds; bound gap = E_π w(σ)(U − KL) at the final σ law, re-estimated from each "
               "checkpoint by importance sampling (`vardiu_pyro/bound_gap.py`; the true gap lies between the two "
               "estimates in expectation); s/step in fit = training seconds / iterations (median over seeds); "
@@ -150,6 +155,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (trainer.threads)")
     parser.add_argument("--rounds", type=int, default=None, help="timing rounds (default 20; 3 with --quick)")
     parser.add_argument("--steps", type=int, default=None, help="steps per family per round (default 50; 5 with --quick)")
+    parser.add_argument("--no-timing", action="store_true",
+                        help="skip the interleaved timing (for runs split over parallel processes: time in a final run)")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run, e.g. trainer.iterations=20000")
     args = parser.parse_args()
@@ -166,8 +173,10 @@ def main() -> None:
 
     gap_draws = (256, 64) if args.quick else (2048, 1024)
     records = quality_runs(args.families, seeds, overrides, out, progress=not args.no_progress, gap_draws=gap_draws)
-    print(f"timing: {rounds} rounds x {steps} steps per family, interleaved")
-    times = interleaved_step_times(args.families, overrides, rounds, steps, warmup=5)
+    times: dict[str, list[float]] = {}
+    if not args.no_timing:
+        print(f"timing: {rounds} rounds x {steps} steps per family, interleaved")
+        times = interleaved_step_times(args.families, overrides, rounds, steps, warmup=5)
 
     label = "QUICK (tiny budget; not results)" if args.quick else "default budget of `python -m vardiu_pyro.fit`"
     header = (f"# Guide families on MoG-40, exact teacher: {label}\n\n"
