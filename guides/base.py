@@ -16,10 +16,12 @@ import math
 from collections.abc import Callable, Sequence
 
 import pyro
+import pyro.distributions as dist
 import torch
 from torch import Tensor, nn
+from torch.distributions.transforms import ReshapeTransform
 
-__all__ = ["Guide", "pyro_guide", "NoiseConditioning"]
+__all__ = ["Guide", "pyro_guide", "NoiseConditioning", "with_event_shape"]
 
 
 class NoiseConditioning(nn.Module):
@@ -64,6 +66,14 @@ class Guide(nn.Module):
 
     def forward(self, x_t: Tensor, sigma: Tensor) -> pyro.distributions.TorchDistribution:
         raise NotImplementedError
+
+
+def with_event_shape(flat: dist.TorchDistribution, event_shape: Sequence[int]) -> dist.TorchDistribution:
+    """A distribution over flat vectors (event (D,)) seen with event shape ``event_shape`` (a reshape: same density)."""
+    event_shape = torch.Size(event_shape)
+    if flat.event_shape == event_shape:
+        return flat
+    return dist.TransformedDistribution(flat, [ReshapeTransform(flat.event_shape, event_shape)])
 
 
 def pyro_guide(guide: Guide, name: str = "guide") -> Callable[[Tensor, Tensor], Tensor]:

@@ -95,3 +95,25 @@ def make_problem(seed: int = 0, d: int = 2, D: int = 2):
     R = torch.randn(D, D, generator=g, dtype=torch.float64)
     S = R @ R.T * 0.5 + torch.eye(D, dtype=torch.float64)
     return A, b, mu, S
+
+
+def exact_posterior(A, b, sigma: float):
+    """p_θ(z | x_t) = N(M (x_t - b), C): returns (M, C)."""
+    d = A.shape[1]
+    C = torch.linalg.inv(torch.eye(d, dtype=A.dtype) + A.T @ A / sigma**2)
+    return C @ A.T / sigma**2, C
+
+
+def expected_posterior_kl(A, b, sigma: float, M_q, c_q, cov_q):
+    """The bound gap of an affine Gaussian guide q(z | x_t) = N(M_q x_t + c_q, cov_q), in closed form:
+
+        E_{x_t ~ N(b, AAᵀ + σ²I)} KL( N(M (x_t - b), C) || N(M_q x_t + c_q, cov_q) ).
+    The mean difference Δ = (M_q - M) x_t + c_q + M b is affine in x_t, so E ΔᵀPΔ = tr(P ΔM Σ ΔMᵀ) + μᵀPμ.
+    """
+    M, C = exact_posterior(A, b, sigma)
+    cov_x = A @ A.T + sigma**2 * torch.eye(A.shape[0], dtype=A.dtype)
+    P = torch.linalg.inv(cov_q)
+    dM = M_q - M
+    mu = dM @ b + c_q + M @ b
+    quad = torch.trace(P @ dM @ cov_x @ dM.T) + mu @ P @ mu
+    return 0.5 * (torch.trace(P @ C) + quad - A.shape[1] + torch.logdet(cov_q) - torch.logdet(C))
