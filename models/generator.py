@@ -22,7 +22,7 @@ class MLPGenerator(nn.Module):
     """
 
     def __init__(self, data_shape: Sequence[int], latent_dim: int | None = None, width: int = 256,
-                 depth: int = 3, activation: str = "silu", data_std: float = 1.0):
+                 depth: int = 3, activation: str = "relu", data_std: float = 1.0):
         super().__init__()
         self.data_shape = torch.Size(data_shape)
         self.latent_dim = int(latent_dim or math.prod(self.data_shape))

@@ -62,7 +62,7 @@ def test_default_config_is_the_documented_one():
 
 @pytest.mark.parametrize("overrides", [["target=mog9"], ["sigma=paper"], ["sigma=lognormal"],
                                        ["optim.schedule=constant", "objective.antithetic=false"],
-                                       ["generator.latent_dim=4", "guide.embedding=raw"]])
+                                       ["generator.latent_dim=4", "guide.embedding=log"]])
 def test_config_groups_build_and_step(overrides):
     cfg = config(*TINY, *overrides)
     problem = build_problem(cfg, torch.device("cpu"))

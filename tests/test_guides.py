@@ -313,7 +313,8 @@ def linear_problem():
 
 def test_full_gaussian_contains_the_exact_posterior_so_its_gap_is_zero():
     gen, (A, b, mu, S) = linear_problem()
-    guide = FullGaussianGuide((2,), (2,), data_std=2.0, width=8, depth=2, activation="relu").double()
+    guide = FullGaussianGuide((2,), (2,), data_std=2.0, width=8, depth=2, activation="relu",
+                              embedding="log").double()
     set_to_exact_posterior(guide, A, b, SIGMA)
     elbo = VarDiUELBO(GaussianTeacher(mu, S), PowerWeight(SIGMA, 2.0))
     t = elbo.terms(ForwardDiffusion(gen, FixedSigma(SIGMA).double()), pyro_guide(guide), 2000)
@@ -363,7 +364,7 @@ def test_trained_full_gaussian_closes_the_gap_the_diagonal_family_cannot():
     (["guide=full_gaussian"], FullGaussianGuide),
     (["guide=mixture", "guide.components=8"], MixtureGuide),
     (["guide=flow", "guide.layers=4"], FlowGuide),
-    (["guide=flow", "guide.coupling=affine", "guide.layers=2", "guide.embedding=raw"], FlowGuide),
+    (["guide=flow", "guide.coupling=affine", "guide.layers=2", "guide.embedding=log"], FlowGuide),
 ])
 def test_fit_with_every_family(overrides, cls, tmp_path):
     """``python -m vardiu_pyro.fit guide=<family>`` through the compose API, tiny budget; bound_gap in the summary."""
