@@ -9,17 +9,21 @@ README); the run directory holds ``metrics.jsonl``, ``summary.json``, ``samples.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
-import hydra
-import pyro
-import torch
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach the Hub: set before diffusers is imported
 
-from .build import build_objective, build_problem, resolve_device
-from .evaluation import Evaluator
-from .training import Trainer
+import hydra  # noqa: E402
+import pyro  # noqa: E402
+import torch  # noqa: E402
+from hydra.core.hydra_config import HydraConfig  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
+
+from .build import build_objective, build_problem, resolve_device  # noqa: E402
+from .evaluation import Evaluator  # noqa: E402
+from .teacher_metrics import evaluate_teacher  # noqa: E402
+from .training import Trainer  # noqa: E402
 
 __all__ = ["main", "fit"]
 
@@ -44,6 +48,8 @@ def fit(cfg: DictConfig, run_dir: str | Path) -> dict:
                       checkpoint_every=cfg.trainer.checkpoint_every, progress=cfg.trainer.progress, config=config)
     final = trainer.fit()
     summary = dict(final, device=str(device), reference=evaluator.reference_metrics, config=config)
+    if hasattr(problem.teacher, "sample"):  # a teacher that is not the target: its own quality is the ceiling
+        summary["teacher"] = evaluate_teacher(problem.teacher, evaluator)
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     print(format_summary(summary, run_dir))
     return summary
@@ -57,6 +63,10 @@ def format_summary(summary: dict, run_dir: Path) -> str:
         lines.append(f"  log-density    {summary['log_density']:8.3f}   (target samples: {ref.get('log_density', float('nan')):.3f})")
     if "modes_covered" in summary:
         lines.append(f"  modes covered  {summary['modes_covered']:8d}   (of {ref.get('modes_covered', '?')})")
+    if "teacher" in summary:
+        teacher = summary["teacher"]
+        how = f" ({teacher['solver']}, {teacher['nfe']} function evaluations)" if "nfe" in teacher else ""
+        lines.append(f"  teacher log-MMD {teacher['log_mmd']:7.3f}   (the teacher's own samples{how})")
     lines.append(f"  run directory  {run_dir}  (summary.json, metrics.jsonl, samples.png, metrics.png, checkpoint.safetensors)")
     return "\n".join(lines)
 
