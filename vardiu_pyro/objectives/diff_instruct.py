@@ -65,8 +65,12 @@ class DiffInstructLoss(ELBO):
         self.teacher, self.fake_score, self.weight = teacher, fake_score, weight
         self.last_terms: DiffInstructTerms | None = None
 
+    def _get_trace(self, model, guide, args, kwargs):
+        """The model's trace (sites ``sigma``, ``x0``, ``x_t``); there is no guide to trace."""
+        return poutine.trace(model).get_trace(*args, **kwargs), None
+
     def terms(self, model, guide, *args, **kwargs) -> DiffInstructTerms:
-        nodes = poutine.trace(model).get_trace(*args, **kwargs).nodes
+        nodes = self._get_trace(model, guide, args, kwargs)[0].nodes
         sigma, x0, x_t = nodes["sigma"]["value"], nodes["x0"]["value"], nodes["x_t"]["value"]
         weight = self.weight(sigma, kwargs.get("iteration", 0)).detach()
         with torch.no_grad():
