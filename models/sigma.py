@@ -15,7 +15,7 @@ from pyro.distributions.transforms import AffineTransform, ExpTransform, PowerTr
 from torch import Tensor, nn
 from torch.distributions.transforms import CumulativeDistributionTransform
 
-__all__ = ["Ramp", "SigmaLaw", "PowerLawSigma", "LogNormalSigma", "FixedSigma", "PowerWeight"]
+__all__ = ["Ramp", "SigmaLaw", "PowerLawSigma", "LogNormalSigma", "LogUniformSigma", "FixedSigma", "PowerWeight"]
 
 
 class Ramp:
@@ -109,6 +109,15 @@ class LogNormalSigma(SigmaLaw):
         hi = log_normal.cdf(zero + math.log(self.sigma_max))
         return dist.TransformedDistribution(
             dist.Uniform(lo, hi), [CumulativeDistributionTransform(log_normal).inv, ExpTransform()])
+
+
+class LogUniformSigma(SigmaLaw):
+    """log σ ~ U(log σ_min, log σ_max): equal mass per decade (a teacher's training law)."""
+
+    def distribution(self, iteration: int = 0) -> dist.TorchDistribution:
+        zero = self._anchor
+        return dist.TransformedDistribution(
+            dist.Uniform(zero + math.log(self.sigma_min), zero + math.log(self.sigma_max)), [ExpTransform()])
 
 
 class FixedSigma(SigmaLaw):

@@ -1,15 +1,31 @@
 """Teachers: the score of the noised data distribution, s_d(x_t, σ) = ∇ log p_d^σ(x_t).
 
 A teacher is frozen: it is never registered with Pyro and its parameters never require grad.
-``log_prob`` is available only when the teacher has a density (analytic targets); it lets the
-objective report the bound's value, and is ``None`` otherwise.
+``log_prob`` is available only when the teacher has a density (analytic targets, finite sample
+sets); it lets the objective report the bound's value.
+
+- ``ExactTeacher``: the exact noised score of an analytic target.
+- ``EmpiricalTeacher``: the exact score of a finite sample set convolved with N(0, σ²I).
+- ``LearnedTeacher``: Tweedie's score (D(x, σ) - x)/σ² of a trained denoiser (diffusers format).
+
+Teachers that are not the target itself also have ``sample(n)``: draws of the teacher's own clean
+distribution, so that its quality can be reported beside the student's.
 """
 
 from __future__ import annotations
 
+import math
+import os
+from pathlib import Path
+
+import torch
 from torch import Tensor, nn
 
-__all__ = ["Teacher", "ExactTeacher"]
+from .denoiser import EDMDenoiser
+from .sampling import SAMPLER_DEFAULTS, sample_teacher
+from .targets import mixture_logits, mixture_score
+
+__all__ = ["Teacher", "ExactTeacher", "EmpiricalTeacher", "LearnedTeacher", "load_denoiser"]
 
 
 class Teacher(nn.Module):
@@ -19,9 +35,14 @@ class Teacher(nn.Module):
     """
 
     has_log_prob: bool = False
+    event_shape: torch.Size  # shape of one data point
 
     def score(self, x_t: Tensor, sigma: Tensor) -> Tensor:
         raise NotImplementedError
+
+    def denoise(self, x_t: Tensor, sigma: Tensor) -> Tensor:
+        """Tweedie's posterior mean E[x0 | x_t] = x_t + σ² s(x_t, σ) (the teacher as a denoiser)."""
+        return x_t + sigma.reshape(-1, *([1] * (x_t.dim() - 1))).square() * self.score(x_t, sigma)
 
     def log_prob(self, x_t: Tensor, sigma: Tensor) -> Tensor:
         raise NotImplementedError(f"{type(self).__name__} has no log-density")
@@ -42,8 +63,129 @@ class ExactTeacher(Teacher):
         self.target = target
         self.freeze()
 
+    @property
+    def event_shape(self) -> torch.Size:
+        return torch.Size(self.target.event_shape)
+
     def score(self, x_t: Tensor, sigma: Tensor) -> Tensor:
         return self.target.score(x_t, sigma)
 
     def log_prob(self, x_t: Tensor, sigma: Tensor) -> Tensor:
         return self.target.log_prob(x_t, sigma)
+
+
+class EmpiricalTeacher(Teacher):
+    """The sample set {y_1, ..., y_N} convolved with N(0, σ²I): a mixture of N Gaussians N(y_j, σ²I).
+
+        log p^σ(x) = logsumexp_j [-|x - y_j|² / (2σ²)] - log N - (D/2) log(2πσ²)
+        s(x, σ)    = (Σ_j r_j(x) y_j - x) / σ²,   r = softmax_j(-|x - y_j|² / (2σ²))
+
+    Both are exact for the empirical distribution (the kernel density estimate with bandwidth σ);
+    computed from differences x - y_j and a softmax, so float32 stays stable at small σ far from
+    every point. The points are drawn once from ``target`` with their own seed.
+
+    :param target: anything with ``sample(n)``.
+    :param num_samples: N, the size of the sample set.
+    :param chunk_size: points of x processed at once (memory ∝ chunk_size · N).
+    """
+
+    has_log_prob = True
+
+    def __init__(self, target: nn.Module, num_samples: int = 2000, seed: int = 0, chunk_size: int = 1024):
+        super().__init__()
+        if num_samples < 1:
+            raise ValueError(f"teacher.num_samples must be >= 1, got {num_samples}")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            points = target.sample(int(num_samples))
+        self.register_buffer("points", points.flatten(1).contiguous())
+        self.register_buffer("log_weights", torch.full((len(points),), -math.log(len(points)), dtype=points.dtype))
+        self.event_shape = points.shape[1:]
+        self.chunk_size = int(chunk_size)
+        self.freeze()
+
+    def _chunks(self, fn, x: Tensor, sigma: Tensor) -> Tensor:
+        flat, var = x.flatten(1), sigma.reshape(-1, 1).square()
+        out = [fn(flat[i:i + self.chunk_size], self.points, self.log_weights, var[i:i + self.chunk_size])
+               for i in range(0, len(flat), self.chunk_size)]
+        return torch.cat(out)
+
+    def score(self, x_t: Tensor, sigma: Tensor) -> Tensor:
+        return self._chunks(mixture_score, x_t, sigma).view_as(x_t)
+
+    def log_prob(self, x_t: Tensor, sigma: Tensor) -> Tensor:
+        def log_density(x, points, log_weights, var):
+            return torch.logsumexp(mixture_logits(x, points, log_weights, var), -1)
+
+        return self._chunks(log_density, x_t, sigma)
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """n draws of the teacher's clean distribution: the sample set itself, resampled."""
+        idx = torch.randint(len(self.points), (n,), generator=generator, device=self.points.device)
+        return self.points[idx].view(n, *self.event_shape)
+
+
+def load_denoiser(path: str | os.PathLike) -> EDMDenoiser:
+    """Load an ``EDMDenoiser`` saved by ``save_pretrained`` from a local directory, offline.
+
+    The directory must exist locally (checked first) and diffusers is told ``local_files_only``, so
+    the Hub is never contacted. (The entry points also set ``HF_HUB_OFFLINE=1`` before importing
+    diffusers, which huggingface_hub reads only at import time.)
+    """
+    path = Path(path).expanduser()
+    if not (path / EDMDenoiser.config_name).is_file():
+        raise FileNotFoundError(f"teacher.path={str(path)!r}: no {EDMDenoiser.config_name} there (expected a "
+                                "directory written by `python -m vardiu_pyro.train_teacher` or save_pretrained)")
+    return EDMDenoiser.from_pretrained(str(path), local_files_only=True)
+
+
+class LearnedTeacher(Teacher):
+    """The score of a trained EDM denoiser:  s(x, σ) = (D(x, σ) - x) / σ²  (no log-density).
+
+    :param denoiser: an ``EDMDenoiser``.
+    :param target: the run's target, only to check that the shapes agree (may be None).
+    :param sampler: keyword arguments of ``vardiu_pyro.models.sampling.sample_teacher`` used by ``sample``
+        (e.g. ``{"num_steps": 32, "solver": "dpmsolver"}``).
+    """
+
+    def __init__(self, denoiser: EDMDenoiser, target: nn.Module | None = None, sampler: dict | None = None):
+        super().__init__()
+        if target is not None and hasattr(target, "event_shape") and torch.Size(target.event_shape) != denoiser.data_shape:
+            raise ValueError(f"teacher.path: the denoiser's data shape {tuple(denoiser.data_shape)} differs "
+                             f"from the target's {tuple(target.event_shape)}")
+        self.denoiser = denoiser
+        self.sampler = dict(sampler or {})
+        self.freeze()
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, target: nn.Module | None = None,
+                        sampler: dict | None = None) -> "LearnedTeacher":
+        """The teacher saved in ``path`` (a diffusers directory, e.g. a ``train_teacher`` run directory)."""
+        return cls(load_denoiser(path), target=target, sampler=sampler)
+
+    @property
+    def sigma_data(self) -> float:
+        return self.denoiser.sigma_data
+
+    @property
+    def event_shape(self) -> torch.Size:
+        return self.denoiser.data_shape
+
+    def denoise(self, x_t: Tensor, sigma: Tensor) -> Tensor:
+        return self.denoiser(x_t, sigma)
+
+    def score(self, x_t: Tensor, sigma: Tensor) -> Tensor:
+        return self.denoiser.score(x_t, sigma)
+
+    @property
+    def sampler_settings(self) -> dict:
+        """The sampler's settings: ``sampler``, else σ_min and σ_max the denoiser was trained on, else defaults."""
+        trained = {k: float(self.denoiser.config[k]) for k in ("sigma_min", "sigma_max")
+                   if self.denoiser.config.get(k) is not None}
+        chosen = {k: v for k, v in self.sampler.items() if v is not None}
+        return {**SAMPLER_DEFAULTS, **trained, **chosen}
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """n draws by many-step sampling of the probability-flow ODE (a diffusers EDM scheduler)."""
+        return sample_teacher(self, n, generator=generator, **self.sampler_settings)

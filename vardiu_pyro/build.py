@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, MissingMandatoryValue, OmegaConf
 
 from .evaluation import device_of
 from .objectives import Objective, Problem
@@ -41,6 +41,8 @@ def data_std_of(target, n: int = 10_000, seed: int = 0) -> float:
 def build_problem(cfg: DictConfig, device: torch.device) -> Problem:
     """Target, teacher, generator, σ law and weight, and factories for the guide and the optimiser."""
     target = instantiate(cfg.target).to(device)
+    if OmegaConf.is_missing(cfg.teacher, "path"):
+        raise MissingMandatoryValue("teacher.path is required: the directory of a trained teacher (train_teacher's run)")
     teacher = instantiate(cfg.teacher, _partial_=True)(target=target).to(device)
     data_shape = tuple(target.event_shape)
     data_std = data_std_of(target)

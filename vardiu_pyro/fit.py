@@ -9,18 +9,22 @@ README); the run directory holds ``metrics.jsonl``, ``summary.json``, ``samples.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
-import hydra
-import pyro
-import torch
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach the Hub: set before diffusers is imported
 
-from .bound_gap import bound_gap_summary
-from .build import build_objective, build_problem, resolve_device
-from .evaluation import Evaluator
-from .training import Trainer
+import hydra  # noqa: E402
+import pyro  # noqa: E402
+import torch  # noqa: E402
+from hydra.core.hydra_config import HydraConfig  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
+
+from .bound_gap import bound_gap_summary  # noqa: E402
+from .build import build_objective, build_problem, resolve_device  # noqa: E402
+from .evaluation import Evaluator  # noqa: E402
+from .teacher_metrics import evaluate_teacher  # noqa: E402
+from .training import Trainer  # noqa: E402
 
 __all__ = ["main", "fit"]
 
@@ -46,6 +50,8 @@ def fit(cfg: DictConfig, run_dir: str | Path) -> dict:
     final = trainer.fit()
     summary = dict(final, device=str(device), reference=evaluator.reference_metrics, config=config)
     summary.update(bound_gap_summary(objective, problem, iteration=trainer.iteration))  # 2-D targets with a guide
+    if hasattr(problem.teacher, "sample"):  # a teacher that is not the target: its own quality is the ceiling
+        summary["teacher"] = evaluate_teacher(problem.teacher, evaluator)
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     print(format_summary(summary, run_dir))
     return summary
@@ -61,6 +67,10 @@ def format_summary(summary: dict, run_dir: Path) -> str:
         lines.append(f"  modes covered  {summary['modes_covered']:8d}   (of {ref.get('modes_covered', '?')})")
     if "bound_gap" in summary:
         lines.append(f"  bound gap      {summary['bound_gap']:8.3f}   (± {summary['bound_gap_se']:.3f}; E w(σ) (U - KL), 0 for the exact posterior)")
+    if "teacher" in summary:
+        teacher = summary["teacher"]
+        how = f" ({teacher['solver']}, {teacher['nfe']} function evaluations)" if "nfe" in teacher else ""
+        lines.append(f"  teacher log-MMD {teacher['log_mmd']:7.3f}   (the teacher's own samples{how})")
     lines.append(f"  run directory  {run_dir}  (summary.json, metrics.jsonl, samples.png, metrics.png, checkpoint.safetensors)")
     return "\n".join(lines)
 

@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-__all__ = ["plot_samples", "plot_metrics"]
+__all__ = ["plot_samples", "plot_metrics", "plot_score_error"]
 
 
 def _density_grid(target, lim: tuple[float, float], n: int = 300):
@@ -67,6 +67,22 @@ def plot_metrics(path: str | Path, records: Sequence[dict], keys: Sequence[str] 
             ax.legend(loc="best", fontsize=8)
         ax.set(xlabel="seconds", title=key)
         ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_score_error(path: str | Path, rows: Sequence[dict]) -> Path | None:
+    """Relative error of a teacher's score against the exact score, against σ (log-log)."""
+    if not rows:
+        return None
+    fig, ax = plt.subplots(figsize=(5.0, 3.6))
+    ax.loglog([r["sigma"] for r in rows], [r["relative_error"] for r in rows], marker="o", ms=4)
+    for level in (0.1, 1.0):
+        ax.axhline(level, ls="--", c="gray", lw=0.8)
+    ax.set(xlabel="σ", ylabel="relative error of the score", title="teacher score vs exact score")
+    ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

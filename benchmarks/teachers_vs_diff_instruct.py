@@ -1,0 +1,254 @@
+"""VarDiU against Diff-Instruct on MoG-40, with the exact and with a learned teacher.
+
+For each teacher (exact noised score; an EDM denoiser trained by ``vardiu_pyro.train_teacher``)
+and each method (VarDiU with the Gaussian guide; Diff-Instruct with K = 1, 5, 10 fake-score steps
+per generator step), over seeds, two budgets:
+
+- equal generator iterations: every method runs ``--iterations`` generator steps;
+- equal wall-clock: every method gets the number of iterations that fits in ``--seconds`` of
+  training time on this machine. The cost of one iteration of each (teacher, method) is measured
+  first, A/B interleaved in one process (medians of rounds), so that machine load hits all alike.
+  Each run then follows its full schedules (σ law, weight, learning rate) within its own budget.
+
+All runs share the configuration of ``python -m vardiu_pyro.fit`` (σ law, weight, batch, antithetic
+pairs, generator, optimiser); only ``objective`` (and ``teacher``) differ. Reported per row: final
+log-MMD, log-density and modes covered (EMA generator, 10,000 samples), mean over seeds with a 95%
+t-interval, plus iterations and training seconds. The learned teacher's own many-step log-MMD
+(DPM-Solver, 32 function evaluations) is the ceiling of its rows.
+
+    python benchmarks/teachers_vs_diff_instruct.py --quick                 # minutes: checks the pipeline
+    python benchmarks/teachers_vs_diff_instruct.py --out docs/teachers_vs_diff_instruct
+    python benchmarks/teachers_vs_diff_instruct.py --teacher-dir outputs/teachers/DATE/TIME --jobs 2
+
+Writes ``results.md`` and ``results.json`` into ``--out`` (and every run's directory under it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import multiprocessing
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import pyro  # noqa: E402
+import torch  # noqa: E402
+from hydra import compose, initialize_config_module  # noqa: E402
+
+METHODS = {  # name -> Hydra overrides
+    "VarDiU (Gaussian guide)": ["objective=vardiu", "guide=gaussian"],
+    "Diff-Instruct K=1": ["objective=diff_instruct", "objective.inner_steps=1"],
+    "Diff-Instruct K=5": ["objective=diff_instruct", "objective.inner_steps=5"],
+    "Diff-Instruct K=10": ["objective=diff_instruct", "objective.inner_steps=10"],
+}
+METRICS = ("log_mmd", "log_density", "modes_covered")
+T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+
+QUICK = {"iterations": 40, "seconds": 4.0, "seeds": [0, 1], "extra": [
+    "trainer.eval_samples=2000", "trainer.batch_size=128", "generator.width=64", "guide.width=64",
+    "objective.fake_score.width=64"], "teacher": [
+    "trainer.iterations=200", "trainer.eval_every=200", "trainer.batch_size=256", "trainer.eval_samples=2000",
+    "denoiser.width=64", "score_error.num_samples=1024"]}
+
+
+def compose_config(name: str, overrides: list[str]):
+    with initialize_config_module(version_base="1.3", config_module="vardiu_pyro.configs"):
+        return compose(name, overrides=overrides)
+
+
+def method_overrides(method: str, extra: list[str]) -> list[str]:
+    """Overrides of one method; keys of other objectives (e.g. objective.fake_score.*) are dropped."""
+    objective = "diff_instruct" if "diff_instruct" in " ".join(METHODS[method]) else "vardiu"
+    kept = [o for o in extra if not (o.startswith("objective.fake_score") and objective != "diff_instruct")]
+    return [*METHODS[method], *kept]
+
+
+def teacher_overrides(teacher_dir: Path | None) -> list[str]:
+    return ["teacher=exact"] if teacher_dir is None else ["teacher=learned", f"teacher.path={teacher_dir}"]
+
+
+# ---------------------------------------------------------------- the learned teacher
+def train_teacher(out: Path, overrides: list[str]) -> Path:
+    from vardiu_pyro.train_teacher import train_teacher as train
+
+    run_dir = out / "teacher"
+    if not (run_dir / "summary.json").exists():
+        train(compose_config("train_teacher", ["trainer.progress=false", *overrides]), run_dir)
+    return run_dir
+
+
+# ---------------------------------------------------------------- cost of one iteration, interleaved
+def step_costs(settings: list[tuple[str, Path | None]], extra: list[str], rounds: int = 7, steps: int = 5) -> dict:
+    """Median seconds per training iteration of each (method, teacher), measured round-robin."""
+    from vardiu_pyro.build import build_objective, build_problem
+
+    pyro.enable_validation(False)  # as in the runs (trainer.pyro_validation=false)
+    objectives = {}
+    for method, teacher_dir in settings:
+        cfg = compose_config("config", [*teacher_overrides(teacher_dir), *method_overrides(method, extra),
+                                        "trainer.iterations=1000", "device=cpu"])
+        objective = build_objective(cfg, build_problem(cfg, torch.device("cpu")))
+        objective.step(0)  # warm-up
+        objectives[(method, teacher_dir)] = objective
+    times = {key: [] for key in objectives}
+    for _ in range(rounds):
+        for key, objective in objectives.items():
+            pyro.clear_param_store()  # each objective registers "generator": let the one stepped now own the name
+            tick = time.perf_counter()
+            for i in range(steps):
+                objective.step(i)
+            times[key].append((time.perf_counter() - tick) / steps)
+    return {key: statistics.median(t) for key, t in times.items()}
+
+
+# ---------------------------------------------------------------- one run
+def run_one(job: dict) -> dict:
+    """One fit in this process (called in worker processes with --jobs > 1)."""
+    if job["threads"]:
+        torch.set_num_threads(job["threads"])
+    from vardiu_pyro.fit import fit
+
+    run_dir = Path(job["run_dir"])
+    if (run_dir / "summary.json").exists():  # resumable: finished runs are kept
+        summary = json.loads((run_dir / "summary.json").read_text())
+    else:
+        iterations = job["iterations"]
+        cfg = compose_config("config", [*job["overrides"], f"seed={job['seed']}", f"trainer.iterations={iterations}",
+                                        f"trainer.eval_every={iterations}", "trainer.progress=false"])
+        summary = fit(cfg, run_dir)
+    return {**{k: job[k] for k in ("teacher", "method", "budget", "seed", "iterations")},
+            **{k: summary[k] for k in (*METRICS, "train_seconds", "total_seconds")},
+            "teacher_metrics": summary.get("teacher")}
+
+
+def interval(values: list[float]) -> tuple[float, float, float]:
+    """(mean, sd, half-width of the 95% t-interval)."""
+    mean = statistics.mean(values)
+    if len(values) < 2:
+        return mean, math.nan, math.nan
+    sd = statistics.stdev(values)
+    return mean, sd, T95.get(len(values) - 1, 1.96) * sd / math.sqrt(len(values))
+
+
+def table(results: list[dict], ceilings: dict) -> list[str]:
+    lines = ["| teacher | method | budget | iterations | training s | log-MMD | log-density | modes covered |",
+             "|---|---|---|---:|---:|---:|---:|---:|"]
+    groups: dict[tuple, list[dict]] = {}
+    for r in results:
+        groups.setdefault((r["teacher"], r["budget"], r["method"]), []).append(r)
+    for teacher in dict.fromkeys(r["teacher"] for r in results):
+        if teacher in ceilings:
+            c = ceilings[teacher]
+            lines.append(f"| {teacher} | the teacher itself ({c['solver']}, {c['nfe']} NFE): ceiling | | | | "
+                         f"{c['log_mmd']:.2f} | {c['log_density']:.2f} | {c['modes_covered']} |")
+        for (t, budget, method), rows in groups.items():
+            if t != teacher:
+                continue
+            cells = []
+            for key in METRICS:
+                mean, _, half = interval([float(r[key]) for r in rows])
+                digits = 1 if key == "modes_covered" else 2
+                cells.append(f"{mean:.{digits}f} ± {half:.{digits}f}" if not math.isnan(half) else f"{mean:.{digits}f}")
+            its = statistics.median(r["iterations"] for r in rows)
+            secs = statistics.mean(r["train_seconds"] for r in rows)
+            lines.append(f"| {teacher} | {method} | {budget} | {its:.0f} | {secs:.0f} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return "unknown"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="tiny budgets, 2 seeds: checks the pipeline only")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--iterations", type=int, default=10_000, help="the equal-iterations budget")
+    parser.add_argument("--seconds", type=float, default=300.0, help="the equal-wall-clock budget (training s)")
+    parser.add_argument("--teacher-dir", type=Path, default=None,
+                        help="a train_teacher run directory (default: train one into OUT/teacher)")
+    parser.add_argument("--teachers", nargs="+", default=["exact", "learned"], choices=["exact", "learned"])
+    parser.add_argument("--jobs", type=int, default=1, help="runs in parallel (each with --threads threads)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads per run (default: 1 if jobs > 1)")
+    parser.add_argument("--out", type=Path, default=Path("outputs/benchmarks/teachers_vs_diff_instruct"))
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides passed to every distillation run")
+    args = parser.parse_args()
+    extra, teacher_extra = list(args.overrides), []
+    if args.quick:
+        args.iterations, args.seconds = QUICK["iterations"], QUICK["seconds"]
+        args.seeds = args.seeds if args.seeds != [0, 1, 2] else QUICK["seeds"]
+        extra, teacher_extra = [*QUICK["extra"], *extra], QUICK["teacher"]
+    threads = args.threads or (1 if args.jobs > 1 else None)
+    if threads:
+        torch.set_num_threads(threads)  # the cost of an iteration is measured as the runs will see it
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    teachers: dict[str, Path | None] = {}
+    ceilings: dict[str, dict] = {}
+    if "exact" in args.teachers:
+        teachers["exact"] = None
+    if "learned" in args.teachers:
+        teacher_dir = args.teacher_dir or train_teacher(args.out, teacher_extra)
+        teachers["learned"] = teacher_dir.resolve()
+        print(f"learned teacher: {teacher_dir}", flush=True)
+
+    settings = [(m, d) for d in teachers.values() for m in METHODS]
+    print("measuring the cost of one iteration of each method (interleaved) ...", flush=True)
+    costs = step_costs(settings, extra)
+    name_of = {d: t for t, d in teachers.items()}
+    for (m, d), c in costs.items():
+        print(f"  {name_of[d]:8s} {m:26s} {1e3 * c:8.1f} ms/iteration", flush=True)
+
+    jobs = []
+    for teacher, teacher_dir in teachers.items():
+        for method in METHODS:
+            budgets = {f"{args.iterations} iterations": args.iterations,
+                       f"{args.seconds:g} s": max(2, int(args.seconds / costs[(method, teacher_dir)]))}
+            for budget, iterations in budgets.items():
+                for seed in args.seeds:
+                    slug = f"{teacher}_{method.split()[0].lower()}{method.split('=')[-1] if '=' in method else ''}"
+                    run_dir = args.out / "runs" / f"{slug}_{budget.replace(' ', '')}_seed{seed}"
+                    jobs.append({"teacher": teacher, "method": method, "budget": budget, "seed": seed,
+                                 "iterations": iterations, "run_dir": str(run_dir), "threads": threads,
+                                 "overrides": [*teacher_overrides(teacher_dir), *method_overrides(method, extra),
+                                               "device=cpu"]})
+    print(f"{len(jobs)} runs", flush=True)
+    if args.jobs > 1:
+        with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            results = list(pool.map(run_one, jobs))
+    else:
+        results = [run_one(job) for job in jobs]
+    for r in results:  # the teacher's own samples, scored by the same evaluator as the students
+        if r["teacher"] == "learned" and r["teacher_metrics"]:
+            ceilings["learned"] = r["teacher_metrics"]
+
+    header = ["# VarDiU vs Diff-Instruct on MoG-40, exact and learned teacher", "",
+              f"{datetime.date.today()}, commit {git_commit()}, {platform.machine()} ({platform.processor() or 'cpu'}), "
+              f"torch threads per run: {threads or torch.get_num_threads()}, jobs: {args.jobs}", "",
+              f"Command: `python benchmarks/teachers_vs_diff_instruct.py {' '.join(sys.argv[1:])}`".rstrip(), "",
+              f"Seeds {args.seeds}; mean ± half-width of the 95% t-interval over seeds. Equal wall-clock: each "
+              "method gets the iterations that fit in the budget at its measured cost per iteration:", ""]
+    header += [f"- {name_of[d]} teacher, {m}: {1e3 * c:.1f} ms/iteration" for (m, d), c in costs.items()]
+    text = "\n".join([*header, "", *table(results, ceilings)]) + "\n"
+    (args.out / "results.md").write_text(text)
+    (args.out / "results.json").write_text(json.dumps(
+        {"argv": sys.argv[1:], "costs_ms": {f"{name_of[d]} / {m}": 1e3 * c for (m, d), c in costs.items()},
+         "ceilings": ceilings, "runs": results}, indent=2))
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
