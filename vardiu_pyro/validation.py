@@ -17,6 +17,8 @@ configuration matches the run's.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -225,8 +227,9 @@ def check_command_line(args: Sequence[str], config_name: str = "config") -> None
     from hydra.errors import HydraException
 
     try:
-        parsed = get_args_parser().parse_args(list(args))
-    except SystemExit:  # argparse has already printed its usage error; Hydra will again
+        with contextlib.redirect_stderr(io.StringIO()):
+            parsed = get_args_parser().parse_args(list(args))
+    except SystemExit:  # a usage error: Hydra reports it (once) when it parses the same line
         return
     if (parsed.help or parsed.hydra_help or parsed.shell_completion or parsed.config_path or parsed.config_dir
             or parsed.info or parsed.experimental_rerun):
