@@ -3,13 +3,18 @@
 With no arguments: the exact MoG-40 teacher, VarDiU with the diagonal-Gaussian guide, on the
 CPU (or CUDA when available). Every option is a Hydra override (see ``configs/`` and the
 README); the run directory holds ``metrics.jsonl``, ``summary.json``, ``samples.png``,
-``metrics.png`` and ``checkpoint.safetensors``.
+``metrics.png`` and ``checkpoint.safetensors`` (and ``checkpoint.prev.safetensors``).
+
+``trainer.resume=RUN_DIR`` continues an interrupted run in RUN_DIR, exactly, with that run's own
+configuration. Invalid settings are rejected before any work with one line and exit status 2;
+SIGINT/SIGTERM checkpoint and exit with 130/143 and the command that resumes.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach the Hub: set before diffusers is imported
@@ -24,13 +29,35 @@ from .bound_gap import bound_gap_summary  # noqa: E402
 from .build import build_objective, build_problem, resolve_device  # noqa: E402
 from .evaluation import Evaluator  # noqa: E402
 from .teacher_metrics import evaluate_teacher  # noqa: E402
-from .training import Trainer  # noqa: E402
+from .interrupt import TrainingInterrupted  # noqa: E402
+from .resume import check_compatible, load_resume_state, resumed_config  # noqa: E402
+from .training import TooManySkippedSteps, Trainer  # noqa: E402
+from .validation import ConfigError, check_command_line, validate_config, validate_problem  # noqa: E402
 
 __all__ = ["main", "fit"]
 
 
-def fit(cfg: DictConfig, run_dir: str | Path) -> dict:
-    """Train as configured, write the run's files into ``run_dir``, return the summary."""
+def fit(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
+    """Train as configured, write the run's files into ``run_dir``, return the summary.
+
+    With ``cfg.trainer.resume`` set, the run continues in that directory (``run_dir`` may then be
+    omitted) from its newest usable checkpoint; ``cfg`` must be the run's own configuration up to
+    the keys in ``vardiu_pyro.resume.RESUMABLE_KEYS``. Raises ``ConfigError`` (a ``ValueError``)
+    on invalid settings, before any work.
+    """
+    validate_config(cfg)
+    config = OmegaConf.to_container(cfg, resolve=True)
+    state = None
+    if cfg.trainer.resume:
+        resume_dir = Path(cfg.trainer.resume)
+        if run_dir is not None and Path(run_dir).resolve() != resume_dir.resolve():
+            raise ConfigError(f"trainer.resume={resume_dir}: a resumed run continues in its own directory, "
+                              f"not in {run_dir}")
+        state = load_resume_state(resume_dir)
+        check_compatible(json.loads(state["config"]), config, resume_dir)
+        run_dir = resume_dir
+    if run_dir is None:
+        raise ValueError("fit() needs a run directory (or trainer.resume)")
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(cfg.device)
@@ -38,15 +65,19 @@ def fit(cfg: DictConfig, run_dir: str | Path) -> dict:
         torch.set_num_threads(int(cfg.trainer.threads))
     pyro.enable_validation(bool(cfg.trainer.pyro_validation))
     pyro.set_rng_seed(int(cfg.seed))
-    config = OmegaConf.to_container(cfg, resolve=True)
 
     problem = build_problem(cfg, device)
+    validate_problem(problem)
     objective = build_objective(cfg, problem)
     evaluator = Evaluator(problem.target, num_samples=cfg.trainer.eval_samples,
                           bandwidths=list(cfg.trainer.mmd_bandwidths))
     trainer = Trainer(objective, evaluator, run_dir, iterations=cfg.trainer.iterations,
                       eval_every=cfg.trainer.eval_every, ema_decay=cfg.trainer.ema_decay,
-                      checkpoint_every=cfg.trainer.checkpoint_every, progress=cfg.trainer.progress, config=config)
+                      checkpoint_every=cfg.trainer.checkpoint_every,
+                      max_consecutive_skips=cfg.trainer.max_consecutive_skips,
+                      progress=cfg.trainer.progress, config=config)
+    if state is not None:
+        trainer.load_state_dict(state)
     final = trainer.fit()
     summary = dict(final, device=str(device), reference=evaluator.reference_metrics, config=config)
     summary.update(bound_gap_summary(objective, problem, iteration=trainer.iteration))  # 2-D targets with a guide
@@ -71,14 +102,42 @@ def format_summary(summary: dict, run_dir: Path) -> str:
         teacher = summary["teacher"]
         how = f" ({teacher['solver']}, {teacher['nfe']} function evaluations)" if "nfe" in teacher else ""
         lines.append(f"  teacher log-MMD {teacher['log_mmd']:7.3f}   (the teacher's own samples{how})")
+    if summary.get("skipped_steps"):
+        lines.append(f"  skipped steps  {summary['skipped_steps']:8d}   (non-finite loss or gradient; nothing stepped)")
     lines.append(f"  run directory  {run_dir}  (summary.json, metrics.jsonl, samples.png, metrics.png, checkpoint.safetensors)")
     return "\n".join(lines)
 
 
+def _exit(message: str, code: int) -> None:
+    print(f"vardiu-pyro: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
 @hydra.main(version_base="1.3", config_path="pkg://vardiu_pyro.configs", config_name="config")
-def main(cfg: DictConfig) -> float:
-    summary = fit(cfg, HydraConfig.get().runtime.output_dir)
+def hydra_main(cfg: DictConfig) -> float:
+    """One run (or one job of a multirun): resume or start, report failures without a traceback."""
+    try:
+        if cfg.trainer.resume:
+            cfg = resumed_config(cfg, HydraConfig.get().overrides.task)
+            summary = fit(cfg)
+        else:
+            summary = fit(cfg, HydraConfig.get().runtime.output_dir)
+    except ConfigError as e:
+        _exit(f"error: {e}", 2)
+    except TrainingInterrupted as e:
+        _exit(str(e), e.exit_code)
+    except TooManySkippedSteps as e:
+        _exit(f"error: {e}", 1)
     return summary["log_mmd"]
+
+
+def main() -> None:
+    """The command line: check it first (one-line errors, exit status 2), then let Hydra run it."""
+    try:
+        check_command_line(sys.argv[1:])
+    except ConfigError as e:
+        _exit(f"error: {e}", 2)
+    hydra_main()
 
 
 if __name__ == "__main__":

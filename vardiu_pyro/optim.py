@@ -8,6 +8,12 @@ gradient (``torch.nn.utils.clip_grad_norm_(net.parameters(), 10)``): that preser
 direction of the gradient of the network, which per-element or per-tensor clipping does not.
 This class does exactly that, and keeps Pyro's interface (``__call__(params)``,
 ``get_state``/``set_state``) so that ``SVI`` can drive it.
+
+It is also the non-finite guard: it sees every gradient of every network before any of them is
+stepped, so when one is NaN/Inf (or no gradient arrived at all, which is how an objective drops a
+step whose loss was non-finite) it steps nothing: parameters, moments, step counters and the
+learning-rate schedule stay as they were, and ``last_step_skipped`` is set for the objective to
+report.
 """
 
 from __future__ import annotations
@@ -35,6 +41,12 @@ def lr_factor(step: int, schedule: str, iterations: int, warmup: int = 0, end_fa
     if schedule == "cosine":
         return end_factor + (1 - end_factor) * 0.5 * (1 + math.cos(math.pi * t))
     return 1.0 - (1.0 - end_factor) * t  # linear
+
+
+def _all_finite(norms: Iterable[torch.Tensor]) -> bool:
+    """Whether every gradient norm is finite (a NaN or Inf anywhere in a gradient makes its norm so)."""
+    norms = list(norms)
+    return bool(torch.stack([n.to(norms[0].device) for n in norms]).isfinite().all())  # one device sync
 
 
 class PerNetworkOptim(PyroOptim):
@@ -75,8 +87,9 @@ class PerNetworkOptim(PyroOptim):
         }
         self.base_lrs = {name: opt.param_groups[0]["lr"] for name, opt in self.optimizers.items()}
         self._owned = {p for params in self.params.values() for p in params}
-        self.num_steps = 0
+        self.num_steps = 0  # steps taken (skipped ones excluded): the learning-rate schedule's clock
         self.last_grad_norms: dict[str, torch.Tensor] = {}  # before clipping; tensors, to avoid a device sync
+        self.last_step_skipped = False
 
     def current_lr_factor(self) -> float:
         return lr_factor(self.num_steps, self.schedule, self.iterations, self.warmup, self.end_factor)
@@ -89,17 +102,22 @@ class PerNetworkOptim(PyroOptim):
                 f"SVI captured {len(stray)} parameter(s) that belong to none of the networks "
                 f"{sorted(self.networks)}: Pyro's global param store holds stale entries under the same "
                 "names (from another model in this process). Call pyro.clear_param_store() first.")
-        factor = self.current_lr_factor()
-        for name, optimizer in self.optimizers.items():
-            group = self.params[name]
-            if self.max_grad_norm is not None:
-                self.last_grad_norms[name] = nn.utils.clip_grad_norm_(group, self.max_grad_norm, foreach=True)
-            for g in optimizer.param_groups:
-                g["lr"] = self.base_lrs[name] * factor
-            optimizer.step()
+        self.last_grad_norms = {name: nn.utils.get_total_norm([p.grad for p in group if p.grad is not None], foreach=True)
+                                for name, group in self.params.items() if any(p.grad is not None for p in group)}
+        self.last_step_skipped = not self.last_grad_norms or not _all_finite(self.last_grad_norms.values())
+        if not self.last_step_skipped:
+            factor = self.current_lr_factor()
+            for name, optimizer in self.optimizers.items():
+                group = self.params[name]
+                if self.max_grad_norm is not None and name in self.last_grad_norms:
+                    nn.utils.clip_grads_with_norm_(group, self.max_grad_norm, self.last_grad_norms[name], foreach=True)
+                for g in optimizer.param_groups:
+                    g["lr"] = self.base_lrs[name] * factor
+                optimizer.step()
+            self.num_steps += 1
+        for group in self.params.values():
             for p in group:  # SVI's zero_grads then skips these instead of allocating zeros
                 p.grad = None
-        self.num_steps += 1
 
     def get_state(self) -> dict:
         return {"num_steps": self.num_steps,

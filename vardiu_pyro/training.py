@@ -1,4 +1,11 @@
-"""The training loop: generic over objectives (it only calls ``objective.step``)."""
+"""The training loop: generic over objectives (it only calls ``objective.step``).
+
+Reliability lives here too, without any branch on the method: a step the objective reports as
+``skipped`` (non-finite loss or gradient; nothing was stepped) is counted and leaves the EMA
+alone, and too many in a row stop the run; SIGINT/SIGTERM stop it after a checkpoint; and
+``state_dict``/``load_state_dict`` carry everything needed to continue a run exactly
+(``vardiu_pyro.resume``).
+"""
 
 from __future__ import annotations
 
@@ -11,15 +18,19 @@ import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
-from .checkpoint import save_checkpoint
 from .evaluation import Evaluator
+from .interrupt import StopSignals, TrainingInterrupted
 from .objectives import Objective
 from .plotting import plot_metrics, plot_samples
+from .resume import CHECKPOINT, METRICS, rng_state, save_run_checkpoint, set_rng_state, write_metrics
 
-__all__ = ["Trainer"]
+__all__ = ["Trainer", "TooManySkippedSteps", "CHECKPOINT", "METRICS", "WALL_CLOCK_KEYS"]
 
-CHECKPOINT = "checkpoint.safetensors"
-METRICS = "metrics.jsonl"
+WALL_CLOCK_KEYS = ("seconds", "train_seconds", "total_seconds")  # the only record fields a resumed run may change
+
+
+class TooManySkippedSteps(RuntimeError):
+    """Training stopped because too many consecutive steps had a non-finite loss or gradient."""
 
 
 class Trainer:
@@ -27,77 +38,153 @@ class Trainer:
 
     Evaluations (every ``eval_every`` iterations and at the end) use the exponential moving
     average of the generator's weights when ``ema_decay > 0`` (else the generator itself); each
-    one appends a line to ``metrics.jsonl``.
+    one appends a line to ``metrics.jsonl``. Checkpoints go to ``checkpoint.safetensors`` every
+    ``checkpoint_every`` iterations (0: at the end only), the one before kept as
+    ``checkpoint.prev.safetensors``; no checkpoint is written while steps are being skipped, so the
+    last one is always from a healthy step. After ``max_consecutive_skips`` skipped steps in a row
+    the run stops with ``TooManySkippedSteps``; on SIGINT/SIGTERM it checkpoints and raises
+    ``TrainingInterrupted``.
     """
 
     def __init__(self, objective: Objective, evaluator: Evaluator, run_dir: str | Path, iterations: int,
                  eval_every: int = 5000, ema_decay: float = 0.0, checkpoint_every: int = 0,
-                 progress: bool = True, config: dict | None = None):
+                 max_consecutive_skips: int = 20, progress: bool = True, config: dict | None = None):
         self.objective, self.evaluator = objective, evaluator
         self.run_dir = Path(run_dir)
         self.iterations, self.eval_every = int(iterations), int(eval_every)
         self.checkpoint_every, self.progress, self.config = int(checkpoint_every), progress, config
+        self.max_consecutive_skips = int(max_consecutive_skips)
         generator = objective.generator
         self.ema = (AveragedModel(generator, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
                     if ema_decay > 0 else None)
         self.iteration = 0
         self.records: list[dict] = []
+        self.pending_losses: list[float] = []  # losses of the steps taken since the last evaluation
+        self.skipped_steps = 0
+        self.consecutive_skips = 0
+        self.train_seconds = 0.0  # time inside objective steps, over all sessions of the run
+        self._clock_start = time.perf_counter()  # so that ``seconds`` counts the earlier sessions too
+        self._checkpoint: tuple[int, Path] | None = None  # (iteration, path) of the last checkpoint written
 
     @property
     def sampling_generator(self) -> torch.nn.Module:
         """The generator used for evaluation and samples: the EMA when there is one."""
         return self.ema.module if self.ema is not None else self.objective.generator
 
+    @property
+    def seconds(self) -> float:
+        """Wall-clock seconds of the run so far, evaluations and earlier sessions included."""
+        return time.perf_counter() - self._clock_start
+
     def state_dict(self) -> dict:
+        """Everything a resumed run needs to continue exactly as this one would have."""
         return {"iteration": self.iteration, "objective": self.objective.state_dict(),
                 "ema": self.ema.state_dict() if self.ema is not None else None,
-                "config": json.dumps(self.config) if self.config is not None else None}
+                "config": json.dumps(self.config) if self.config is not None else None,
+                "records": self.records, "pending_losses": self.pending_losses,
+                "skipped_steps": self.skipped_steps, "consecutive_skips": self.consecutive_skips,
+                "clock": {"seconds": self.seconds, "train_seconds": self.train_seconds},
+                "rng": rng_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from ``state``; the random states are restored last, after everything that draws."""
+        self.objective.load_state_dict(state["objective"])
+        if (state["ema"] is None) != (self.ema is None):
+            raise ValueError("the checkpoint and this trainer disagree on whether there is an EMA")
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
+        self.iteration = int(state["iteration"])
+        self.records = [dict(r) for r in state["records"]]
+        self.pending_losses = [float(x) for x in state["pending_losses"]]
+        self.skipped_steps, self.consecutive_skips = int(state["skipped_steps"]), int(state["consecutive_skips"])
+        self.train_seconds = float(state["clock"]["train_seconds"])
+        self._clock_start = time.perf_counter() - float(state["clock"]["seconds"])
+        set_rng_state(state["rng"])
 
     def save_checkpoint(self) -> Path:
-        return save_checkpoint(self.run_dir / CHECKPOINT, self.state_dict())
+        path = save_run_checkpoint(self.run_dir, self.state_dict())
+        self._checkpoint = (self.iteration, path)
+        return path
 
-    def _evaluate(self, start: float, train_seconds: float, losses: list[float]) -> dict:
-        record = {"iteration": self.iteration, "seconds": time.perf_counter() - start,
-                  "train_seconds": train_seconds,
-                  "loss": sum(losses) / len(losses) if losses else math.nan}
+    def _evaluate(self) -> dict:
+        losses = self.pending_losses
+        record = {"iteration": self.iteration, "seconds": None, "train_seconds": self.train_seconds,
+                  "loss": sum(losses) / len(losses) if losses else math.nan, "skipped_steps": self.skipped_steps}
         record.update(self.evaluator(self.sampling_generator))
-        record["seconds"] = time.perf_counter() - start  # wall clock, evaluation included
+        record["seconds"] = self.seconds  # wall clock, evaluation included
         self.records.append(record)
+        self.pending_losses = []
         with open(self.run_dir / METRICS, "a") as f:
             f.write(json.dumps(record) + "\n")
         return record
 
+    def _step(self) -> None:
+        """One objective step, with the EMA and the skip counters."""
+        tick = time.perf_counter()
+        stats = self.objective.step(self.iteration)
+        if stats.get("skipped", False):
+            self.skipped_steps += 1
+            self.consecutive_skips += 1
+        else:
+            self.consecutive_skips = 0
+            if self.ema is not None:
+                self.ema.update_parameters(self.objective.generator)
+            self.pending_losses.append(stats["loss"])
+        self.train_seconds += time.perf_counter() - tick
+        self.iteration += 1
+
+    def _too_many_skips(self) -> TooManySkippedSteps:
+        first = self.iteration - self.consecutive_skips + 1
+        if self._checkpoint is not None:
+            kept = f"the last checkpoint ({self._checkpoint[1]}, iteration {self._checkpoint[0]}) is intact"
+        else:
+            kept = "no checkpoint had been written yet"
+        return TooManySkippedSteps(
+            f"{self.consecutive_skips} consecutive steps (iterations {first}-{self.iteration}) had a non-finite loss "
+            f"or gradient and were skipped, so training stopped (trainer.max_consecutive_skips="
+            f"{self.max_consecutive_skips}); {kept}")
+
     def fit(self) -> dict:
-        """Train to ``iterations``; return the final record (with total seconds)."""
+        """Train to ``iterations``; return the final record (with total seconds).
+
+        A resumed trainer (``load_state_dict``) first rewrites ``metrics.jsonl`` with the
+        checkpoint's records, dropping what was logged after the checkpoint, then appends.
+        """
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        start, train_seconds, losses = time.perf_counter(), 0.0, []
+        write_metrics(self.run_dir / METRICS, self.records)
         bar = tqdm(total=self.iterations, initial=self.iteration, disable=not self.progress,
                    desc="distilling", dynamic_ncols=True, mininterval=0.5)
         record = None
-        while self.iteration < self.iterations:
-            tick = time.perf_counter()
-            stats = self.objective.step(self.iteration)
-            if self.ema is not None:
-                self.ema.update_parameters(self.objective.generator)
-            train_seconds += time.perf_counter() - tick
-            self.iteration += 1
-            losses.append(stats["loss"])
-            bar.update(1)
-            if self.iteration % self.eval_every == 0 or self.iteration == self.iterations:
-                record = self._evaluate(start, train_seconds, losses)
-                losses = []
-                bar.set_postfix(loss=f"{record['loss']:.3g}", log_mmd=f"{record['log_mmd']:.2f}",
-                                **({"modes": record["modes_covered"]} if "modes_covered" in record else {}))
-            elif self.iteration % 100 == 0:
-                bar.set_postfix(loss=f"{sum(losses[-100:]) / len(losses[-100:]):.3g}", refresh=False)
-            if self.checkpoint_every and self.iteration % self.checkpoint_every == 0:
-                self.save_checkpoint()
-        bar.close()
-        self.save_checkpoint()
-        if record is None:  # resumed a finished run
-            record = self._evaluate(start, train_seconds, losses)
+        try:
+            with StopSignals() as stop:
+                while self.iteration < self.iterations:
+                    self._step()
+                    bar.update(1)
+                    if self.consecutive_skips >= self.max_consecutive_skips:
+                        raise self._too_many_skips()
+                    if self.iteration % self.eval_every == 0 or self.iteration == self.iterations:
+                        record = self._evaluate()
+                        bar.set_postfix(loss=f"{record['loss']:.3g}", log_mmd=f"{record['log_mmd']:.2f}",
+                                        **({"modes": record["modes_covered"]} if "modes_covered" in record else {}))
+                    elif self.iteration % 100 == 0 and self.pending_losses:
+                        recent = self.pending_losses[-100:]
+                        bar.set_postfix(loss=f"{sum(recent) / len(recent):.3g}", refresh=False)
+                    if (self.checkpoint_every and self.iteration % self.checkpoint_every == 0
+                            and self.consecutive_skips == 0):
+                        self.save_checkpoint()
+                    if stop.signal is not None:
+                        if self._checkpoint is None or self._checkpoint[0] != self.iteration:
+                            self.save_checkpoint()
+                        raise TrainingInterrupted(stop.signal, self.iteration, self._checkpoint[1], self.run_dir)
+                if self._checkpoint is None or self._checkpoint[0] != self.iteration:
+                    self.save_checkpoint()
+        finally:
+            bar.close()
+        if record is None:  # resumed a run that had already finished
+            last = self.records[-1] if self.records else None
+            record = last if last is not None and last["iteration"] == self.iteration else self._evaluate()
         self._plot()
-        return dict(record, total_seconds=time.perf_counter() - start)
+        return dict(record, total_seconds=self.seconds)
 
     def _plot(self) -> None:
         samples = self.evaluator.samples(self.sampling_generator)

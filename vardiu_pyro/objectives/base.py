@@ -34,7 +34,9 @@ class Objective:
     """Interface of a distillation method.
 
     ``networks``: every trained network by name (the generator is ``networks["generator"]``);
-    ``step(iteration)``: one optimisation step, returns scalars to log (at least ``loss``);
+    ``step(iteration)``: one optimisation step, returns scalars to log (at least ``loss``), and
+    ``skipped=True`` when the step was dropped because its loss or a gradient was not finite (then
+    no parameter and no optimiser state may have changed: ``PerNetworkOptim`` guarantees it);
     ``state_dict()``/``load_state_dict()``: everything needed to resume (networks and optimisers).
     """
 

@@ -31,7 +31,8 @@ class VarDiU(Objective):
         self.batch_size = problem.batch_size
 
     def step(self, iteration: int) -> dict[str, float]:
-        return {"loss": self.svi.step(self.batch_size, iteration=iteration)}
+        loss = self.svi.step(self.batch_size, iteration=iteration)
+        return {"loss": loss, "skipped": self.optim.last_step_skipped}
 
     def optimizers(self):
         return {"optim": self.optim}

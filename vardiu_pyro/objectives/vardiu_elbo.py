@@ -22,6 +22,7 @@ an unbiased Monte Carlo estimate over (z, ε, σ) for θ and φ alike.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -114,6 +115,10 @@ class VarDiUELBO(ELBO):
             return torch_item(self.terms(model, guide, *args, **kwargs).bound.mean())
 
     def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
+        """The bound estimate; its surrogate's gradient is accumulated only when the estimate is finite
+        (so the optimiser, seeing no gradient, skips the step: see ``PerNetworkOptim``)."""
         loss = self.differentiable_loss(model, guide, *args, **kwargs)
-        loss.backward()
-        return torch_item(loss)
+        value = torch_item(loss)
+        if math.isfinite(value):
+            loss.backward()
+        return value

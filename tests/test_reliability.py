@@ -1,0 +1,474 @@
+"""Reliability: exact resume after SIGKILL / SIGTERM / SIGINT, checkpoint files and their
+corruption, the non-finite guard, one-line errors on bad input, safe loading, determinism.
+
+The faults come from test-only teachers in ``tests/faults.py`` (the library has no test hooks).
+"""
+
+import copy
+import json
+import logging
+import math
+import os
+import pickle
+import random
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_module
+from safetensors.torch import save_file
+
+from vardiu_pyro.build import build_problem
+from vardiu_pyro.checkpoint import CheckpointError, load_checkpoint, load_torch_file, read_checkpoint_metadata
+from vardiu_pyro.fit import fit, main
+from vardiu_pyro.interrupt import StopSignals, TrainingInterrupted
+from vardiu_pyro.models import LogNormalSigma, PowerLawSigma, PowerWeight, Ramp
+from vardiu_pyro.optim import PerNetworkOptim
+from vardiu_pyro.resume import (CHECKPOINT, METRICS, PREVIOUS_CHECKPOINT, load_run_checkpoint, rng_state,
+                                save_run_checkpoint, set_rng_state)
+from vardiu_pyro.training import WALL_CLOCK_KEYS, TooManySkippedSteps, Trainer
+from vardiu_pyro.validation import ConfigError, check_command_line, validate_config, validate_problem
+
+from .faults import KILL_ENV
+
+REPO = Path(__file__).resolve().parents[1]
+ITERATIONS = 120
+# evaluations every 25 iterations, checkpoints every 10: a kill can fall after an evaluation that
+# the last checkpoint does not hold (e.g. at 27: evaluation 25, checkpoint 20), which the resume
+# must then drop from metrics.jsonl
+SMALL = [f"trainer.iterations={ITERATIONS}", "trainer.eval_every=25", "trainer.eval_samples=256",
+         "trainer.batch_size=32", "generator.width=16", "guide.width=16", "generator.depth=2", "guide.depth=2",
+         "trainer.checkpoint_every=10", "trainer.progress=false", "trainer.threads=1", "device=cpu",
+         "teacher._target_=tests.faults.SignallingTeacher"]
+TINY = ["trainer.iterations=60", "trainer.eval_every=30", "trainer.eval_samples=256", "trainer.batch_size=32",
+        "generator.width=16", "guide.width=16", "generator.depth=2", "guide.depth=2", "trainer.progress=false",
+        "trainer.threads=1", "device=cpu"]
+
+
+def config(*overrides):
+    with initialize_config_module(version_base="1.3", config_module="vardiu_pyro.configs"):
+        return compose("config", overrides=list(overrides))
+
+
+def cli(args, env=None, timeout=600):
+    """``python -m vardiu_pyro.fit ARGS`` from the repository root (so ``tests.faults`` imports)."""
+    environ = {k: v for k, v in os.environ.items() if k != KILL_ENV}
+    return subprocess.run([sys.executable, "-m", "vardiu_pyro.fit", *args], cwd=REPO, env={**environ, **(env or {})},
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(autouse=True)
+def _keep_torch_threads():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _no_plots():
+    """In-process runs skip the final plots (seconds each; plotting draws no random numbers)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Trainer, "_plot", lambda self: None)
+        yield
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, _no_plots):
+    """The uninterrupted run every interrupted one must reproduce exactly."""
+    threads = torch.get_num_threads()
+    run = tmp_path_factory.mktemp("reference")
+    fit(config(*SMALL), run)
+    torch.set_num_threads(threads)
+    return run
+
+
+# ---------------------------------------------------------------------------------------------
+# comparing runs
+
+
+def without_clock(records):
+    return [{k: v for k, v in r.items() if k not in WALL_CLOCK_KEYS} for r in records]
+
+
+def assert_same_state(a, b, where="state"):
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert set(a) == set(b), where
+        for k in a:
+            assert_same_state(a[k], b[k], f"{where}/{k}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same_state(x, y, f"{where}/{i}")
+    else:
+        assert a == b, (where, a, b)
+
+
+def assert_same_run(run, reference):
+    """Bit-identical parameters, optimiser states, EMA, random state and metrics (wall clock aside)."""
+    got, want = load_checkpoint(run / CHECKPOINT), load_checkpoint(reference / CHECKPOINT)
+    assert got["iteration"] == want["iteration"] == ITERATIONS
+    assert_same_state(got["objective"], want["objective"], "objective")
+    assert_same_state(got["ema"], want["ema"], "ema")
+    assert_same_state(got["rng"], want["rng"], "rng")
+    assert without_clock(got["records"]) == without_clock(want["records"])
+    assert (got["skipped_steps"], got["pending_losses"]) == (want["skipped_steps"], want["pending_losses"])
+    lines = [json.loads(line) for line in (run / METRICS).read_text().splitlines()]
+    assert without_clock(lines) == without_clock(want["records"])
+    assert [r["iteration"] for r in lines] == [25, 50, 75, 100, 120]
+    summary, expected = (json.loads((d / "summary.json").read_text()) for d in (run, reference))
+    drop = set(WALL_CLOCK_KEYS) | {"config"}
+    assert {k: v for k, v in summary.items() if k not in drop} == {k: v for k, v in expected.items() if k not in drop}
+
+
+# ---------------------------------------------------------------------------------------------
+# exact resume
+
+
+def test_same_seed_gives_identical_runs(tmp_path, reference):
+    fit(config(*SMALL), tmp_path)
+    assert_same_run(tmp_path, reference)
+
+
+def test_sigkill_at_random_iterations_then_resume_is_exact(tmp_path, reference):
+    """Kill -9 three times at random iterations, resume each time, finish: the same run, bit for bit."""
+    seed = random.randrange(2**32)
+    rng = random.Random(seed)
+    # score call 1 is the shape check, call k the step that completes iteration (start + k - 1); a
+    # kill on call k leaves iterations up to start + k - 2 done. The first kill lands after
+    # iteration 26-29: past the evaluation at 25, before the checkpoint at 30. Each later one
+    # leaves at least one new checkpoint behind.
+    plan = [rng.randint(28, 31), rng.randint(12, 31), rng.randint(12, 31)]
+    run = tmp_path / "run"
+    args = [*SMALL, f"hydra.run.dir={run}"]
+    start = 0
+    for i, k in enumerate(plan):
+        proc = cli(args, env={KILL_ENV: f"KILL:{k}"})
+        assert proc.returncode == -signal.SIGKILL, (seed, plan, proc.stderr[-2000:])
+        reached = start + k - 2
+        start = read_checkpoint_metadata(run / CHECKPOINT)["iteration"]
+        assert start == reached // 10 * 10, (seed, plan)
+        logged = [json.loads(line)["iteration"] for line in (run / METRICS).read_text().splitlines()]
+        if i == 0:
+            assert logged == [25] and start == 20, (seed, plan)  # an evaluation the checkpoint does not hold
+        args = [f"trainer.resume={run}", f"hydra.run.dir={tmp_path / f'resume{i}'}"]
+    assert (run / PREVIOUS_CHECKPOINT).exists()
+    proc = cli(args)
+    assert proc.returncode == 0, (seed, plan, proc.stderr[-2000:])
+    assert_same_run(run, reference)
+
+
+def test_sigterm_checkpoints_exits_cleanly_and_says_how_to_resume(tmp_path, reference):
+    run = tmp_path / "run"
+    proc = cli([*SMALL, f"hydra.run.dir={run}"], env={KILL_ENV: "TERM:60"})
+    assert proc.returncode == 128 + signal.SIGTERM, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert "stopped by SIGTERM at iteration 59" in proc.stderr  # call 60 is the step that completes iteration 59
+    assert f"python -m vardiu_pyro.fit trainer.resume={run}" in proc.stderr
+    assert read_checkpoint_metadata(run / CHECKPOINT)["iteration"] == 59
+    fit(config(*SMALL, f"trainer.resume={run}"))
+    assert_same_run(run, reference)
+
+
+def test_sigint_stops_at_a_clean_point_in_process(tmp_path, reference, monkeypatch):
+    run = tmp_path / "run"
+    monkeypatch.setenv(KILL_ENV, "INT:100")
+    with pytest.raises(TrainingInterrupted) as info:
+        fit(config(*SMALL), run)
+    assert info.value.exit_code == 130 and info.value.iteration == 99
+    assert "trainer.resume=" in str(info.value)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handlers are restored
+    monkeypatch.delenv(KILL_ENV)
+    # how often to checkpoint may change on resume: it changes nothing computed
+    fit(config(*SMALL, "trainer.checkpoint_every=7", f"trainer.resume={run}"))
+    assert_same_run(run, reference)
+
+
+def test_a_second_sigint_interrupts_at_once():
+    with StopSignals() as stop:
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.signal == signal.SIGTERM
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_resuming_a_finished_run_changes_nothing(tmp_path, reference):
+    run = tmp_path / "run"
+    shutil.copytree(reference, run)
+    before = (run / METRICS).read_text()
+    summary = fit(config(*SMALL, f"trainer.resume={run}"))
+    assert (run / METRICS).read_text() == before
+    assert summary["iteration"] == ITERATIONS
+
+
+def test_random_states_round_trip():
+    state = rng_state()
+    draws = torch.rand(3), random.random(), np.random.rand()
+    set_rng_state(state)
+    assert torch.equal(torch.rand(3), draws[0]) and random.random() == draws[1] and np.random.rand() == draws[2]
+
+
+@pytest.mark.parametrize("law", [
+    PowerLawSigma(0.1, 20.0, power=Ramp(0.3, 2.5, iterations=1000)),
+    PowerLawSigma(0.1, 20.0, power=Ramp(0.1, 2.0, iterations=190_000, every=1000)),
+    LogNormalSigma(0.1, 20.0, mean=Ramp(1.0, -0.5, iterations=1000), std=1.2),
+])
+def test_sigma_curriculum_is_a_pure_function_of_the_iteration(law):
+    """Nothing about π or w needs checkpointing: at iteration k they are what a fresh object gives."""
+    weight = PowerWeight(20.0, exponent=Ramp(2.0, 0.0, iterations=1000))
+    assert law.state_dict() == {} and weight.state_dict() == {}
+    fresh_law, fresh_weight = copy.deepcopy(law), copy.deepcopy(weight)
+    for k in range(0, 1000, 7):  # the "used" objects go through a run
+        law.distribution(k).sample((4,))
+        weight(torch.ones(4), k)
+    for k in (0, 333, 999, 5000):
+        torch.manual_seed(k)
+        a = law.distribution(k).sample((64,))
+        torch.manual_seed(k)
+        b = fresh_law.distribution(k).sample((64,))
+        assert torch.equal(a, b)
+        assert torch.equal(weight(a, k), fresh_weight(a, k))
+
+
+# ---------------------------------------------------------------------------------------------
+# checkpoint files
+
+
+def test_checkpoints_rotate_and_a_corrupt_one_falls_back_to_the_previous(tmp_path, caplog):
+    save_run_checkpoint(tmp_path, {"iteration": 1, "w": torch.ones(1000)})
+    save_run_checkpoint(tmp_path, {"iteration": 2, "w": torch.full((1000,), 2.0)})
+    assert read_checkpoint_metadata(tmp_path / PREVIOUS_CHECKPOINT)["iteration"] == 1
+    assert load_run_checkpoint(tmp_path)[0]["iteration"] == 2
+
+    data = (tmp_path / CHECKPOINT).read_bytes()
+    (tmp_path / CHECKPOINT).write_bytes(data[: len(data) // 2])  # truncated
+    with caplog.at_level(logging.WARNING):
+        state, path = load_run_checkpoint(tmp_path)
+    assert state["iteration"] == 1 and path.name == PREVIOUS_CHECKPOINT
+    assert "truncated" in caplog.text and "resuming from" in caplog.text
+
+    flipped = bytearray(data)
+    flipped[-7] ^= 0x40  # one bit in the tensor payload: only the checksum can see it
+    (tmp_path / CHECKPOINT).write_bytes(bytes(flipped))
+    with pytest.raises(CheckpointError, match="checksum"):
+        load_checkpoint(tmp_path / CHECKPOINT)
+    assert load_run_checkpoint(tmp_path)[0]["iteration"] == 1
+
+    (tmp_path / PREVIOUS_CHECKPOINT).write_bytes(b"\x00" * 10)
+    with pytest.raises(CheckpointError, match="no usable checkpoint"):
+        load_run_checkpoint(tmp_path)
+
+
+def test_a_kill_between_the_two_renames_leaves_the_previous_checkpoint(tmp_path):
+    save_run_checkpoint(tmp_path, {"iteration": 1, "w": torch.ones(3)})
+    save_run_checkpoint(tmp_path, {"iteration": 2, "w": torch.ones(3)})
+    os.replace(tmp_path / CHECKPOINT, tmp_path / PREVIOUS_CHECKPOINT)  # as after the first rename
+    (tmp_path / f".{CHECKPOINT}.abc.tmp").write_bytes(b"partial")  # the new file, never renamed
+    assert load_run_checkpoint(tmp_path)[0]["iteration"] == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# non-finite guard
+
+
+def test_a_non_finite_gradient_steps_nothing(tmp_path):
+    torch.manual_seed(0)
+    nets = {"a": torch.nn.Linear(3, 3), "b": torch.nn.Linear(3, 1)}
+    params = [p for n in nets.values() for p in n.parameters()]
+    opt = PerNetworkOptim(nets, lr=0.1, schedule="cosine", iterations=10)
+    for p in params:
+        p.grad = torch.ones_like(p)
+    opt(params)
+    snapshot = ([p.detach().clone() for p in params], opt.get_state())
+    for bad in (float("nan"), float("inf")):
+        for p in params:
+            p.grad = torch.ones_like(p)
+        nets["b"].bias.grad[0] = bad  # one element of one network
+        opt(params)
+        assert opt.last_step_skipped
+        assert all(torch.equal(p, q) for p, q in zip(params, snapshot[0]))
+        assert_same_state(opt.get_state(), snapshot[1], "optim")  # Adam's step counters and moments, num_steps
+        assert all(p.grad is None for p in params)
+    opt(params)  # no gradient arrived at all (an objective dropped a non-finite loss)
+    assert opt.last_step_skipped and opt.num_steps == 1
+
+
+def test_non_finite_steps_are_skipped_counted_and_logged(tmp_path):
+    # score calls 11-13 and 31 (steps 10-12 and 30): NaN gradients; log_prob call 46 (step 45): NaN loss
+    cfg = config(*TINY, "teacher._target_=tests.faults.FlakyTeacher", "+teacher.nan_scores=[11,12,13,31]",
+                 "+teacher.nan_log_probs=[46]")
+    summary = fit(cfg, tmp_path)
+    assert summary["skipped_steps"] == 5 and summary["iteration"] == 60 and math.isfinite(summary["loss"])
+    lines = [json.loads(line) for line in (tmp_path / METRICS).read_text().splitlines()]
+    assert [r["skipped_steps"] for r in lines] == [4, 5]
+    assert json.loads((tmp_path / "summary.json").read_text())["skipped_steps"] == 5
+    state = load_checkpoint(tmp_path / CHECKPOINT)["objective"]
+    optim = state["optim"]["optim"]
+    assert optim["num_steps"] == 55  # the LR schedule only counts steps taken
+    for adam in optim["optimizers"].values():
+        assert all(s["step"].item() == 55 for s in adam["state"].values())
+    assert all(torch.isfinite(t).all() for net in state["networks"].values() for t in net.values())
+
+
+def test_too_many_consecutive_skips_stop_with_the_last_good_checkpoint(tmp_path):
+    nan_calls = ",".join(str(k) for k in range(22, 200))  # every step from step 20 (iteration 21) on
+    cfg = config(*TINY, "teacher._target_=tests.faults.FlakyTeacher", f"+teacher.nan_scores=[{nan_calls}]",
+                 "trainer.max_consecutive_skips=5", "trainer.checkpoint_every=10")
+    with pytest.raises(TooManySkippedSteps, match=r"5 consecutive steps \(iterations 21-25\).*iteration 20\) is intact"):
+        fit(cfg, tmp_path)
+    ckpt = load_checkpoint(tmp_path / CHECKPOINT)
+    assert ckpt["iteration"] == 20 and ckpt["skipped_steps"] == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# bad input: one line naming the field, before any work
+
+
+BAD_VALUES = [
+    (["sigma.min=0"], "sigma.min=0: must be a number > 0"),
+    (["sigma.min=-0.5"], "sigma.min=-0.5: must be a number > 0"),
+    (["sigma.min=25"], "sigma.min=25: must be < sigma.max=20.0"),
+    (["sigma=lognormal", "sigma.min=5", "sigma.max=5"], "sigma.min=5: must be < sigma.max=5"),
+    (["trainer.batch_size=63"], "trainer.batch_size=63: must be even with objective.antithetic=true"),
+    (["trainer.iterations=-5"], "trainer.iterations=-5: must be >= 1"),
+    (["trainer.eval_every=0"], "trainer.eval_every=0: must be >= 1"),
+    (["trainer.ema_decay=1.0"], "trainer.ema_decay=1.0: must be a number in [0, 1)"),
+    (["trainer.max_consecutive_skips=0"], "trainer.max_consecutive_skips=0: must be >= 1"),
+    (["optim.lr=-0.001"], "optim.lr=-0.001: must be a number > 0"),
+    (["device=gpu"], "device=gpu: not a device"),
+    (["guide._target_=no_such_module.Guide"], "guide._target_=no_such_module.Guide: cannot be imported"),
+    (["+teacher.path=/no/such/teacher"], "teacher.path=/no/such/teacher: no such directory"),
+]
+
+
+@pytest.mark.parametrize("overrides,message", BAD_VALUES, ids=[" ".join(o) for o, _ in BAD_VALUES])
+def test_bad_values_are_rejected_with_one_line(overrides, message):
+    with pytest.raises(ConfigError) as info:
+        validate_config(config(*overrides))
+    assert str(info.value).startswith(message) and "\n" not in str(info.value)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_cuda_is_rejected():
+    with pytest.raises(ConfigError, match=r"^device=cuda: CUDA is not available"):
+        validate_config(config("device=cuda"))
+
+
+def test_default_configuration_is_valid():
+    validate_config(config())
+    validate_config(config("target=mog9", "sigma=paper"))
+
+
+def teacher_config(path):
+    return config("teacher._target_=tests.faults.PathTeacher", f"+teacher.path={path}")
+
+
+class PlantsAMarker:
+    """Unpickling this runs ``open(marker, 'w')``: code execution on load."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.mark.parametrize("case", ["not a directory", "empty", "truncated safetensors", "malformed json",
+                                  "code-running pickle"])
+def test_a_bad_teacher_directory_is_rejected(tmp_path, case):
+    folder = tmp_path / "teacher"
+    folder.mkdir()
+    marker = tmp_path / "pwned"
+    if case == "not a directory":
+        folder.rmdir()
+        folder.write_text("weights")
+    elif case == "truncated safetensors":
+        save_file({"w": torch.ones(100)}, str(folder / "model.safetensors"))
+        data = (folder / "model.safetensors").read_bytes()
+        (folder / "model.safetensors").write_bytes(data[:-40])
+    elif case == "malformed json":
+        save_file({"w": torch.ones(2)}, str(folder / "model.safetensors"))
+        (folder / "config.json").write_text("{'dim': 2,")
+    elif case == "code-running pickle":
+        torch.save({"w": torch.ones(2), "payload": PlantsAMarker(marker)}, folder / "model.pt")
+    expected = {"not a directory": "not a directory", "empty": "holds no weights",
+                "truncated safetensors": "model.safetensors is truncated", "malformed json": "config.json is not valid JSON",
+                "code-running pickle": "refusing to load model.pt"}[case]
+    with pytest.raises(ConfigError) as info:
+        validate_config(teacher_config(folder))
+    assert str(info.value).startswith(f"teacher.path={folder}: {expected}") and "\n" not in str(info.value)
+    assert not marker.exists()  # the pickle's code never ran
+
+
+def test_a_good_teacher_directory_passes_and_plain_pickles_load(tmp_path):
+    folder = tmp_path / "teacher"
+    (folder / "unet").mkdir(parents=True)
+    save_file({"w": torch.ones(2)}, str(folder / "unet" / "model.safetensors"))
+    (folder / "config.json").write_text(json.dumps({"dim": 2}))
+    torch.save({"w": torch.arange(3.0)}, folder / "ema.pt")
+    validate_config(teacher_config(folder))
+    assert torch.equal(load_torch_file(folder / "ema.pt")["w"], torch.arange(3.0))
+
+
+def test_a_teacher_whose_score_has_the_wrong_shape_is_rejected(tmp_path):
+    cfg = config(*TINY, "teacher._target_=tests.faults.WrongShapeTeacher")
+    with pytest.raises(ConfigError, match=r"^teacher=WrongShapeTeacher: its score has shape \(3,\) per sample, "
+                                          r"the target's samples have shape \(2,\)$"):
+        validate_problem(build_problem(cfg, torch.device("cpu")))
+    with pytest.raises(ConfigError):
+        fit(cfg, tmp_path)
+    assert not (tmp_path / METRICS).exists()  # rejected before any work
+
+
+def test_bad_resume_directories_are_rejected(tmp_path, reference):
+    with pytest.raises(ConfigError, match=r"^trainer.resume=/no/such/run: no such directory$"):
+        fit(config(*SMALL, "trainer.resume=/no/such/run"))
+    with pytest.raises(ConfigError, match=r"holds no checkpoint"):
+        fit(config(*SMALL, f"trainer.resume={tmp_path}"))
+    # a pickle posing as the checkpoint is never unpickled
+    marker = tmp_path / "pwned"
+    (tmp_path / CHECKPOINT).write_bytes(pickle.dumps(PlantsAMarker(marker)))
+    with pytest.raises(ConfigError, match="no usable checkpoint.*not a safetensors file"):
+        fit(config(*SMALL, f"trainer.resume={tmp_path}"))
+    assert not marker.exists()
+    # an incompatible configuration (checked before anything is written to the run)
+    mtime = (reference / CHECKPOINT).stat().st_mtime_ns
+    with pytest.raises(ConfigError, match=r"that run was made with generator.width=16, this configuration has "
+                                          r"generator.width=32"):
+        fit(config(*SMALL, "generator.width=32", f"trainer.resume={reference}"))
+    with pytest.raises(ConfigError, match=r"generator.width=16, the command line asks for generator.width=32"):
+        check_command_line([f"trainer.resume={reference}", "generator.width=32"])
+    check_command_line([f"trainer.resume={reference}", "trainer.checkpoint_every=5", "generator.width=16"])
+    assert (reference / CHECKPOINT).stat().st_mtime_ns == mtime
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["trainer.iteratons=5"], "trainer.iteratons=5: no such key in the configuration (to add one, write "
+                              "+trainer.iteratons=5)"),
+    (["seed=0,1"], "seed=0,1: a sweep over several values needs --multirun (-m)"),
+    (["-m", "guide=gaussian,nope"], "guide=nope: no such guide option (choose one of: flow, full_gaussian, gaussian, mixture)"),
+    (["target=mog41"], "target=mog41: no such target option (choose one of: mog40, mog9)"),
+])
+def test_command_line_errors_exit_2_with_one_line(argv, message, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["vardiu_pyro.fit", *argv])
+    with pytest.raises(SystemExit) as info:
+        main()
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err == f"vardiu-pyro: error: {message}\n"
+
+
+@pytest.mark.parametrize("args,message", [
+    (["guide=nope"], "guide=nope: no such guide option (choose one of: flow, full_gaussian, gaussian, mixture)"),  # caught before Hydra runs
+    ([*TINY, "teacher._target_=tests.faults.WrongShapeTeacher"], "teacher=WrongShapeTeacher: its score has shape"),
+])
+def test_cli_bad_input_exit_code_2_no_traceback(tmp_path, args, message):
+    proc = cli([*args, f"hydra.run.dir={tmp_path / 'run'}"])
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
+    assert proc.stderr.startswith(f"vardiu-pyro: error: {message}")

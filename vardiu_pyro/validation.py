@@ -1,0 +1,287 @@
+"""Checks of a run's configuration, made before any work, with errors a user can act on.
+
+Every check raises ``ConfigError`` with one line that names the field and the reason
+(``sigma.min=0.0: must be > 0``); the command line prints that line and exits with status 2,
+no traceback. What is checked:
+
+- the command line itself (``check_command_line``): unknown config-group options (``guide=nope``
+  lists the valid ones), unknown keys and unparsable overrides, before Hydra sees them;
+- values (``validate_config``): seed, device (``cuda`` needs CUDA), iterations, batch size (even
+  with antithetic pairs), evaluation, checkpoint and EMA settings, the σ range, the learning
+  rate, that every ``_target_`` imports, and a teacher directory (any teacher with a ``path``);
+- the built problem (``validate_problem``): the teacher's score has the target's shape.
+
+Resuming adds its own checks (``vardiu_pyro.resume``): the directory, its checkpoint, and that the
+configuration matches the run's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra._internal.utils import _locate  # what instantiate uses; hydra.utils.get_object also logs an error
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
+from safetensors import safe_open
+
+from .checkpoint import PICKLE_SUFFIXES, CheckpointError, load_torch_file
+
+__all__ = ["ConfigError", "validate_config", "validate_teacher_dir", "validate_problem", "check_command_line",
+           "CONFIG_MODULE"]
+
+CONFIG_MODULE = "vardiu_pyro.configs"
+WEIGHT_SUFFIXES = (".safetensors", *PICKLE_SUFFIXES)
+
+
+class ConfigError(ValueError):
+    """An invalid setting; the message is one line naming the field and the reason."""
+
+
+# ---------------------------------------------------------------------------------------------
+# values
+
+
+def _fail(field: str, value: Any, reason: str) -> None:
+    raise ConfigError(f"{field}={value}: {reason}")
+
+
+def _select(config: Mapping, field: str, default: Any = None) -> Any:
+    node: Any = config
+    for part in field.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return default
+        node = node[part]
+    return node
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _integer(config: Mapping, field: str, minimum: int, optional: bool = False) -> None:
+    value = _select(config, field)
+    if value is None and optional:
+        return
+    if not _is_int(value):
+        _fail(field, value, "must be an integer")
+    if value < minimum:
+        _fail(field, value, f"must be >= {minimum}")
+
+
+def _check_device(name: Any) -> None:
+    from .build import resolve_device
+
+    try:
+        device = resolve_device(str(name))
+    except ValueError as e:  # resolve_device's own one-line message
+        raise ConfigError(str(e)) from None
+    except RuntimeError:
+        _fail("device", name, "not a device; use auto, cpu, cuda or cuda:N")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        _fail("device", name, f"this machine has {torch.cuda.device_count()} CUDA device(s)")
+
+
+def _check_targets(config: Any, prefix: str = "") -> None:
+    """Every ``_target_`` names something importable."""
+    if isinstance(config, Mapping):
+        target = config.get("_target_")
+        if target is not None:
+            try:
+                _locate(str(target))
+            except Exception as e:
+                cause = e.__cause__ or e
+                _fail(f"{prefix}._target_" if prefix else "_target_", target,
+                      f"cannot be imported ({type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''})")
+        for key, value in config.items():
+            if key != "_target_":
+                _check_targets(value, f"{prefix}.{key}" if prefix else str(key))
+
+
+def validate_config(cfg: DictConfig | Mapping) -> None:
+    """Reject an invalid configuration with a ``ConfigError`` (see the module docstring)."""
+    if isinstance(cfg, DictConfig):
+        try:
+            config = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+        except OmegaConfBaseException as e:
+            raise ConfigError(f"{getattr(e, 'full_key', '') or 'config'}: {str(e).splitlines()[0]}") from None
+    else:
+        config = cfg
+    _check_targets(config)
+    _integer(config, "seed", minimum=0)
+    _check_device(config.get("device", "auto"))
+
+    _integer(config, "trainer.iterations", minimum=1)
+    _integer(config, "trainer.batch_size", minimum=1)
+    batch = _select(config, "trainer.batch_size")
+    if _select(config, "objective.antithetic", False) and batch % 2:
+        _fail("trainer.batch_size", batch, "must be even with objective.antithetic=true (each draw is used with ε and -ε)")
+    _integer(config, "trainer.eval_every", minimum=1)
+    _integer(config, "trainer.eval_samples", minimum=2)
+    _integer(config, "trainer.checkpoint_every", minimum=0)
+    _integer(config, "trainer.max_consecutive_skips", minimum=1)
+    _integer(config, "trainer.threads", minimum=1, optional=True)
+    decay = _select(config, "trainer.ema_decay")
+    if not _is_number(decay) or not 0 <= decay < 1:
+        _fail("trainer.ema_decay", decay, "must be a number in [0, 1) (0: no EMA)")
+
+    for lo, hi in (("sigma.min", "sigma.max"), ("sigma.law.sigma_min", "sigma.law.sigma_max")):
+        sigma_min, sigma_max = _select(config, lo), _select(config, hi)
+        if sigma_min is None and sigma_max is None:
+            continue
+        if not _is_number(sigma_min) or sigma_min <= 0:
+            _fail(lo, sigma_min, "must be a number > 0")
+        if not _is_number(sigma_max):
+            _fail(hi, sigma_max, "must be a number")
+        if sigma_min >= sigma_max:
+            _fail(lo, sigma_min, f"must be < {hi}={sigma_max}")
+    lr = _select(config, "optim.lr")
+    if lr is not None and (not _is_number(lr) or lr <= 0):
+        _fail("optim.lr", lr, "must be a number > 0")
+    teacher_path = _select(config, "teacher.path")
+    if teacher_path is not None:
+        validate_teacher_dir(teacher_path)
+
+
+def validate_teacher_dir(path: str | os.PathLike, field: str = "teacher.path") -> None:
+    """A teacher directory exists and holds readable weights and well-formed JSON.
+
+    Weights are ``*.safetensors`` (their headers must read cleanly, which catches truncation) or
+    torch pickles, which are read with ``weights_only=True``: a pickle that would run code is
+    refused, never executed.
+    """
+    folder = Path(path).expanduser()
+    if not folder.exists():
+        _fail(field, path, "no such directory")
+    if not folder.is_dir():
+        _fail(field, path, "not a directory (a teacher is a directory holding its weights)")
+    weights = sorted(f for f in folder.rglob("*") if f.is_file() and f.suffix in WEIGHT_SUFFIXES)
+    if not weights:
+        _fail(field, path, f"holds no weights (no {', '.join('*' + s for s in WEIGHT_SUFFIXES)} file)")
+    for f in weights:
+        name = f.relative_to(folder)
+        if f.suffix == ".safetensors":
+            try:
+                with safe_open(str(f), framework="pt") as handle:
+                    handle.keys()
+            except Exception as e:
+                _fail(field, path, f"{name} is truncated or not a safetensors file ({e})")
+        else:
+            try:
+                load_torch_file(f)
+            except CheckpointError as e:
+                _fail(field, path, str(e).replace(str(f), str(name)))
+    for f in sorted(folder.rglob("*.json")):
+        try:
+            json.loads(f.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            _fail(field, path, f"{f.relative_to(folder)} is not valid JSON ({e})")
+
+
+# ---------------------------------------------------------------------------------------------
+# the built problem
+
+
+def validate_problem(problem) -> None:
+    """The teacher's score has the target's shape (one call on two zero inputs, no random draw)."""
+    shape = tuple(problem.target.event_shape)
+    param = next(problem.generator.parameters())
+    x_t = torch.zeros(2, *shape, device=param.device, dtype=param.dtype)
+    sigma = torch.full((2,), float(getattr(problem.sigma_law, "sigma_max", 1.0)), device=param.device, dtype=param.dtype)
+    teacher = type(problem.teacher).__name__
+    try:
+        with torch.no_grad():
+            score = problem.teacher.score(x_t, sigma)
+    except (RuntimeError, ValueError, IndexError) as e:
+        raise ConfigError(f"teacher={teacher}: fails on inputs of the target's shape {shape} "
+                          f"({str(e).splitlines()[0]})") from None
+    if not isinstance(score, torch.Tensor) or tuple(score.shape) != (2, *shape):
+        got = tuple(score.shape[1:]) if isinstance(score, torch.Tensor) else type(score).__name__
+        raise ConfigError(f"teacher={teacher}: its score has shape {got} per sample, the target's samples "
+                          f"have shape {shape}")
+
+
+# ---------------------------------------------------------------------------------------------
+# the command line
+
+
+def check_command_line(args: Sequence[str], config_name: str = "config") -> None:
+    """Compose and validate the configuration a command line asks for, as Hydra would, but report
+    problems as one-line ``ConfigError``s (Hydra's own reports are multi-line).
+
+    With ``--multirun``, each value of each sweep is checked (with the other fixed overrides).
+    Help, completion and custom config paths are left to Hydra.
+    """
+    from hydra._internal.utils import get_args_parser  # Hydra's own parser of its command line
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            parsed = get_args_parser().parse_args(list(args))
+    except SystemExit:  # a usage error: Hydra reports it (once) when it parses the same line
+        return
+    if (parsed.help or parsed.hydra_help or parsed.shell_completion or parsed.config_path or parsed.config_dir
+            or parsed.info or parsed.experimental_rerun):
+        return
+    config_name = parsed.config_name or config_name
+    overrides = [o for o in parsed.overrides]
+    try:
+        parsed_overrides = OverridesParser.create().parse_overrides(overrides)
+    except HydraException as e:
+        raise ConfigError(f"cannot parse the override {getattr(e, 'override', '')!s}: {str(e).splitlines()[0]}") from None
+
+    fixed = [o.input_line for o in parsed_overrides if not o.is_sweep_override()]
+    sweeps = [o for o in parsed_overrides if o.is_sweep_override()]
+    if sweeps and not parsed.multirun:
+        raise ConfigError(f"{sweeps[0].input_line}: a sweep over several values needs --multirun (-m)")
+    candidates = [fixed]
+    for sweep in sweeps:
+        try:
+            values = list(sweep.sweep_string_iterator())
+        except Exception:  # interval sweeps (for optimisers) have no finite list of values
+            continue
+        candidates += [fixed + [f"{sweep.get_key_element()}={v}"] for v in values]
+    for candidate in candidates:
+        cfg = _compose(config_name, candidate)
+        if OmegaConf.select(cfg, "trainer.resume"):
+            from .resume import resumed_config
+
+            cfg = resumed_config(cfg, candidate)
+        validate_config(cfg)
+
+
+def _compose(config_name: str, overrides: list[str]) -> DictConfig:
+    """``hydra.compose`` with composition errors turned into one-line ``ConfigError``s."""
+    from hydra import compose, initialize_config_module
+    from hydra.errors import HydraException, MissingConfigException
+
+    try:
+        with initialize_config_module(version_base="1.3", config_module=CONFIG_MODULE):
+            return compose(config_name, overrides=overrides)
+    except MissingConfigException as e:
+        missing = str(e.missing_cfg_file or "")
+        if e.options and "/" in missing:
+            group, option = missing.rsplit("/", 1)
+            raise ConfigError(f"{group}={option}: no such {group.replace('/', '.')} option "
+                              f"(choose one of: {', '.join(sorted(e.options))})") from None
+        raise ConfigError(" ".join(str(e).split("\n\n")[0].split())) from None
+    except (HydraException, OmegaConfBaseException) as e:
+        cause = e.__cause__
+        if "Could not override" in str(e) and isinstance(cause, (ConfigAttributeError, ConfigKeyError)):
+            line = str(e).splitlines()[-1].removeprefix("To append to your config use +")
+            raise ConfigError(f"{line}: no such key in the configuration (to add one, write +{line})") from None
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        cause = [line.strip() for line in str(e.__cause__ or "").splitlines() if line.strip()]
+        detail = "; ".join(dict.fromkeys(lines[:1] + cause[:1]))
+        raise ConfigError(detail or type(e).__name__) from None
