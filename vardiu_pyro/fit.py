@@ -9,15 +9,18 @@ README); the run directory holds ``metrics.jsonl``, ``summary.json``, ``samples.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import hydra
 import pyro
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from .build import build_objective, build_problem, resolve_device
+from .distributed import secondary_rank_overrides, torchrun_world_size
 from .evaluation import Evaluator
 from .training import Trainer
 
@@ -25,10 +28,30 @@ __all__ = ["main", "fit"]
 
 
 def fit(cfg: DictConfig, run_dir: str | Path) -> dict:
-    """Train as configured, write the run's files into ``run_dir``, return the summary."""
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    device = resolve_device(cfg.device)
+    """Train as configured, write the run's files into ``run_dir``, return the summary.
+
+    With ``trainer.distributed=true`` (under torchrun) every rank trains, rank 0's ``run_dir`` is
+    used, only rank 0 writes, and every rank returns rank 0's summary.
+    """
+    if not cfg.trainer.distributed and torchrun_world_size() > 1:
+        raise ValueError(f"launched by torchrun with WORLD_SIZE={torchrun_world_size()} but trainer.distributed=false: "
+                         "every process would train its own copy; add trainer.distributed=true")
+    if not cfg.trainer.distributed:
+        return _fit(cfg, Path(run_dir), parallel=None)
+    from .distributed import DataParallel  # only data-parallel runs touch torch.distributed
+
+    parallel = DataParallel.start(resolve_device(cfg.device))
+    try:
+        return _fit(cfg, Path(parallel.broadcast_object(str(run_dir))), parallel)
+    finally:
+        parallel.close()
+
+
+def _fit(cfg: DictConfig, run_dir: Path, parallel) -> dict:
+    main_process = parallel is None or parallel.is_main
+    if main_process:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(cfg.device) if parallel is None else parallel.device
     if cfg.trainer.threads:
         torch.set_num_threads(int(cfg.trainer.threads))
     pyro.enable_validation(bool(cfg.trainer.pyro_validation))
@@ -37,16 +60,23 @@ def fit(cfg: DictConfig, run_dir: str | Path) -> dict:
 
     problem = build_problem(cfg, device)
     objective = build_objective(cfg, problem)
+    if parallel is not None:  # identical networks, averaged gradients, this rank's own noise
+        parallel.prepare(objective, int(cfg.seed))
     evaluator = Evaluator(problem.target, num_samples=cfg.trainer.eval_samples,
-                          bandwidths=list(cfg.trainer.mmd_bandwidths))
+                          bandwidths=list(cfg.trainer.mmd_bandwidths)) if main_process else None
     trainer = Trainer(objective, evaluator, run_dir, iterations=cfg.trainer.iterations,
                       eval_every=cfg.trainer.eval_every, ema_decay=cfg.trainer.ema_decay,
-                      checkpoint_every=cfg.trainer.checkpoint_every, progress=cfg.trainer.progress, config=config)
+                      checkpoint_every=cfg.trainer.checkpoint_every, progress=cfg.trainer.progress, config=config,
+                      main_process=main_process)
     final = trainer.fit()
-    summary = dict(final, device=str(device), reference=evaluator.reference_metrics, config=config)
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    print(format_summary(summary, run_dir))
-    return summary
+    summary = None
+    if main_process:
+        summary = dict(final, device=str(device), reference=evaluator.reference_metrics, config=config)
+        if parallel is not None:
+            summary["world_size"] = parallel.world_size
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        print(format_summary(summary, run_dir))
+    return summary if parallel is None else parallel.broadcast_object(summary)
 
 
 def format_summary(summary: dict, run_dir: Path) -> str:
@@ -62,9 +92,20 @@ def format_summary(summary: dict, run_dir: Path) -> str:
 
 
 @hydra.main(version_base="1.3", config_path="pkg://vardiu_pyro.configs", config_name="config")
-def main(cfg: DictConfig) -> float:
+def _hydra_main(cfg: DictConfig) -> float:
+    if cfg.trainer.distributed and HydraConfig.get().mode == RunMode.MULTIRUN:
+        raise ValueError("trainer.distributed=true is one run over the processes of a torchrun launch; "
+                         "sweep (-m) without torchrun, with one launcher job per run")
     summary = fit(cfg, HydraConfig.get().runtime.output_dir)
     return summary["log_mmd"]
+
+
+def main() -> None:
+    """``python -m vardiu_pyro.fit [overrides]`` (under torchrun, ranks > 0 write nothing)."""
+    if torchrun_world_size() > 1 and {"-m", "--multirun"} & set(sys.argv[1:]):
+        sys.exit("vardiu_pyro.fit: a torchrun launch is one data-parallel run; sweep (-m) without torchrun")
+    sys.argv.extend(secondary_rank_overrides())
+    _hydra_main()
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ This class does exactly that, and keeps Pyro's interface (``__call__(params)``,
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import torch
 from pyro.optim import PyroOptim
@@ -77,6 +77,9 @@ class PerNetworkOptim(PyroOptim):
         self._owned = {p for params in self.params.values() for p in params}
         self.num_steps = 0
         self.last_grad_norms: dict[str, torch.Tensor] = {}  # before clipping; tensors, to avoid a device sync
+        # called with every owned parameter (networks by name, then module order) before clipping:
+        # data-parallel training averages the gradients over processes here (vardiu_pyro.distributed)
+        self.reduce_gradients: Callable[[list[torch.Tensor]], None] | None = None
 
     def current_lr_factor(self) -> float:
         return lr_factor(self.num_steps, self.schedule, self.iterations, self.warmup, self.end_factor)
@@ -89,6 +92,8 @@ class PerNetworkOptim(PyroOptim):
                 f"SVI captured {len(stray)} parameter(s) that belong to none of the networks "
                 f"{sorted(self.networks)}: Pyro's global param store holds stale entries under the same "
                 "names (from another model in this process). Call pyro.clear_param_store() first.")
+        if self.reduce_gradients is not None:
+            self.reduce_gradients([p for name in sorted(self.params) for p in self.params[name]])
         factor = self.current_lr_factor()
         for name, optimizer in self.optimizers.items():
             group = self.params[name]

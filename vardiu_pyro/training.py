@@ -28,15 +28,22 @@ class Trainer:
     Evaluations (every ``eval_every`` iterations and at the end) use the exponential moving
     average of the generator's weights when ``ema_decay > 0`` (else the generator itself); each
     one appends a line to ``metrics.jsonl``.
+
+    ``main_process=False`` (ranks > 0 of a data-parallel run) only steps the objective: no
+    evaluation, files or progress bar (``evaluator`` may then be None); ``fit`` returns
+    ``{"iteration": ...}``.
     """
 
-    def __init__(self, objective: Objective, evaluator: Evaluator, run_dir: str | Path, iterations: int,
+    def __init__(self, objective: Objective, evaluator: Evaluator | None, run_dir: str | Path, iterations: int,
                  eval_every: int = 5000, ema_decay: float = 0.0, checkpoint_every: int = 0,
-                 progress: bool = True, config: dict | None = None):
+                 progress: bool = True, config: dict | None = None, main_process: bool = True):
         self.objective, self.evaluator = objective, evaluator
         self.run_dir = Path(run_dir)
         self.iterations, self.eval_every = int(iterations), int(eval_every)
-        self.checkpoint_every, self.progress, self.config = int(checkpoint_every), progress, config
+        self.checkpoint_every, self.config = int(checkpoint_every), config
+        self.main_process = bool(main_process)
+        self.progress = progress and self.main_process
+        ema_decay = ema_decay if self.main_process else 0.0
         generator = objective.generator
         self.ema = (AveragedModel(generator, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
                     if ema_decay > 0 else None)
@@ -69,6 +76,8 @@ class Trainer:
 
     def fit(self) -> dict:
         """Train to ``iterations``; return the final record (with total seconds)."""
+        if not self.main_process:
+            return self._step_only()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         start, train_seconds, losses = time.perf_counter(), 0.0, []
         bar = tqdm(total=self.iterations, initial=self.iteration, disable=not self.progress,
@@ -98,6 +107,12 @@ class Trainer:
             record = self._evaluate(start, train_seconds, losses)
         self._plot()
         return dict(record, total_seconds=time.perf_counter() - start)
+
+    def _step_only(self) -> dict:
+        while self.iteration < self.iterations:
+            self.objective.step(self.iteration)
+            self.iteration += 1
+        return {"iteration": self.iteration}
 
     def _plot(self) -> None:
         samples = self.evaluator.samples(self.sampling_generator)
