@@ -20,7 +20,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from .build import build_objective, build_problem, resolve_device
-from .distributed import secondary_rank_overrides, torchrun_world_size
+from .distributed import DataParallel, secondary_rank_overrides, torchrun_world_size
 from .evaluation import Evaluator
 from .training import Trainer
 
@@ -33,21 +33,20 @@ def fit(cfg: DictConfig, run_dir: str | Path) -> dict:
     With ``trainer.distributed=true`` (under torchrun) every rank trains, rank 0's ``run_dir`` is
     used, only rank 0 writes, and every rank returns rank 0's summary.
     """
-    if not cfg.trainer.distributed and torchrun_world_size() > 1:
+    distributed = bool(cfg.trainer.get("distributed", False))
+    if not distributed and torchrun_world_size() > 1:
         raise ValueError(f"launched by torchrun with WORLD_SIZE={torchrun_world_size()} but trainer.distributed=false: "
                          "every process would train its own copy; add trainer.distributed=true")
-    if not cfg.trainer.distributed:
+    if not distributed:
         return _fit(cfg, Path(run_dir), parallel=None)
-    from .distributed import DataParallel  # only data-parallel runs touch torch.distributed
-
-    parallel = DataParallel.start(resolve_device(cfg.device))
+    parallel = DataParallel.start(resolve_device(cfg.device))  # joins the process group of the torchrun launch
     try:
         return _fit(cfg, Path(parallel.broadcast_object(str(run_dir))), parallel)
     finally:
         parallel.close()
 
 
-def _fit(cfg: DictConfig, run_dir: Path, parallel) -> dict:
+def _fit(cfg: DictConfig, run_dir: Path, parallel: DataParallel | None) -> dict:
     main_process = parallel is None or parallel.is_main
     if main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -93,7 +92,7 @@ def format_summary(summary: dict, run_dir: Path) -> str:
 
 @hydra.main(version_base="1.3", config_path="pkg://vardiu_pyro.configs", config_name="config")
 def _hydra_main(cfg: DictConfig) -> float:
-    if cfg.trainer.distributed and HydraConfig.get().mode == RunMode.MULTIRUN:
+    if cfg.trainer.get("distributed", False) and HydraConfig.get().mode == RunMode.MULTIRUN:
         raise ValueError("trainer.distributed=true is one run over the processes of a torchrun launch; "
                          "sweep (-m) without torchrun, with one launcher job per run")
     summary = fit(cfg, HydraConfig.get().runtime.output_dir)
