@@ -51,7 +51,7 @@ def test_two_gloo_ranks_take_the_step_of_one_process_on_both_ranks_samples(tmp_p
     env = {k: v for k, v in os.environ.items() if k not in TORCHRUN_ENV}
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                            "-m", "vardiu_pyro.fit", "trainer.distributed=true", *ONE_STEP],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
 
     # one run directory, resolved by rank 0 (the default outputs/<date>/<time>), and nothing else
