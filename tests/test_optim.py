@@ -68,3 +68,25 @@ def test_bad_arguments(kwargs, match):
 
 def test_is_a_pyro_optim():
     assert isinstance(PerNetworkOptim(nets()), pyro.optim.PyroOptim)
+
+
+def test_reduce_gradients_sees_every_parameter_in_a_fixed_order_before_clipping():
+    n = nets()
+    params = [p for v in n.values() for p in v.parameters()]
+    for p in params:
+        p.grad = torch.ones_like(p)
+    seen = []
+
+    def scale_by_1000(group):  # stands in for the all-reduce of data-parallel training
+        seen.extend(group)
+        for p in group:
+            p.grad *= 1000
+
+    opt = PerNetworkOptim({"b": n["b"], "a": n["a"]}, optimizer="sgd", lr=1.0, max_grad_norm=1.0)
+    opt.reduce_gradients = scale_by_1000
+    before = [p.detach().clone() for p in n["a"].parameters()]
+    opt(list(reversed(params)))
+    assert seen == [*n["a"].parameters(), *n["b"].parameters()]  # networks by name, then module order
+    assert float(opt.last_grad_norms["a"]) == pytest.approx(1000 * 20 ** 0.5)  # reduced, then clipped
+    step = torch.cat([(b - p.detach()).flatten() for b, p in zip(before, n["a"].parameters())])
+    assert step.norm().item() == pytest.approx(1.0, rel=1e-5)

@@ -55,13 +55,16 @@ class Evaluator:
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(seed)
             self.reference = target.sample(self.num_samples)
-        self.mmd = MultiBandwidthMMD(bandwidths, reset_real_features=False).to(device)
+        # this process's samples only: torchmetrics would otherwise gather states across the ranks
+        # of an initialised torch.distributed group, and hang (only rank 0 evaluates)
+        local = {"sync_on_compute": False}
+        self.mmd = MultiBandwidthMMD(bandwidths, reset_real_features=False, **local).to(device)
         self.mmd.update(self.reference, real=True)
         self.extra: dict[str, object] = {}
         if hasattr(target, "log_prob"):
-            self.extra["log_density"] = MeanLogDensity(target.log_prob).to(device)
+            self.extra["log_density"] = MeanLogDensity(target.log_prob, **local).to(device)
         if hasattr(target, "assign"):
-            self.extra["modes_covered"] = ModesCovered(target).to(device)
+            self.extra["modes_covered"] = ModesCovered(target, **local).to(device)
 
     def score(self, samples: Tensor) -> dict[str, float]:
         """Metrics of a given sample set (any size >= 2)."""

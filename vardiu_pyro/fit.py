@@ -23,10 +23,12 @@ import hydra  # noqa: E402
 import pyro  # noqa: E402
 import torch  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
+from hydra.types import RunMode  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from .bound_gap import bound_gap_summary  # noqa: E402
 from .build import build_objective, build_problem, resolve_device  # noqa: E402
+from .distributed import DataParallel, secondary_rank_overrides, torchrun_world_size  # noqa: E402
 from .evaluation import Evaluator  # noqa: E402
 from .teacher_metrics import evaluate_teacher  # noqa: E402
 from .interrupt import TrainingInterrupted  # noqa: E402
@@ -40,11 +42,28 @@ __all__ = ["main", "fit"]
 def fit(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     """Train as configured, write the run's files into ``run_dir``, return the summary.
 
+    With ``trainer.distributed=true`` (under torchrun) every rank trains, rank 0's ``run_dir`` is
+    used, only rank 0 writes, and every rank returns rank 0's summary.
+
     With ``cfg.trainer.resume`` set, the run continues in that directory (``run_dir`` may then be
     omitted) from its newest usable checkpoint; ``cfg`` must be the run's own configuration up to
     the keys in ``vardiu_pyro.resume.RESUMABLE_KEYS``. Raises ``ConfigError`` (a ``ValueError``)
     on invalid settings, before any work.
     """
+    distributed = bool(cfg.trainer.get("distributed", False))
+    if not distributed and torchrun_world_size() > 1:
+        raise ConfigError(f"launched by torchrun with WORLD_SIZE={torchrun_world_size()} but trainer.distributed=false: "
+                          "every process would train its own copy; add trainer.distributed=true")
+    if not distributed:
+        return _fit(cfg, run_dir, parallel=None)
+    parallel = DataParallel.start(resolve_device(cfg.device))  # joins the process group of the torchrun launch
+    try:
+        return _fit(cfg, parallel.broadcast_object(None if run_dir is None else str(run_dir)), parallel)
+    finally:
+        parallel.close()
+
+
+def _fit(cfg: DictConfig, run_dir: str | Path | None, parallel: DataParallel | None) -> dict:
     validate_config(cfg)
     config = OmegaConf.to_container(cfg, resolve=True)
     state = None
@@ -59,8 +78,10 @@ def fit(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     if run_dir is None:
         raise ValueError("fit() needs a run directory (or trainer.resume)")
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    device = resolve_device(cfg.device)
+    main_process = parallel is None or parallel.is_main
+    if main_process:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(cfg.device) if parallel is None else parallel.device
     if cfg.trainer.threads:
         torch.set_num_threads(int(cfg.trainer.threads))
     pyro.enable_validation(bool(cfg.trainer.pyro_validation))
@@ -69,23 +90,31 @@ def fit(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     problem = build_problem(cfg, device)
     validate_problem(problem)
     objective = build_objective(cfg, problem)
+    if parallel is not None:  # identical networks, averaged gradients, this rank's own noise
+        parallel.prepare(objective, int(cfg.seed))
+    if parallel is not None:  # identical networks, averaged gradients, this rank's own noise
+        parallel.prepare(objective, int(cfg.seed))
     evaluator = Evaluator(problem.target, num_samples=cfg.trainer.eval_samples,
-                          bandwidths=list(cfg.trainer.mmd_bandwidths))
+                          bandwidths=list(cfg.trainer.mmd_bandwidths)) if main_process else None
     trainer = Trainer(objective, evaluator, run_dir, iterations=cfg.trainer.iterations,
                       eval_every=cfg.trainer.eval_every, ema_decay=cfg.trainer.ema_decay,
                       checkpoint_every=cfg.trainer.checkpoint_every,
                       max_consecutive_skips=cfg.trainer.max_consecutive_skips,
-                      progress=cfg.trainer.progress, config=config)
+                      progress=cfg.trainer.progress, config=config, main_process=main_process)
     if state is not None:
         trainer.load_state_dict(state)
     final = trainer.fit()
-    summary = dict(final, device=str(device), reference=evaluator.reference_metrics, config=config)
-    summary.update(bound_gap_summary(objective, problem, iteration=trainer.iteration))  # 2-D targets with a guide
-    if hasattr(problem.teacher, "sample"):  # a teacher that is not the target: its own quality is the ceiling
-        summary["teacher"] = evaluate_teacher(problem.teacher, evaluator)
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    print(format_summary(summary, run_dir))
-    return summary
+    summary = None
+    if main_process:
+        summary = dict(final, device=str(device), reference=evaluator.reference_metrics, config=config)
+        if parallel is not None:
+            summary["world_size"] = parallel.world_size
+        summary.update(bound_gap_summary(objective, problem, iteration=trainer.iteration))  # 2-D, with a guide
+        if hasattr(problem.teacher, "sample"):  # a teacher that is not the target: its own quality is the ceiling
+            summary["teacher"] = evaluate_teacher(problem.teacher, evaluator)
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        print(format_summary(summary, run_dir))
+    return summary if parallel is None else parallel.broadcast_object(summary)
 
 
 def format_summary(summary: dict, run_dir: Path) -> str:
@@ -117,6 +146,9 @@ def _exit(message: str, code: int) -> None:
 def hydra_main(cfg: DictConfig) -> float:
     """One run (or one job of a multirun): resume or start, report failures without a traceback."""
     try:
+        if cfg.trainer.get("distributed", False) and HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise ConfigError("trainer.distributed=true is one run over the processes of a torchrun launch; "
+                              "sweep (-m) without torchrun, with one launcher job per run")
         if cfg.trainer.resume:
             cfg = resumed_config(cfg, HydraConfig.get().overrides.task)
             summary = fit(cfg)
@@ -137,6 +169,9 @@ def main() -> None:
         check_command_line(sys.argv[1:])
     except ConfigError as e:
         _exit(f"error: {e}", 2)
+    if torchrun_world_size() > 1 and {"-m", "--multirun"} & set(sys.argv[1:]):
+        _exit("error: a torchrun launch is one data-parallel run; sweep (-m) without torchrun", 2)
+    sys.argv.extend(secondary_rank_overrides())
     hydra_main()
 
 

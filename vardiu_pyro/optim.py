@@ -19,7 +19,7 @@ report.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import torch
 from pyro.optim import PyroOptim
@@ -90,6 +90,9 @@ class PerNetworkOptim(PyroOptim):
         self.num_steps = 0  # steps taken (skipped ones excluded): the learning-rate schedule's clock
         self.last_grad_norms: dict[str, torch.Tensor] = {}  # before clipping; tensors, to avoid a device sync
         self.last_step_skipped = False
+        # called with every owned parameter (networks by name, then module order) before clipping:
+        # data-parallel training averages the gradients over processes here (vardiu_pyro.distributed)
+        self.reduce_gradients: Callable[[list[torch.Tensor]], None] | None = None
 
     def current_lr_factor(self) -> float:
         return lr_factor(self.num_steps, self.schedule, self.iterations, self.warmup, self.end_factor)
@@ -102,6 +105,8 @@ class PerNetworkOptim(PyroOptim):
                 f"SVI captured {len(stray)} parameter(s) that belong to none of the networks "
                 f"{sorted(self.networks)}: Pyro's global param store holds stale entries under the same "
                 "names (from another model in this process). Call pyro.clear_param_store() first.")
+        if self.reduce_gradients is not None:  # before the finiteness check, so that every rank skips alike
+            self.reduce_gradients([p for name in sorted(self.params) for p in self.params[name]])
         self.last_grad_norms = {name: nn.utils.get_total_norm([p.grad for p in group if p.grad is not None], foreach=True)
                                 for name, group in self.params.items() if any(p.grad is not None for p in group)}
         self.last_step_skipped = not self.last_grad_norms or not _all_finite(self.last_grad_norms.values())

@@ -44,16 +44,24 @@ class Trainer:
     last one is always from a healthy step. After ``max_consecutive_skips`` skipped steps in a row
     the run stops with ``TooManySkippedSteps``; on SIGINT/SIGTERM it checkpoints and raises
     ``TrainingInterrupted``.
+
+    ``main_process=False`` (ranks > 0 of a data-parallel run) only steps the objective: no
+    evaluation, files or progress bar (``evaluator`` may then be None); ``fit`` returns
+    ``{"iteration": ...}``.
     """
 
-    def __init__(self, objective: Objective, evaluator: Evaluator, run_dir: str | Path, iterations: int,
+    def __init__(self, objective: Objective, evaluator: Evaluator | None, run_dir: str | Path, iterations: int,
                  eval_every: int = 5000, ema_decay: float = 0.0, checkpoint_every: int = 0,
-                 max_consecutive_skips: int = 20, progress: bool = True, config: dict | None = None):
+                 max_consecutive_skips: int = 20, progress: bool = True, config: dict | None = None,
+                 main_process: bool = True):
         self.objective, self.evaluator = objective, evaluator
         self.run_dir = Path(run_dir)
         self.iterations, self.eval_every = int(iterations), int(eval_every)
-        self.checkpoint_every, self.progress, self.config = int(checkpoint_every), progress, config
+        self.checkpoint_every, self.config = int(checkpoint_every), config
         self.max_consecutive_skips = int(max_consecutive_skips)
+        self.main_process = bool(main_process)
+        self.progress = progress and self.main_process
+        ema_decay = ema_decay if self.main_process else 0.0
         generator = objective.generator
         self.ema = (AveragedModel(generator, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
                     if ema_decay > 0 else None)
@@ -150,6 +158,8 @@ class Trainer:
         A resumed trainer (``load_state_dict``) first rewrites ``metrics.jsonl`` with the
         checkpoint's records, dropping what was logged after the checkpoint, then appends.
         """
+        if not self.main_process:
+            return self._step_only()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         write_metrics(self.run_dir / METRICS, self.records)
         bar = tqdm(total=self.iterations, initial=self.iteration, disable=not self.progress,
@@ -185,6 +195,12 @@ class Trainer:
             record = last if last is not None and last["iteration"] == self.iteration else self._evaluate()
         self._plot()
         return dict(record, total_seconds=self.seconds)
+
+    def _step_only(self) -> dict:
+        while self.iteration < self.iterations:
+            self.objective.step(self.iteration)
+            self.iteration += 1
+        return {"iteration": self.iteration}
 
     def _plot(self) -> None:
         samples = self.evaluator.samples(self.sampling_generator)

@@ -1,0 +1,194 @@
+"""Sweeps: Hydra multirun with the basic, joblib and submitit launchers, the sweep index, the report."""
+
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_module
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import OmegaConf
+
+from vardiu_pyro.report import bootstrap_interval, positional_to_override, varying_keys, write_report
+from vardiu_pyro.sweep import read_index, read_runs
+
+# a few iterations of tiny networks: each job costs about a second, most of it the final plots
+TINY = ["trainer.iterations=4", "trainer.eval_every=2", "trainer.eval_samples=200", "trainer.batch_size=32",
+        "generator.width=8", "guide.width=8", "trainer.progress=false", "trainer.threads=1", "device=cpu"]
+
+
+def multirun(cwd: Path, *overrides: str, expect_ok: bool = True) -> Path:
+    """Run ``python -m vardiu_pyro.fit -m ...`` in ``cwd``; return its (default, timestamped) sweep directory."""
+    proc = subprocess.run([sys.executable, "-m", "vardiu_pyro.fit", "-m", *TINY, *overrides], cwd=cwd,
+                          capture_output=True, text=True, timeout=600)
+    assert (proc.returncode == 0) == expect_ok, proc.stdout[-2000:] + proc.stderr[-3000:]
+    sweeps = list((cwd / "multirun").glob("*/*"))
+    assert len(sweeps) == 1, sweeps
+    return sweeps[0]
+
+
+def job_records(sweep: Path) -> dict[int, dict]:
+    return {r.num: r.job for r in read_runs(sweep)}
+
+
+def test_basic_launcher_two_by_two_and_its_report(tmp_path):
+    sweep = multirun(tmp_path, "seed=0,1", "generator.width=8,16")
+    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1", "2", "3"]  # one directory per job
+    runs = read_runs(sweep)
+    assert [r.num for r in runs] == [0, 1, 2, 3] and all(r.status == "completed" for r in runs)
+    assert all(r.job["status"] == "completed" and r.job["return_value"] == r.summary["log_mmd"] for r in runs)
+    assert len({r.summary["loss"] for r in runs}) == 4  # four different runs, not one repeated
+    index = read_index(sweep)
+    assert [(r["num"], r["status"], r["run_dir"]) for r in index] == [(i, "completed", str(i)) for i in range(4)]
+    assert len((sweep / "index.jsonl").read_text().splitlines()) == 8  # a start and an end line per job
+    assert "| 3 | completed | 3 |" in (sweep / "index.md").read_text()
+
+    # the report, with the positional form of its command line
+    proc = subprocess.run([sys.executable, "-m", "vardiu_pyro.report", str(sweep.relative_to(tmp_path))],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert sorted(os.listdir(tmp_path)) == ["multirun"]  # the report writes only into the sweep directory
+    report = json.loads((sweep / "report.json").read_text())
+    assert report["group_by"] == ["generator.width"]  # the seed is pooled, constant overrides are not groups
+    assert report["constant_overrides"]["trainer.iterations"] == "4"
+    by_width = {g["values"]["generator.width"]: g for g in report["groups"]}
+    assert set(by_width) == {"8", "16"}
+    for width, group in by_width.items():
+        members = [r for r in runs if f"generator.width={width}" in r.overrides]
+        assert group["runs"] == group["completed"] == 2 and group["failed"] == group["incomplete"] == 0
+        for metric in ("log_mmd", "log_density", "modes_covered", "seconds"):
+            values = [r.summary[metric] for r in members]
+            stats = group["metrics"][metric]
+            assert stats["n"] == 2 and stats["mean"] == pytest.approx(statistics.mean(values))
+            assert min(values) - 1e-9 <= stats["low"] <= stats["mean"] <= stats["high"] <= max(values) + 1e-9
+    assert report["not_completed"] == []
+    markdown = (sweep / "report.md").read_text()
+    assert "| generator.width | runs | failed | incomplete | log_mmd | log_density | modes_covered | seconds |" in markdown
+    assert "| 8 | 2/2 | 0 | 0 |" in markdown and "![log-MMD against time](log_mmd.png)" in markdown
+    assert (sweep / "log_mmd.png").read_bytes()[:4] == b"\x89PNG"
+    assert markdown in proc.stdout
+
+    # a run cut short (no summary.json) is listed as incomplete, not dropped
+    (sweep / "3" / "summary.json").unlink()
+    report = write_report(sweep, out_dir=tmp_path / "again")
+    assert [(r["num"], r["status"]) for r in report["not_completed"]] == [(3, "incomplete")]
+    assert {g["values"]["generator.width"]: g["completed"] for g in report["groups"]} == {"8": 2, "16": 1}
+    assert "| 3 | incomplete | 3 |" in (tmp_path / "again" / "report.md").read_text()
+
+
+def test_joblib_launcher_runs_jobs_in_parallel_workers_and_the_report_lists_a_failed_job(tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
+    # generator.depth=-1 passes the up-front checks but raises in every job that has it (building
+    # the network): Hydra runs all four, then exits non-zero
+    sweep = multirun(tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=0,1", "generator.depth=2,-1",
+                     expect_ok=False)
+    jobs = job_records(sweep)
+    assert sorted(jobs) == [0, 1, 2, 3]
+    assert {n: j["status"] for n, j in jobs.items()} == {0: "completed", 1: "failed", 2: "completed", 3: "failed"}
+    assert "an MLP needs depth >= 1" in jobs[1]["error"] and "Traceback" in jobs[1]["traceback"]
+    assert len({j["pid"] for j in jobs.values()}) == 2  # two loky workers
+    assert [r["status"] for r in read_index(sweep)] == ["completed", "failed", "completed", "failed"]
+
+    report = write_report(sweep)
+    assert report["group_by"] == ["generator.depth"]
+    groups = {g["values"]["generator.depth"]: g for g in report["groups"]}
+    assert (groups["2"]["completed"], groups["2"]["failed"]) == (2, 0)
+    assert (groups["-1"]["completed"], groups["-1"]["failed"]) == (0, 2)
+    assert groups["-1"]["metrics"]["log_mmd"]["n"] == 0 and math.isnan(groups["-1"]["metrics"]["log_mmd"]["mean"])
+    assert [(r["num"], r["status"]) for r in report["not_completed"]] == [(1, "failed"), (3, "failed")]
+    markdown = (sweep / "report.md").read_text()
+    assert "| -1 | 0/2 | 2 | 0 | — |" in markdown
+    assert "| 1 | failed | 1 | `seed=0` `generator.depth=-1` | ValueError: an MLP needs depth >= 1 and width >= 1, got depth=-1, width=8 |" in markdown
+
+
+def test_submitit_local_launcher(tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    sweep = multirun(tmp_path, "hydra/launcher=submitit_local", "seed=0,1")
+    jobs = job_records(sweep)
+    assert sorted(jobs) == [0, 1] and all(j["status"] == "completed" for j in jobs.values())
+    submitit_ids = sorted(p.name for p in (sweep / ".submitit").iterdir() if p.name != "%j")
+    assert sorted(j["id"] for j in jobs.values()) == submitit_ids  # each job ran as a submitit job
+    assert all((sweep / str(n) / "summary.json").exists() for n in jobs)
+
+
+def test_slurm_launcher_config_makes_the_expected_sbatch_script(tmp_path, monkeypatch):
+    """``hydra/launcher=slurm`` (configs/hydra/launcher/slurm.yaml) through submitit's own SLURM executor.
+
+    No cluster here: a dummy ``srun`` on PATH lets submitit build its executor, and the test reads
+    the sbatch script it would submit (the parameters are passed as the Hydra launcher passes them).
+    """
+    submitit = pytest.importorskip("submitit")
+    from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
+
+    (tmp_path / "srun").write_text("#!/bin/sh\nexit 1\n")
+    (tmp_path / "srun").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    with initialize_config_module(version_base="1.3", config_module="vardiu_pyro.configs"):
+        cfg = compose("config", overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu",
+                                           "hydra.launcher.setup=[module load cuda]"], return_hydra_config=True)
+    assert cfg.hydra.launcher._target_.endswith("SlurmLauncher")
+    params = OmegaConf.to_container(cfg.hydra.launcher)
+    executor = submitit.AutoExecutor(folder=tmp_path / "submitit", cluster="slurm")
+    base = set(OmegaConf.structured(BaseQueueConf).keys())  # as BaseSubmititLauncher.launch maps them
+    executor.update_parameters(**{k if k in base else f"slurm_{k}": v for k, v in params.items()
+                                  if k not in {"submitit_folder", "max_num_timeout", "_target_", "name"}})
+    script = executor._executor._make_submission_file_text("python -m vardiu_pyro.fit", "uid")
+    for line in ("#SBATCH --partition=gpu", "#SBATCH --time=240", "#SBATCH --gpus-per-node=1",
+                 "#SBATCH --cpus-per-task=4", "#SBATCH --mem=16GB", "#SBATCH --ntasks-per-node=1", "module load cuda"):
+        assert line in script
+
+
+def test_run_and_sweep_directories_cannot_collide():
+    with initialize_config_module(version_base="1.3", config_module="vardiu_pyro.configs"):
+        cfg = compose("config", return_hydra_config=True)
+    hydra = OmegaConf.to_container(cfg.hydra, resolve=False)
+    assert hydra["run"]["dir"].endswith("%f}") and hydra["sweep"]["dir"].endswith("%f}")  # microseconds
+    assert hydra["sweep"]["subdir"] == "${hydra.job.num}"  # and one subdirectory per job
+
+
+def test_bootstrap_interval_matches_the_normal_theory_and_is_deterministic():
+    x = torch.randn(400, generator=torch.Generator().manual_seed(1), dtype=torch.float64).tolist()
+    lo, hi = bootstrap_interval(x, confidence=0.95, resamples=4000, seed=0)
+    mean, half = statistics.mean(x), 1.96 * statistics.stdev(x) / math.sqrt(len(x))  # mean ± z σ/√n
+    assert lo < mean < hi
+    assert (hi - lo) / 2 == pytest.approx(half, rel=0.1)
+    assert (lo + hi) / 2 == pytest.approx(mean, abs=0.15 * half)
+    assert bootstrap_interval(x, 0.95, 4000, seed=0) == (lo, hi)
+    assert bootstrap_interval([2.5], 0.9) == (2.5, 2.5)
+    assert all(math.isnan(v) for v in bootstrap_interval([]))
+    with pytest.raises(ValueError, match="confidence"):
+        bootstrap_interval(x, confidence=95)
+
+
+def test_grouping_keys_vary_and_exclude_the_seed(tmp_path):
+    from vardiu_pyro.sweep import Run
+
+    runs = [Run(tmp_path, ["seed=0", "guide=gaussian", "trainer.iterations=9"]),
+            Run(tmp_path, ["seed=1", "guide=flow", "trainer.iterations=9"]),
+            Run(tmp_path, ["seed=2", "guide=flow", "trainer.iterations=9", "+sigma.extra=1"])]
+    assert varying_keys(runs) == ["guide", "sigma.extra"]
+    assert varying_keys(runs, exclude=()) == ["seed", "guide", "sigma.extra"]
+
+
+def test_a_positional_sweep_dir_becomes_the_override():
+    assert positional_to_override(["multirun/2026-01-01/10-00-00-1"]) == ["sweep_dir='multirun/2026-01-01/10-00-00-1'"]
+    assert positional_to_override(["x", "confidence=0.9"]) == ["sweep_dir='x'", "confidence=0.9"]
+    parser = OverridesParser.create()
+    for path in ["a b/it's", "C:\\runs\\", "a\\'b", "/tmp/x:y,z"]:  # quoted so that Hydra reads back the path
+        override = parser.parse_override(positional_to_override([path])[0])
+        assert (override.key_or_group, override.value()) == ("sweep_dir", path)
+    assert positional_to_override(["sweep_dir=x", "-cn", "report"]) == ["sweep_dir=x", "-cn", "report"]
+    with pytest.raises(SystemExit, match="one sweep directory"):
+        positional_to_override(["a", "b"])
+
+
+def test_report_on_a_folder_without_runs_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no run directories"):
+        write_report(tmp_path)
+    with pytest.raises(FileNotFoundError, match="no such directory"):
+        write_report(tmp_path / "absent")

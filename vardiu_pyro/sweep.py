@@ -1,0 +1,213 @@
+"""The record of a Hydra sweep: one status file per job, and an index of the sweep directory.
+
+``JobRecorder`` is a Hydra callback (``hydra.callbacks`` in ``configs/config.yaml``). Hydra calls
+it in the process that runs the job, whatever the launcher (the basic one, a joblib worker, a
+SLURM task), so it works the same everywhere:
+
+- every run directory gets ``job.json``: job number, overrides, status (``running`` when the job
+  starts, then ``completed`` or ``failed`` with the error), run directory, host, times;
+- in a multirun, the sweep directory gets ``index.jsonl`` (an append-only log: one line when each
+  job starts and one when it ends) and ``index.md`` (the current status of every job, by job
+  number), both written under a file lock, so jobs finishing at once in parallel processes
+  neither interleave nor lose lines.
+
+A job killed from outside (out of memory, a SLURM time limit) stays ``running``. ``read_runs``
+scans a sweep directory for run directories (those holding Hydra's ``.hydra/overrides.yaml``):
+this, not the index, is what ``python -m vardiu_pyro.report`` reads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import time
+import traceback
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+try:  # POSIX; on other systems the index is written without a lock
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None
+
+__all__ = ["JobRecorder", "Run", "read_runs", "read_index", "JOB_FILE", "INDEX_JSONL", "INDEX_MD"]
+
+JOB_FILE = "job.json"
+INDEX_JSONL = "index.jsonl"
+INDEX_MD = "index.md"
+LOCK = ".index.lock"
+
+
+def _is_secondary_rank() -> bool:
+    """A process of a torchrun launch other than rank 0 (it writes nothing; see vardiu_pyro.distributed)."""
+    return int(os.environ.get("RANK", "0")) > 0 and int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def _write_json_atomic(path: Path, obj: Any) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def _locked(directory: Path) -> Iterator[None]:
+    with open(directory / LOCK, "a") as lock:
+        if fcntl is not None:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            if fcntl is not None:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+class JobRecorder(Callback):
+    """Writes ``job.json`` into every run directory and keeps the sweep's index up to date."""
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if _is_secondary_rank():
+            return
+        record = self._record(config, status="running")
+        self._write(config, record)
+
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        if _is_secondary_rank():
+            return
+        record = self._record(config, status="completed" if job_return.status == JobStatus.COMPLETED else "failed")
+        run_dir = Path(config.hydra.runtime.output_dir)
+        with contextlib.suppress(OSError, ValueError):  # keep the start time of on_job_start
+            record["started"] = json.loads((run_dir / JOB_FILE).read_text())["started"]
+        record["ended"] = time.time()
+        if job_return.status == JobStatus.COMPLETED:
+            record["return_value"] = job_return._return_value if _jsonable(job_return._return_value) else None
+        else:
+            error = job_return._return_value  # the exception (JobReturn.return_value would re-raise it)
+            record["error"] = f"{type(error).__name__}: {error}"
+            record["traceback"] = "".join(traceback.format_exception(error))
+        self._write(config, record)
+
+    @staticmethod
+    def _record(config: DictConfig, status: str) -> dict:
+        hydra = config.hydra
+        return {"num": OmegaConf.select(config, "hydra.job.num", default=None),
+                "id": OmegaConf.select(config, "hydra.job.id", default=None),
+                "status": status,
+                "overrides": list(OmegaConf.to_container(hydra.overrides.task)),
+                "run_dir": str(hydra.runtime.output_dir),
+                "host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}
+
+    @staticmethod
+    def _write(config: DictConfig, record: dict) -> None:
+        run_dir = Path(config.hydra.runtime.output_dir)
+        _write_json_atomic(run_dir / JOB_FILE, record)
+        if config.hydra.mode != RunMode.MULTIRUN:
+            return
+        sweep_dir = Path(str(config.hydra.sweep.dir)).absolute()
+        line = {k: v for k, v in record.items() if k != "traceback"}
+        line["run_dir"] = os.path.relpath(run_dir, sweep_dir)
+        with _locked(sweep_dir):
+            with open(sweep_dir / INDEX_JSONL, "a") as f:
+                f.write(json.dumps(line) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+            tmp = sweep_dir / f".{INDEX_MD}.{os.getpid()}.tmp"
+            tmp.write_text(format_index(read_index(sweep_dir)))
+            os.replace(tmp, sweep_dir / INDEX_MD)
+
+
+def _jsonable(value: Any) -> bool:
+    try:
+        json.dumps(value)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def read_index(sweep_dir: str | Path) -> list[dict]:
+    """The latest line of ``index.jsonl`` for each job, by job number."""
+    latest: dict[Any, dict] = {}
+    path = Path(sweep_dir) / INDEX_JSONL
+    if path.exists():
+        for line in path.read_text().splitlines():
+            if line.strip():
+                record = json.loads(line)
+                latest[record["num"]] = record
+    return [latest[k] for k in sorted(latest, key=lambda n: (n is None, n))]
+
+
+def format_index(records: list[dict]) -> str:
+    lines = ["# Sweep index", "", "| job | status | run dir | overrides | error |", "|---|---|---|---|---|"]
+    for r in records:
+        overrides = " ".join(f"`{o}`" for o in r["overrides"])
+        error = (r.get("error") or "").replace("|", "\\|").replace("\n", " ")
+        lines.append(f"| {r['num']} | {r['status']} | {r['run_dir']} | {overrides} | {error} |")
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class Run:
+    """One run directory of a sweep, as found on disk."""
+
+    path: Path
+    overrides: list[str]
+    job: dict | None = None  # job.json
+    summary: dict | None = None  # summary.json (present once a run has finished)
+    metrics: list[dict] = field(default_factory=list)  # metrics.jsonl
+
+    @property
+    def num(self) -> int | None:
+        return self.job.get("num") if self.job else None
+
+    @property
+    def status(self) -> str:
+        """``completed`` (has ``summary.json``), ``failed`` (the job raised) or ``incomplete``."""
+        if self.summary is not None:
+            return "completed"
+        if self.job is not None and self.job.get("status") == "failed":
+            return "failed"
+        return "incomplete"
+
+    @property
+    def error(self) -> str | None:
+        return self.job.get("error") if self.job else None
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):  # absent, or cut short by an interruption
+        return None
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    records = []
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                records.append(json.loads(line))
+            except ValueError:  # a last line cut short
+                break
+    return records
+
+
+def read_runs(sweep_dir: str | Path) -> list[Run]:
+    """Every run directory under ``sweep_dir`` (any depth), ordered by job number then path."""
+    sweep_dir = Path(sweep_dir)
+    if not sweep_dir.is_dir():
+        raise FileNotFoundError(f"sweep_dir={sweep_dir}: no such directory")
+    runs = []
+    for overrides_file in sweep_dir.rglob(".hydra/overrides.yaml"):
+        path = overrides_file.parent.parent
+        overrides = [str(o) for o in OmegaConf.to_container(OmegaConf.load(overrides_file))]
+        runs.append(Run(path=path, overrides=overrides, job=_read_json(path / JOB_FILE),
+                        summary=_read_json(path / "summary.json"), metrics=_read_jsonl(path / "metrics.jsonl")))
+    return sorted(runs, key=lambda r: (r.num is None, r.num if r.num is not None else 0, str(r.path)))
