@@ -471,6 +471,12 @@ def test_bad_resume_directories_are_rejected(tmp_path, reference):
     (["seed=0,1"], "seed=0,1: a sweep over several values needs --multirun (-m)"),
     (["-m", "guide=gaussian,nope"], "guide=nope: no such guide option (choose one of: flow, full_gaussian, gaussian, mixture)"),
     (["target=mog41"], "target=mog41: no such target option (choose one of: mog40, mog9)"),
+    (["objective=nope"], "objective=nope: no such objective option (choose one of: diff_instruct, vardiu)"),
+    (["teacher=nope"], "teacher=nope: no such teacher option (choose one of: empirical, exact, learned)"),
+    (["teacher=learned"], "teacher.path: Missing mandatory value: path"),
+    (["objective=diff_instruct", "trainer.batch_size=33"], "trainer.batch_size=33: must be even with "
+                                                           "objective.antithetic=true (each draw is used with ε and -ε)"),
+    (["objective=diff_instruct", "objective.inner_steps=0"], "objective.inner_steps=0: must be >= 1"),
 ])
 def test_command_line_errors_exit_2_with_one_line(argv, message, monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["vardiu_pyro.fit", *argv])
