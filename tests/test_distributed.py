@@ -12,8 +12,11 @@ from hydra import compose, initialize_config_module
 
 from vardiu_pyro.build import build_objective, build_problem
 from vardiu_pyro.checkpoint import load_checkpoint
-from vardiu_pyro.distributed import rank_seed, secondary_rank_overrides
+from vardiu_pyro.distributed import DataParallel, rank_seed, secondary_rank_overrides
 from vardiu_pyro.fit import fit
+
+from .faults import KILL_ENV
+from .test_reliability import REPO, assert_same_state
 
 # SGD without clipping: the step is -lr times the gradient itself, so the test sees whether the
 # ranks' gradients were averaged (Adam's first step is nearly sign(gradient), blind to a sum or a mean)
@@ -123,3 +126,66 @@ def test_average_gradients_over_two_processes(tmp_path):
         assert torch.equal(g[0], torch.full((3,), 1.5))
         assert torch.equal(g[1], torch.full((3,), 2.0))
         assert g[2] is None  # no rank had a gradient: the optimiser skips it, as in one process
+
+
+def torchrun(args, cwd, env=None, nproc=2):
+    environ = {k: v for k, v in os.environ.items() if k not in TORCHRUN_ENV and k != KILL_ENV}
+    environ["PYTHONPATH"] = os.pathsep.join([str(REPO), environ.get("PYTHONPATH", "")])  # tests.faults
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+                           "-m", "vardiu_pyro.fit", "trainer.distributed=true", *args],
+                          cwd=cwd, env={**environ, **(env or {})}, capture_output=True, text=True, timeout=600)
+
+
+def test_a_data_parallel_run_stopped_by_sigterm_resumes_exactly(tmp_path):
+    """Both ranks agree to stop, rank 0 checkpoints every rank's random state, and the resumed run
+    (each rank continuing its own noise) ends bit-identical to the uninterrupted one."""
+    args = ["trainer.iterations=8", "trainer.eval_every=4", "trainer.eval_samples=200", "trainer.batch_size=16",
+            "generator.width=8", "guide.width=8", "trainer.progress=false", "trainer.threads=1", "device=cpu",
+            "trainer.checkpoint_every=3", "seed=5", "teacher._target_=tests.faults.SignallingTeacher"]
+    reference, run = tmp_path / "reference", tmp_path / "run"
+    proc = torchrun([*args, f"hydra.run.dir={reference}"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    # score call 1 is the shape check, call 6 the step that completes iteration 5 (after the checkpoint at 3)
+    proc = torchrun([*args, f"hydra.run.dir={run}"], tmp_path, env={KILL_ENV: "TERM:6"})
+    assert proc.returncode != 0 and "stopped by SIGTERM at iteration 5" in proc.stderr, proc.stderr[-4000:]
+    stopped = load_checkpoint(run / "checkpoint.safetensors")
+    assert stopped["iteration"] == 5 and len(stopped["rank_rng"]) == 2
+    assert not torch.equal(stopped["rank_rng"][0]["torch"], stopped["rank_rng"][1]["torch"])  # each rank its own noise
+    proc = torchrun([f"trainer.resume={run}", f"hydra.run.dir={tmp_path / 'resume'}"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+
+    got, want = load_checkpoint(run / "checkpoint.safetensors"), load_checkpoint(reference / "checkpoint.safetensors")
+    assert got["iteration"] == want["iteration"] == 8
+    for key in ("objective", "ema", "rank_rng"):
+        assert_same_state(got[key], want[key], key)
+    clock = ("seconds", "train_seconds")
+    assert ([{k: v for k, v in r.items() if k not in clock} for r in got["records"]]
+            == [{k: v for k, v in r.items() if k not in clock} for r in want["records"]])
+
+
+class RecordingParallel(DataParallel):
+    """One process standing for rank 0 of two: records which parameters each all-reduce receives."""
+
+    def __init__(self):
+        super().__init__(rank=0, world_size=2, device=torch.device("cpu"), backend="gloo")
+        self.reduced = []
+
+    def broadcast_modules(self, modules):
+        pass
+
+    def average_gradients(self, params):
+        self.reduced.append(list(params))
+
+
+def test_diff_instruct_averages_the_fake_score_gradients_too():
+    """Every optimiser of the objective is hooked: Diff-Instruct's fake score (K DSM steps) and generator."""
+    pyro.clear_param_store()
+    cfg = config(*ONE_STEP, "objective=diff_instruct", "objective.inner_steps=2", "objective.fake_score.width=8",
+                 "objective.fake_score.depth=2")
+    objective = build_objective(cfg, build_problem(cfg, torch.device("cpu")))
+    parallel = RecordingParallel()
+    parallel.prepare(objective, seed=5)
+    objective.step(0)
+    fake = [p for p in objective.fake_score.parameters() if p.requires_grad]
+    generator = list(objective.generator.parameters())
+    assert [[id(p) for p in ps] for ps in parallel.reduced] == [[id(p) for p in fake]] * 2 + [[id(p) for p in generator]]

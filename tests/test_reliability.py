@@ -316,6 +316,23 @@ def test_non_finite_steps_are_skipped_counted_and_logged(tmp_path):
     assert all(torch.isfinite(t).all() for net in state["networks"].values() for t in net.values())
 
 
+def test_non_finite_steps_are_skipped_with_diff_instruct_too(tmp_path):
+    """The guard is the objective's, not VarDiU's: Diff-Instruct's generator step is dropped alike."""
+    # score call 1 is the shape check, call j the generator step that completes iteration j - 1 (the fake
+    # score's DSM steps never call the teacher)
+    cfg = config(*TINY, "objective=diff_instruct", "objective.inner_steps=1", "objective.fake_score.width=16",
+                 "objective.fake_score.depth=2", "teacher._target_=tests.faults.FlakyTeacher",
+                 "+teacher.nan_scores=[11,12,32]")
+    summary = fit(cfg, tmp_path)
+    assert summary["skipped_steps"] == 3 and summary["iteration"] == 60 and math.isfinite(summary["loss"])
+    lines = [json.loads(line) for line in (tmp_path / METRICS).read_text().splitlines()]
+    assert [r["skipped_steps"] for r in lines] == [2, 3] and all(math.isfinite(r["loss"]) for r in lines)
+    state = load_checkpoint(tmp_path / CHECKPOINT)["objective"]
+    assert state["optim"]["generator"]["num_steps"] == 57  # the generator's schedule only counts steps taken
+    assert state["optim"]["fake_score"]["num_steps"] == 60  # the fake score's DSM steps were all finite
+    assert all(torch.isfinite(t).all() for net in state["networks"].values() for t in net.values())
+
+
 def test_too_many_consecutive_skips_stop_with_the_last_good_checkpoint(tmp_path):
     nan_calls = ",".join(str(k) for k in range(22, 200))  # every step from step 20 (iteration 21) on
     cfg = config(*TINY, "teacher._target_=tests.faults.FlakyTeacher", f"+teacher.nan_scores=[{nan_calls}]",
@@ -454,6 +471,12 @@ def test_bad_resume_directories_are_rejected(tmp_path, reference):
     (["seed=0,1"], "seed=0,1: a sweep over several values needs --multirun (-m)"),
     (["-m", "guide=gaussian,nope"], "guide=nope: no such guide option (choose one of: flow, full_gaussian, gaussian, mixture)"),
     (["target=mog41"], "target=mog41: no such target option (choose one of: mog40, mog9)"),
+    (["objective=nope"], "objective=nope: no such objective option (choose one of: diff_instruct, vardiu)"),
+    (["teacher=nope"], "teacher=nope: no such teacher option (choose one of: empirical, exact, learned)"),
+    (["teacher=learned"], "teacher.path: Missing mandatory value: path"),
+    (["objective=diff_instruct", "trainer.batch_size=33"], "trainer.batch_size=33: must be even with "
+                                                           "objective.antithetic=true (each draw is used with ε and -ε)"),
+    (["objective=diff_instruct", "objective.inner_steps=0"], "objective.inner_steps=0: must be >= 1"),
 ])
 def test_command_line_errors_exit_2_with_one_line(argv, message, monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["vardiu_pyro.fit", *argv])

@@ -15,7 +15,12 @@ DDP semantics, done in the optimiser rather than by ``DistributedDataParallel``:
   by name), *before* it clips and steps. Every rank then takes the same step, so the networks
   stay identical without further communication; this works for any objective;
 - only rank 0 evaluates, logs, plots and checkpoints; the others write nothing at all (Hydra's
-  own files and log included: see ``secondary_rank_overrides``).
+  own files and log included: see ``secondary_rank_overrides``);
+- every rank runs the same loop and takes its decisions alike: checkpoints (every rank's random
+  state is gathered into rank 0's checkpoint, so a resumed run continues each rank's own noise
+  exactly), a stop on SIGINT/SIGTERM (the ranks agree on it after every iteration: one rank
+  signalled stops them all at the same iteration), and a stop after too many non-finite steps
+  (the gradients are averaged before the finiteness check, so every rank skips alike).
 
 Backends: gloo on CPU, nccl on CUDA (one GPU per rank: ``cuda:LOCAL_RANK``). Nothing here is
 used, nor ``torch.distributed`` initialised, unless ``trainer.distributed=true``.
@@ -143,6 +148,22 @@ class DataParallel:
             n = p.numel()
             p.grad = g.copy_(flat[offset:offset + n].view_as(g)) if has_grad else None
             offset += n
+
+    def gather_object(self, obj) -> list | None:
+        """Every rank's ``obj`` (picklable), as a list by rank, on rank 0; None on the others."""
+        import torch.distributed as dist
+
+        out = [None] * self.world_size if self.is_main else None
+        dist.gather_object(obj, out, dst=0)
+        return out
+
+    def max_over_ranks(self, value: int) -> int:
+        """The largest of the ranks' ``value`` (an int), on every rank: how ranks agree to stop."""
+        import torch.distributed as dist
+
+        box = torch.tensor([int(value)], dtype=torch.int64, device=self.device)
+        dist.all_reduce(box, op=dist.ReduceOp.MAX)
+        return int(box.item())
 
     def broadcast_object(self, obj):
         """Rank 0's ``obj`` (any picklable value), on every rank."""

@@ -74,6 +74,11 @@ def _fit(cfg: DictConfig, run_dir: str | Path | None, parallel: DataParallel | N
                               f"not in {run_dir}")
         state = load_resume_state(resume_dir)
         check_compatible(json.loads(state["config"]), config, resume_dir)
+        processes = len(state.get("rank_rng") or [None])  # a data-parallel run keeps every rank's random state
+        if parallel is not None and processes != parallel.world_size:
+            raise ConfigError(f"trainer.resume={resume_dir}: that run had {processes} processes, this launch has "
+                              f"{parallel.world_size}; resume it with torchrun --nproc_per_node={processes} "
+                              "(each process continues its own noise)")
         run_dir = resume_dir
     if run_dir is None:
         raise ValueError("fit() needs a run directory (or trainer.resume)")
@@ -92,15 +97,13 @@ def _fit(cfg: DictConfig, run_dir: str | Path | None, parallel: DataParallel | N
     objective = build_objective(cfg, problem)
     if parallel is not None:  # identical networks, averaged gradients, this rank's own noise
         parallel.prepare(objective, int(cfg.seed))
-    if parallel is not None:  # identical networks, averaged gradients, this rank's own noise
-        parallel.prepare(objective, int(cfg.seed))
     evaluator = Evaluator(problem.target, num_samples=cfg.trainer.eval_samples,
                           bandwidths=list(cfg.trainer.mmd_bandwidths)) if main_process else None
     trainer = Trainer(objective, evaluator, run_dir, iterations=cfg.trainer.iterations,
                       eval_every=cfg.trainer.eval_every, ema_decay=cfg.trainer.ema_decay,
                       checkpoint_every=cfg.trainer.checkpoint_every,
                       max_consecutive_skips=cfg.trainer.max_consecutive_skips,
-                      progress=cfg.trainer.progress, config=config, main_process=main_process)
+                      progress=cfg.trainer.progress, config=config, parallel=parallel)
     if state is not None:
         trainer.load_state_dict(state)
     final = trainer.fit()

@@ -45,21 +45,24 @@ class Trainer:
     the run stops with ``TooManySkippedSteps``; on SIGINT/SIGTERM it checkpoints and raises
     ``TrainingInterrupted``.
 
-    ``main_process=False`` (ranks > 0 of a data-parallel run) only steps the objective: no
-    evaluation, files or progress bar (``evaluator`` may then be None); ``fit`` returns
-    ``{"iteration": ...}``.
+    ``parallel`` (a ``vardiu_pyro.distributed.DataParallel``) makes it one rank of a data-parallel
+    run: every rank runs the same loop and takes the same decisions (checkpoint, stop on a signal,
+    stop after too many skips), but only rank 0 evaluates, writes files and shows progress; the
+    others need no ``evaluator`` and their ``fit`` returns ``{"iteration": ...}``. A checkpoint
+    then also holds every rank's random state (``rank_rng``), so that each continues its own noise.
     """
 
     def __init__(self, objective: Objective, evaluator: Evaluator | None, run_dir: str | Path, iterations: int,
                  eval_every: int = 5000, ema_decay: float = 0.0, checkpoint_every: int = 0,
                  max_consecutive_skips: int = 20, progress: bool = True, config: dict | None = None,
-                 main_process: bool = True):
+                 parallel=None):
         self.objective, self.evaluator = objective, evaluator
         self.run_dir = Path(run_dir)
         self.iterations, self.eval_every = int(iterations), int(eval_every)
         self.checkpoint_every, self.config = int(checkpoint_every), config
         self.max_consecutive_skips = int(max_consecutive_skips)
-        self.main_process = bool(main_process)
+        self.parallel = parallel
+        self.main_process = parallel is None or parallel.is_main
         self.progress = progress and self.main_process
         ema_decay = ema_decay if self.main_process else 0.0
         generator = objective.generator
@@ -85,20 +88,34 @@ class Trainer:
         return time.perf_counter() - self._clock_start
 
     def state_dict(self) -> dict:
-        """Everything a resumed run needs to continue exactly as this one would have."""
-        return {"iteration": self.iteration, "objective": self.objective.state_dict(),
-                "ema": self.ema.state_dict() if self.ema is not None else None,
-                "config": json.dumps(self.config) if self.config is not None else None,
-                "records": self.records, "pending_losses": self.pending_losses,
-                "skipped_steps": self.skipped_steps, "consecutive_skips": self.consecutive_skips,
-                "clock": {"seconds": self.seconds, "train_seconds": self.train_seconds},
-                "rng": rng_state()}
+        """Everything a resumed run needs to continue exactly as this one would have.
+
+        In a data-parallel run every rank must call it at the same iteration (it gathers the
+        ranks' random states); rank 0's is the one to save.
+        """
+        state = {"iteration": self.iteration, "objective": self.objective.state_dict(),
+                 "ema": self.ema.state_dict() if self.ema is not None else None,
+                 "config": json.dumps(self.config) if self.config is not None else None,
+                 "records": self.records, "pending_losses": self.pending_losses,
+                 "skipped_steps": self.skipped_steps, "consecutive_skips": self.consecutive_skips,
+                 "clock": {"seconds": self.seconds, "train_seconds": self.train_seconds},
+                 "rng": rng_state()}
+        if self.parallel is not None:
+            state["rank_rng"] = self.parallel.gather_object(state["rng"])
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         """Continue from ``state``; the random states are restored last, after everything that draws."""
         self.objective.load_state_dict(state["objective"])
-        if (state["ema"] is None) != (self.ema is None):
+        if self.main_process and (state["ema"] is None) != (self.ema is None):
             raise ValueError("the checkpoint and this trainer disagree on whether there is an EMA")
+        rng = state["rng"]
+        if self.parallel is not None:  # this rank's own random state
+            ranks = state.get("rank_rng") or []
+            if len(ranks) != self.parallel.world_size:
+                raise ValueError(f"the checkpoint holds the random states of {len(ranks)} process(es), this run "
+                                 f"has {self.parallel.world_size}")
+            rng = ranks[self.parallel.rank]
         if self.ema is not None:
             self.ema.load_state_dict(state["ema"])
         self.iteration = int(state["iteration"])
@@ -107,12 +124,20 @@ class Trainer:
         self.skipped_steps, self.consecutive_skips = int(state["skipped_steps"]), int(state["consecutive_skips"])
         self.train_seconds = float(state["clock"]["train_seconds"])
         self._clock_start = time.perf_counter() - float(state["clock"]["seconds"])
-        set_rng_state(state["rng"])
+        set_rng_state(rng)
 
     def save_checkpoint(self) -> Path:
-        path = save_run_checkpoint(self.run_dir, self.state_dict())
+        """Write the checkpoint (rank 0 only; every rank of a data-parallel run must call this)."""
+        state = self.state_dict()
+        path = save_run_checkpoint(self.run_dir, state) if self.main_process else self.run_dir / CHECKPOINT
         self._checkpoint = (self.iteration, path)
         return path
+
+    def _stop_signal(self, stop: StopSignals) -> int | None:
+        """The signal that asks the run to stop, if any (in a data-parallel run: on any rank)."""
+        if self.parallel is None:
+            return stop.signal
+        return self.parallel.max_over_ranks(stop.signal or 0) or None
 
     def _evaluate(self) -> dict:
         losses = self.pending_losses
@@ -137,7 +162,8 @@ class Trainer:
             self.consecutive_skips = 0
             if self.ema is not None:
                 self.ema.update_parameters(self.objective.generator)
-            self.pending_losses.append(stats["loss"])
+            if self.main_process:  # only rank 0 logs them
+                self.pending_losses.append(stats["loss"])
         self.train_seconds += time.perf_counter() - tick
         self.iteration += 1
 
@@ -158,10 +184,9 @@ class Trainer:
         A resumed trainer (``load_state_dict``) first rewrites ``metrics.jsonl`` with the
         checkpoint's records, dropping what was logged after the checkpoint, then appends.
         """
-        if not self.main_process:
-            return self._step_only()
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        write_metrics(self.run_dir / METRICS, self.records)
+        if self.main_process:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            write_metrics(self.run_dir / METRICS, self.records)
         bar = tqdm(total=self.iterations, initial=self.iteration, disable=not self.progress,
                    desc="distilling", dynamic_ncols=True, mininterval=0.5)
         record = None
@@ -172,7 +197,8 @@ class Trainer:
                     bar.update(1)
                     if self.consecutive_skips >= self.max_consecutive_skips:
                         raise self._too_many_skips()
-                    if self.iteration % self.eval_every == 0 or self.iteration == self.iterations:
+                    if self.main_process and (self.iteration % self.eval_every == 0
+                                              or self.iteration == self.iterations):
                         record = self._evaluate()
                         bar.set_postfix(loss=f"{record['loss']:.3g}", log_mmd=f"{record['log_mmd']:.2f}",
                                         **({"modes": record["modes_covered"]} if "modes_covered" in record else {}))
@@ -182,25 +208,22 @@ class Trainer:
                     if (self.checkpoint_every and self.iteration % self.checkpoint_every == 0
                             and self.consecutive_skips == 0):
                         self.save_checkpoint()
-                    if stop.signal is not None:
+                    signum = self._stop_signal(stop)
+                    if signum is not None:
                         if self._checkpoint is None or self._checkpoint[0] != self.iteration:
                             self.save_checkpoint()
-                        raise TrainingInterrupted(stop.signal, self.iteration, self._checkpoint[1], self.run_dir)
+                        raise TrainingInterrupted(signum, self.iteration, self._checkpoint[1], self.run_dir)
                 if self._checkpoint is None or self._checkpoint[0] != self.iteration:
                     self.save_checkpoint()
         finally:
             bar.close()
+        if not self.main_process:
+            return {"iteration": self.iteration}
         if record is None:  # resumed a run that had already finished
             last = self.records[-1] if self.records else None
             record = last if last is not None and last["iteration"] == self.iteration else self._evaluate()
         self._plot()
         return dict(record, total_seconds=self.seconds)
-
-    def _step_only(self) -> dict:
-        while self.iteration < self.iterations:
-            self.objective.step(self.iteration)
-            self.iteration += 1
-        return {"iteration": self.iteration}
 
     def _plot(self) -> None:
         samples = self.evaluator.samples(self.sampling_generator)

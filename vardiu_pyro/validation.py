@@ -7,8 +7,9 @@ no traceback. What is checked:
 - the command line itself (``check_command_line``): unknown config-group options (``guide=nope``
   lists the valid ones), unknown keys and unparsable overrides, before Hydra sees them;
 - values (``validate_config``): seed, device (``cuda`` needs CUDA), iterations, batch size (even
-  with antithetic pairs), evaluation, checkpoint and EMA settings, the σ range, the learning
-  rate, that every ``_target_`` imports, and a teacher directory (any teacher with a ``path``);
+  with antithetic pairs), evaluation, checkpoint and EMA settings, the σ range, Diff-Instruct's
+  inner steps, the learning rate, that every ``_target_`` imports, and a teacher directory (any
+  teacher with a ``path``);
 - the built problem (``validate_problem``): the teacher's score has the target's shape.
 
 Resuming adds its own checks (``vardiu_pyro.resume``): the directory, its checkpoint, and that the
@@ -126,6 +127,7 @@ def validate_config(cfg: DictConfig | Mapping) -> None:
     batch = _select(config, "trainer.batch_size")
     if _select(config, "objective.antithetic", False) and batch % 2:
         _fail("trainer.batch_size", batch, "must be even with objective.antithetic=true (each draw is used with ε and -ε)")
+    _integer(config, "objective.inner_steps", minimum=1, optional=True)  # Diff-Instruct's fake-score steps
     _integer(config, "trainer.eval_every", minimum=1)
     _integer(config, "trainer.eval_samples", minimum=2)
     _integer(config, "trainer.checkpoint_every", minimum=0)

@@ -143,7 +143,10 @@ class DiffInstruct(Objective):
 
     def step(self, iteration: int) -> dict[str, float]:
         dsm = torch.stack([self.fake_score_step(iteration) for _ in range(self.inner_steps)]).mean()
-        return {"loss": self.svi.step(self.batch_size, iteration=iteration), "fake_dsm": dsm.item()}
+        loss = self.svi.step(self.batch_size, iteration=iteration)
+        # the generator's step was dropped by its optimiser when its loss or gradient was not finite
+        # (a non-finite DSM step of the fake score is dropped by the fake score's own optimiser)
+        return {"loss": loss, "fake_dsm": dsm.item(), "skipped": self.generator_optim.last_step_skipped}
 
     def optimizers(self):
         return {"generator": self.generator_optim, "fake_score": self.fake_optim}
