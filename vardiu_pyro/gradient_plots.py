@@ -21,6 +21,13 @@ def _overall(rows: list[dict]) -> dict[str, list[dict]]:
     return {k: sorted(v, key=lambda r: r["batch_size"]) for k, v in out.items()}
 
 
+def _batch_ticks(ax, rows: list[dict]) -> None:
+    """Tick the batch sizes themselves on a log axis."""
+    sizes = sorted({r["batch_size"] for r in rows})
+    ax.set_xticks(sizes, [str(b) for b in sizes])
+    ax.minorticks_off()
+
+
 def _errorbar(ax, rows, key, scale, label, **kw):
     x = [r["batch_size"] for r in rows]
     y = [r[key] / scale for r in rows]
@@ -41,6 +48,7 @@ def plot_variance_vs_batch(rows: list[dict], path: str | Path) -> None:
     ax.plot([], [], ls="--", color="gray", label="1/B")
     ax.set(xscale="log", yscale="log", xlabel="batch size B", ylabel="variance / ‖∇D‖²",
            title="Variance of one gradient estimate")
+    _batch_ticks(ax, rows)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -63,6 +71,7 @@ def plot_bias_and_mse(rows: list[dict], path: str | Path) -> None:
     axes[2].set(xscale="log", xlabel="batch size B", ylabel="E cos(g, ∇D)", title="Cosine to the reference")
     for ax in axes:
         ax.legend(fontsize=8)
+        _batch_ticks(ax, rows)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
