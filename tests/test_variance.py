@@ -1,0 +1,205 @@
+"""Gradient analysis: estimators against the closed-form diffusive-KL gradient of a linear generator,
+1/B variance scaling, the predicted bias of a perturbed fake score, the Monte Carlo reference, the CLI."""
+
+import csv
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from tests.linear_gaussian import AffineGaussianGuide, GaussianTeacher, LinearGenerator, diffusive_kl, make_problem
+from vardiu_pyro.gradient_estimators import FakeScoreEstimator, VarDiUEstimator, estimator_kind
+from vardiu_pyro.gradient_stats import gradient_statistics
+from vardiu_pyro.models import FixedSigma, PowerWeight
+from vardiu_pyro.objectives import Problem
+from vardiu_pyro.reference_gradient import SelfNormalisedScore, reference_gradient
+
+SIGMA = 0.8
+
+
+def linear_problem(sigma=SIGMA, seed=0):
+    A, b, mu, S = make_problem(seed)
+    gen = LinearGenerator(A, b)
+    problem = Problem(target=None, teacher=GaussianTeacher(mu, S), generator=gen, sigma_law=FixedSigma(sigma).double(),
+                      weight=PowerWeight(sigma, 2.0), make_guide=None, make_optim=None, batch_size=256)  # w(σ) = 1
+    return problem, (A, b, mu, S)
+
+
+def closed_form_gradient(A, b, mu, S, sigma=SIGMA):
+    A, b = A.clone().requires_grad_(), b.clone().requires_grad_()
+    return torch.cat([g.flatten() for g in torch.autograd.grad(diffusive_kl(A, b, mu, S, sigma), [A, b])])
+
+
+def student_marginal(gen: LinearGenerator) -> GaussianTeacher:
+    """The student's exact noised score: x0 = A z + b  =>  p_θ^σ = N(b, A Aᵀ + σ² I)."""
+    A, b = gen.A.detach(), gen.b.detach()
+    return GaussianTeacher(b.clone(), A @ A.T)
+
+
+def exact_vardiu(problem, antithetic=False):
+    gen = problem.generator
+    guide = AffineGaussianGuide(2, 2).double()
+    guide.set_exact_posterior(gen.A.detach(), gen.b.detach(), SIGMA)
+    return VarDiUEstimator(problem, guide, antithetic=antithetic)
+
+
+def draws(estimator, batch_size, repeats):
+    return torch.stack([estimator.estimate(batch_size).total for _ in range(repeats)])
+
+
+def z_test(samples, expected, threshold=4.5):
+    mean, se = samples.mean(0), samples.std(0) / samples.shape[0] ** 0.5
+    return ((mean - expected).abs() < threshold * se + 1e-12).all(), mean, se
+
+
+@pytest.mark.parametrize("antithetic", [False, True])
+def test_vardiu_with_the_exact_posterior_has_the_closed_form_kl_gradient(antithetic):
+    problem, (A, b, mu, S) = linear_problem()
+    ref = closed_form_gradient(A, b, mu, S)
+    samples = draws(exact_vardiu(problem, antithetic), 512, 60)
+    ok, mean, se = z_test(samples, ref)
+    assert ok, (mean, ref, se)
+    assert (se < 0.05 * ref.abs().max()).all()  # precise enough that a factor 2 or a sign would fail
+    assert not z_test(samples, 2 * ref)[0] and not z_test(samples, -ref)[0]
+
+
+def test_variance_of_the_batch_mean_falls_as_one_over_b():
+    problem, _ = linear_problem()
+    est = exact_vardiu(problem)
+    ref = torch.zeros(6, dtype=torch.float64)
+    repeats, sizes = 200, [8, 128]
+    scaled = [B * gradient_statistics(draws(est, B, repeats), ref, resamples=10)["variance"]["value"] for B in sizes]
+    # the relative sd of a (Gaussian) trace-variance estimate from R draws is at most sqrt(2/(R-1)); 4 sd of a log-ratio
+    tolerance = 4 * math.sqrt(2 / (repeats - 1)) * math.sqrt(2)
+    for v in scaled[1:]:
+        assert abs(math.log(v / scaled[0])) < tolerance, scaled  # 1/sqrt(B) would give a ratio of 4
+
+
+def perturbed(gen, kind):
+    """A fake score s_θ + δ with δ known, and the bias E[w δ · ∂x_t/∂θ] it predicts (w = 1) for θ = (A, b)."""
+    fake = student_marginal(gen)
+    A = gen.A.detach()
+    if kind == "shift":  # δ = -Σ⁻¹ (x - b - c) + Σ⁻¹ (x - b) = Σ⁻¹ c, constant: E[δ zᵀ] = 0, E[δ] = Σ⁻¹ c
+        c = torch.tensor([0.3, -0.2], dtype=A.dtype)
+        fake.mu.add_(c)
+        cov = A @ A.T + SIGMA**2 * torch.eye(2, dtype=A.dtype)
+        return fake, torch.cat([torch.zeros(4, dtype=A.dtype), torch.linalg.solve(cov, c)])
+    # covariance doubled: δ = E (x_t - b), E = Σ⁻¹ - Σ₂⁻¹;  E[δ zᵀ] = E A (x_t - b = A z + σ ε), E[δ] = 0
+    fake.S.mul_(2.0)
+    eye = torch.eye(2, dtype=A.dtype)
+    E = torch.linalg.inv(A @ A.T + SIGMA**2 * eye) - torch.linalg.inv(2 * A @ A.T + SIGMA**2 * eye)
+    return fake, torch.cat([(E @ A).flatten(), torch.zeros(2, dtype=A.dtype)])
+
+
+def test_diff_instruct_with_the_exact_fake_score_is_unbiased():
+    problem, (A, b, mu, S) = linear_problem()
+    ref = closed_form_gradient(A, b, mu, S)
+    samples = draws(FakeScoreEstimator(problem, student_marginal(problem.generator), antithetic=False), 512, 60)
+    assert z_test(samples, ref)[0]
+    stats = gradient_statistics(samples, ref, resamples=200)
+    assert stats["bias"]["value"] < 3 * stats["resolution"]["value"]  # no bias resolved
+    assert stats["cosine_of_mean"]["value"] > 0.99
+
+
+@pytest.mark.parametrize("kind", ["shift", "covariance"])
+def test_diff_instruct_bias_matches_the_bias_predicted_for_a_perturbed_fake_score(kind):
+    problem, (A, b, mu, S) = linear_problem()
+    ref = closed_form_gradient(A, b, mu, S)
+    fake, predicted = perturbed(problem.generator, kind)
+    samples = draws(FakeScoreEstimator(problem, fake, antithetic=False), 512, 60)
+    ok, mean, se = z_test(samples, ref + predicted)
+    assert ok, (mean - ref, predicted, se)
+    assert not z_test(samples, ref)[0]  # the bias is resolved
+    stats = gradient_statistics(samples, ref, resamples=500)
+    assert stats["bias"]["lo"] <= predicted.norm().item() <= stats["bias"]["hi"], (stats["bias"], predicted.norm())
+
+
+@pytest.mark.parametrize("sigma", [0.3, 1.5])
+def test_monte_carlo_reference_agrees_with_the_closed_form(sigma):
+    problem, (A, b, mu, S) = linear_problem(sigma)
+    exact = closed_form_gradient(A, b, mu, S, sigma)
+    edges = torch.tensor([sigma / 2, sigma * 2], dtype=torch.float64)
+    ref = reference_gradient(problem.generator, problem.teacher, SelfNormalisedScore(problem.generator, num_z=8192),
+                             problem.sigma_law, problem.weight, 0, edges, num_samples=16_384, chunk=1024)
+    assert ref.standard_error < 0.03 * exact.norm()  # precise enough to see a wrong factor
+    assert (ref.mean - exact).norm() < 4 * ref.standard_error + 3 * ref.inner_error, (ref.mean, exact)
+    assert ref.inner_error < 0.03 * exact.norm() and ref.ess[0] > 100
+    assert torch.allclose(ref.per_bin.sum(0), ref.mean)
+
+
+def test_bin_contributions_sum_to_the_whole_estimate():
+    problem, _ = linear_problem()
+    est = exact_vardiu(problem)
+    torch.manual_seed(0)
+    whole = est.estimate(64).total
+    torch.manual_seed(0)
+    split = est.estimate(64, edges=torch.tensor([0.1, 0.5, 0.9, 2.0], dtype=torch.float64))
+    assert torch.allclose(split.total, whole) and torch.allclose(split.per_bin.sum(0), whole)
+    assert split.per_bin[0].abs().max() == 0 and split.per_bin[2].abs().max() == 0  # every σ is 0.8
+
+
+def test_estimator_names():
+    assert estimator_kind("vardiu_full_gaussian") == ("vardiu", "full_gaussian")
+    assert estimator_kind("diff_instruct_k10") == ("diff_instruct", 10)
+    for bad in ("diffinstruct", "diff_instruct_k0", "vardiu"):
+        with pytest.raises(ValueError):
+            estimator_kind(bad)
+
+
+# ---------------------------------------------------------------- the command line, on a tiny study
+TINY_STUDY = ["device=cpu", "progress=false", "trainer.iterations=10", "trainer.eval_every=10", "trainer.eval_samples=200",
+              "trainer.batch_size=32", "generator.width=16", "generator.depth=2", "guide.width=16", "guide.depth=2",
+              "batch_sizes=[8,16]", "repeats=3", "sigma_bins=2", "fake_score.warmup_iterations=2",
+              "+fake_score.network.width=16", "+fake_score.network.depth=2", "reference.num_samples=256",
+              "reference.chunk=64", "reference.num_z=512", "bound_gap.num_outer=64", "bound_gap.num_inner=8",
+              "bootstrap.resamples=20", "guide_steps=2"]
+
+
+def study_config(*overrides):
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module(version_base="1.3", config_module="vardiu_pyro.configs"):
+        return compose("variance", overrides=[*TINY_STUDY, *overrides])
+
+
+def test_cli_tiny_study_writes_table_csv_and_plots_then_reads_its_checkpoint(tmp_path):
+    run = tmp_path / "study"
+    proc = subprocess.run([sys.executable, "-m", "vardiu_pyro.variance", *TINY_STUDY, f"hydra.run.dir={run}",
+                           "estimators=[vardiu_gaussian,diff_instruct_k2]"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for name in ("gradient_stats.csv", "gradient_stats.md", "reference.json", "variance_vs_batch.png", "bias_mse.png",
+                 "per_sigma.png", "pretrain/checkpoint.safetensors"):
+        assert (run / name).exists(), name
+    rows = list(csv.DictReader(open(run / "gradient_stats.csv")))
+    assert [(r["estimator"], r["batch_size"], r["sigma_bin"]) for r in rows] == [
+        (e, b, s) for e in ("vardiu_gaussian", "diff_instruct_k2") for b, s in (("8", "all"), ("16", "all"), ("16", "0"),
+                                                                              ("16", "1"))]
+    for r in rows:
+        assert float(r["variance"]) > 0 and float(r["bias"]) >= 0 and math.isfinite(float(r["mse"]))
+    assert rows[0]["bound_gap"] != "" and rows[4]["bound_gap"] == ""  # VarDiU only
+    assert "| vardiu_gaussian | 8 |" in proc.stdout and "Lowest MSE" in proc.stdout
+
+    # the same run analysed from its checkpoint (in process): a family it has no guide of is trained first
+    from vardiu_pyro.variance import variance_study
+
+    rows = variance_study(study_config(f"checkpoint={run / 'pretrain'}", "estimators=[vardiu_full_gaussian]",
+                                       "batch_sizes=[8]"), tmp_path / "again")
+    assert [r["sigma_bin"] for r in rows] == ["all", "0", "1"] and rows[0]["estimator"] == "vardiu_full_gaussian"
+
+
+@pytest.mark.parametrize("override, message", [
+    ("estimators=[nope]", "unknown estimator 'nope'"),
+    ("estimators=[vardiu_student_t]", "no guide family 'student_t'"),
+    ("batch_sizes=[7]", "batch_sizes=[7]"),
+    ("repeats=1", "repeats=1"),
+    ("checkpoint=/no/such/run", "checkpoint=/no/such/run: no such directory"),
+])
+def test_bad_study_settings_are_one_line_errors(override, message, tmp_path):
+    from vardiu_pyro.validation import ConfigError
+    from vardiu_pyro.variance import variance_study
+
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")) as info:
+        variance_study(study_config(override), tmp_path)
+    assert "\n" not in str(info.value)
