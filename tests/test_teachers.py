@@ -14,6 +14,7 @@ from vardiu_pyro.models.sampling import sample_teacher
 from vardiu_pyro.models.teachers import load_denoiser
 from vardiu_pyro.score_matching import dsm_loss_terms
 from vardiu_pyro.teacher_metrics import score_error_table
+from vardiu_pyro.validation import ConfigError
 
 
 def tiny_denoiser(**kw):
@@ -79,12 +80,12 @@ def test_loading_never_contacts_the_hub_and_errors_name_the_field(tmp_path, monk
     for module in (diffusers.configuration_utils, diffusers.utils.hub_utils):
         monkeypatch.setattr(module, "hf_hub_download", no_network)
     monkeypatch.setattr(diffusers.utils.hub_utils, "snapshot_download", no_network)
-    with pytest.raises(FileNotFoundError, match="teacher.path"):
+    with pytest.raises(ConfigError, match=r"^teacher.path=.*missing: no such directory$"):
         LearnedTeacher.from_pretrained(tmp_path / "missing")
     tiny_denoiser().save_pretrained(tmp_path)
     LearnedTeacher.from_pretrained(tmp_path, target=mog40())  # a local directory: loaded without the Hub
     tiny_denoiser(data_shape=[3]).save_pretrained(tmp_path)
-    with pytest.raises(ValueError, match="data shape"):
+    with pytest.raises(ConfigError, match=r"^teacher.path=.*: the denoiser's data shape \(3,\) differs"):
         LearnedTeacher.from_pretrained(tmp_path, target=mog40())
 
 
