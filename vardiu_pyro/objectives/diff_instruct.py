@@ -142,8 +142,12 @@ class DiffInstruct(Objective):
         return loss.detach()
 
     def step(self, iteration: int) -> dict[str, float]:
+        """K fake-score steps, then the generator's; ``skipped`` when the generator's step was dropped
+        (a non-finite loss or gradient: the generator and its optimiser are left as they were). A
+        fake-score step with a non-finite gradient is dropped on its own by its optimiser."""
         dsm = torch.stack([self.fake_score_step(iteration) for _ in range(self.inner_steps)]).mean()
-        return {"loss": self.svi.step(self.batch_size, iteration=iteration), "fake_dsm": dsm.item()}
+        loss = self.svi.step(self.batch_size, iteration=iteration)
+        return {"loss": loss, "fake_dsm": dsm.item(), "skipped": self.generator_optim.last_step_skipped}
 
     def optimizers(self):
         return {"generator": self.generator_optim, "fake_score": self.fake_optim}
