@@ -32,13 +32,25 @@ def test_edm_scalings_are_edms():
     assert torch.allclose(c_noise, sigma.log() / 4)
 
 
-def test_denoiser_is_preconditioned_raw_network_and_score_is_tweedie(float64):
-    net = tiny_denoiser()
+@pytest.mark.parametrize("sigma_score", [0.0, 0.3])
+def test_denoiser_is_preconditioned_raw_network_and_score_is_tweedie(float64, sigma_score):
+    net = tiny_denoiser(sigma_score=sigma_score)
     x, sigma = torch.randn(64, 2) * 20, torch.logspace(-2, 1.8, 64)
-    c_skip, c_out, _, _ = edm_scalings(sigma[:, None], net.sigma_data)
+    c_skip, c_out, c_in, c_noise = edm_scalings(sigma[:, None], net.sigma_data)
     assert torch.allclose(net(x, sigma), c_skip * x + c_out * net.raw(x, sigma))
+    g = sigma[:, None] / (sigma[:, None] ** 2 + sigma_score**2).sqrt() if sigma_score else 1.0
+    assert torch.allclose(net.raw(x, sigma), g * net.net(x * c_in, c_noise[:, 0]))  # F = g(σ) F_net
     # the cancellation-free score equals (D - x)/σ² (in float64, where the subtraction is harmless)
     assert torch.allclose(net.score(x, sigma), score_from_denoised(net(x, sigma), x, sigma), rtol=1e-8, atol=1e-10)
+
+
+def test_with_sigma_score_the_network_output_is_the_score_at_small_sigma(float64):
+    """σ → 0 with σ_s > 0: s(x, σ) → -x/σ_d² + F_net(c_in x, c_noise)/σ_s, bounded (plain EDM: F_net/σ, unbounded)."""
+    net = tiny_denoiser(sigma_score=0.3)
+    x, sigma = torch.randn(32, 2) * 20, torch.full((32,), 1e-5)
+    _, _, c_in, c_noise = edm_scalings(sigma, net.sigma_data)
+    limit = -x / net.sigma_data**2 + net.net(x * c_in[:, None], c_noise) / 0.3
+    assert torch.allclose(net.score(x, sigma), limit, rtol=1e-6, atol=1e-9)
 
 
 def test_learned_teacher_score_at_small_sigma_is_stable_in_float32():
@@ -54,11 +66,12 @@ def test_learned_teacher_score_at_small_sigma_is_stable_in_float32():
 # ---------------------------------------------------------------- diffusers save / load
 def test_save_pretrained_then_load_gives_identical_outputs(tmp_path):
     torch.manual_seed(1)
-    net = tiny_denoiser(sigma_min=0.02, sigma_max=80.0)
+    net = tiny_denoiser(sigma_min=0.02, sigma_max=80.0, sigma_score=0.3)
     net.save_pretrained(tmp_path)
     assert {"config.json", "diffusion_pytorch_model.safetensors"} <= {p.name for p in tmp_path.iterdir()}
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["_class_name"] == "EDMDenoiser" and config["data_shape"] == [2] and config["width"] == 32
+    assert config["sigma_score"] == 0.3
 
     loaded = load_denoiser(tmp_path)
     x, sigma = torch.randn(128, 2) * 20, torch.logspace(-2, 1.9, 128)
