@@ -92,8 +92,6 @@ def _fit(cfg: DictConfig, run_dir: str | Path | None, parallel: DataParallel | N
     objective = build_objective(cfg, problem)
     if parallel is not None:  # identical networks, averaged gradients, this rank's own noise
         parallel.prepare(objective, int(cfg.seed))
-    if parallel is not None:  # identical networks, averaged gradients, this rank's own noise
-        parallel.prepare(objective, int(cfg.seed))
     evaluator = Evaluator(problem.target, num_samples=cfg.trainer.eval_samples,
                           bandwidths=list(cfg.trainer.mmd_bandwidths)) if main_process else None
     trainer = Trainer(objective, evaluator, run_dir, iterations=cfg.trainer.iterations,
