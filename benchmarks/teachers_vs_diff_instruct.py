@@ -1,8 +1,8 @@
 """VarDiU against Diff-Instruct on MoG-40, with the exact and with a learned teacher.
 
 For each teacher (exact noised score; an EDM denoiser trained by ``vardiu_pyro.train_teacher``)
-and each method (VarDiU with the Gaussian guide and with the flow guide; Diff-Instruct with K = 1, 5, 10 fake-score steps
-per generator step), over seeds, two budgets:
+and each method (VarDiU with the Gaussian guide and with the flow guide; Diff-Instruct with
+K = 1, 5, 10 fake-score steps per generator step), over seeds, two budgets:
 
 - equal generator iterations: every method runs ``--iterations`` generator steps;
 - equal wall-clock: every method gets the number of iterations that fits in ``--seconds`` of
