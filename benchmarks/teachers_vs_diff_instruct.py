@@ -1,8 +1,8 @@
 """VarDiU against Diff-Instruct on MoG-40, with the exact and with a learned teacher.
 
 For each teacher (exact noised score; an EDM denoiser trained by ``vardiu_pyro.train_teacher``)
-and each method (VarDiU with the Gaussian guide; Diff-Instruct with K = 1, 5, 10 fake-score steps
-per generator step), over seeds, two budgets:
+and each method (VarDiU with the Gaussian guide and with the flow guide; Diff-Instruct with
+K = 1, 5, 10 fake-score steps per generator step), over seeds, two budgets:
 
 - equal generator iterations: every method runs ``--iterations`` generator steps;
 - equal wall-clock: every method gets the number of iterations that fits in ``--seconds`` of
@@ -32,6 +32,7 @@ import math
 import multiprocessing
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -47,6 +48,7 @@ from hydra import compose, initialize_config_module  # noqa: E402
 
 METHODS = {  # name -> Hydra overrides
     "VarDiU (Gaussian guide)": ["objective=vardiu", "guide=gaussian"],
+    "VarDiU (flow guide)": ["objective=vardiu", "guide=flow"],
     "Diff-Instruct K=1": ["objective=diff_instruct", "objective.inner_steps=1"],
     "Diff-Instruct K=5": ["objective=diff_instruct", "objective.inner_steps=5"],
     "Diff-Instruct K=10": ["objective=diff_instruct", "objective.inner_steps=10"],
@@ -219,7 +221,7 @@ def main() -> None:
                        f"{args.seconds:g} s": max(2, int(args.seconds / costs[(method, teacher_dir)]))}
             for budget, iterations in budgets.items():
                 for seed in args.seeds:
-                    slug = f"{teacher}_{method.split()[0].lower()}{method.split('=')[-1] if '=' in method else ''}"
+                    slug = f"{teacher}_{re.sub(r'[^a-z0-9]+', '_', method.lower()).strip('_')}"
                     run_dir = args.out / "runs" / f"{slug}_{budget.replace(' ', '')}_seed{seed}"
                     jobs.append({"teacher": teacher, "method": method, "budget": budget, "seed": seed,
                                  "iterations": iterations, "run_dir": str(run_dir), "threads": threads,

@@ -77,6 +77,8 @@ class EDMDenoiser(ModelMixin, ConfigMixin):
     :param width, depth, activation, noise_features, data_features, data_frequency: the raw MLP
         (``DenoiserMLP``).
     :param sigma_min, sigma_max: the σ range it was trained on (recorded for samplers and users).
+    :param sigma_score: σ_s > 0 scales the raw network's output by g(σ) = σ/√(σ² + σ_s²) (see ``raw``);
+        0 (the default): plain EDM.
     """
 
     config_name = "config.json"
@@ -84,19 +86,35 @@ class EDMDenoiser(ModelMixin, ConfigMixin):
     @register_to_config
     def __init__(self, data_shape: Sequence[int] = (2,), sigma_data: float = 1.0, width: int = 256,
                  depth: int = 3, activation: str = "silu", noise_features: int = 8, data_features: int = 0,
-                 data_frequency: float = 1.0, sigma_min: float | None = None, sigma_max: float | None = None):
+                 data_frequency: float = 1.0, sigma_min: float | None = None, sigma_max: float | None = None,
+                 sigma_score: float = 0.0):
         super().__init__()
         if not sigma_data > 0:
             raise ValueError(f"sigma_data must be positive, got {sigma_data}")
+        if not sigma_score >= 0:
+            raise ValueError(f"sigma_score must be >= 0, got {sigma_score}")
+        self.sigma_score = float(sigma_score)
         self.data_shape = torch.Size(data_shape)
         self.sigma_data = float(sigma_data)
         self.net = DenoiserMLP(math.prod(self.data_shape), width, depth, activation, noise_features,
                                data_features, data_frequency)
 
     def raw(self, x: Tensor, sigma: Tensor) -> Tensor:
-        """The raw network's output F(c_in x, c_noise), shape x.shape."""
+        """EDM's raw output F = g(σ) F_net(c_in x, c_noise), shape x.shape;  g(σ) = σ/√(σ² + σ_s²)  (1 if σ_s = 0).
+
+        Why g: the score is s = -x/(σ² + σ_d²) + (c_out/σ²) F, and c_out/σ² ≈ 1/σ at small σ, so any
+        error of F is magnified 1/σ times, while the DSM regression target of F has unit variance at
+        every σ: an error of F the size of SGD noise makes the score useless at small σ. With g,
+        (c_out g/σ²) F_net tends to F_net/σ_s: below σ_s the network's output is the score itself
+        (up to the known -x/(σ² + σ_d²)), which barely changes with σ there, and it is fitted mostly by
+        the samples at σ ≈ σ_s, whose DSM targets are far less noisy relative to the score. The loss
+        (``score_matching.dsm_loss_terms``) and ``forward`` are EDM's, unchanged.
+        """
         _, _, c_in, c_noise = edm_scalings(sigma, self.sigma_data)
-        return self.net(x.flatten(1) * c_in.unsqueeze(-1), c_noise).view_as(x)
+        out = self.net(x.flatten(1) * c_in.unsqueeze(-1), c_noise).view_as(x)
+        if self.sigma_score > 0:
+            out = out * _column(sigma * (sigma.square() + self.sigma_score**2).rsqrt(), x)
+        return out
 
     def forward(self, x: Tensor, sigma: Tensor) -> Tensor:
         """D(x, σ) for x of shape (B, *data_shape) and σ of shape (B,)."""

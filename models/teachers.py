@@ -14,12 +14,15 @@ distribution, so that its quality can be reported beside the student's.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
+
+from vardiu_pyro.validation import ConfigError
 
 from .denoiser import EDMDenoiser
 from .sampling import SAMPLER_DEFAULTS, sample_teacher
@@ -126,18 +129,42 @@ class EmpiricalTeacher(Teacher):
         return self.points[idx].view(n, *self.event_shape)
 
 
-def load_denoiser(path: str | os.PathLike) -> EDMDenoiser:
+WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"  # what save_pretrained writes beside config.json
+
+
+def load_denoiser(path: str | os.PathLike, field: str = "teacher.path") -> EDMDenoiser:
     """Load an ``EDMDenoiser`` saved by ``save_pretrained`` from a local directory, offline.
 
-    The directory must exist locally (checked first) and diffusers is told ``local_files_only``, so
-    the Hub is never contacted. (The entry points also set ``HF_HUB_OFFLINE=1`` before importing
-    diffusers, which huggingface_hub reads only at import time.)
+    The directory is checked first, so that a missing or malformed one is a ``ConfigError`` with one
+    line naming ``field`` and the reason (no config.json, a config of another class, no weights,
+    weights that do not fit the config); diffusers is told ``local_files_only``, so the Hub is never
+    contacted. (The entry points also set ``HF_HUB_OFFLINE=1`` before importing diffusers, which
+    huggingface_hub reads only at import time.)
     """
     path = Path(path).expanduser()
-    if not (path / EDMDenoiser.config_name).is_file():
-        raise FileNotFoundError(f"teacher.path={str(path)!r}: no {EDMDenoiser.config_name} there (expected a "
-                                "directory written by `python -m vardiu_pyro.train_teacher` or save_pretrained)")
-    return EDMDenoiser.from_pretrained(str(path), local_files_only=True)
+    where = f"{field}={path}"
+    if not path.is_dir():
+        raise ConfigError(f"{where}: no such directory")
+    config_file = path / EDMDenoiser.config_name
+    if not config_file.is_file():
+        raise ConfigError(f"{where}: no {EDMDenoiser.config_name} there (expected a directory written by "
+                          "`python -m vardiu_pyro.train_teacher` or EDMDenoiser.save_pretrained)")
+    try:
+        config = json.loads(config_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{where}: {EDMDenoiser.config_name} is not valid JSON ({e})") from None
+    class_name = config.get("_class_name", EDMDenoiser.__name__) if isinstance(config, dict) else None
+    if class_name != EDMDenoiser.__name__:
+        raise ConfigError(f"{where}: {EDMDenoiser.config_name} describes {class_name or type(config).__name__}, "
+                          f"not an {EDMDenoiser.__name__}")
+    if not (path / WEIGHTS_NAME).is_file():
+        raise ConfigError(f"{where}: no {WEIGHTS_NAME} there (the denoiser's weights)")
+    try:
+        return EDMDenoiser.from_pretrained(str(path), local_files_only=True, low_cpu_mem_usage=False)
+    except (OSError, RuntimeError, ValueError, TypeError, KeyError) as e:
+        detail = ": ".join(line.strip().rstrip(":") for line in str(e).splitlines()[:2] if line.strip()) or type(e).__name__
+        raise ConfigError(f"{where}: the weights do not load into the denoiser its "
+                          f"{EDMDenoiser.config_name} describes ({detail})") from None
 
 
 class LearnedTeacher(Teacher):
@@ -149,11 +176,12 @@ class LearnedTeacher(Teacher):
         (e.g. ``{"num_steps": 32, "solver": "dpmsolver"}``).
     """
 
-    def __init__(self, denoiser: EDMDenoiser, target: nn.Module | None = None, sampler: dict | None = None):
+    def __init__(self, denoiser: EDMDenoiser, target: nn.Module | None = None, sampler: dict | None = None,
+                 field: str = "teacher.path"):
         super().__init__()
         if target is not None and hasattr(target, "event_shape") and torch.Size(target.event_shape) != denoiser.data_shape:
-            raise ValueError(f"teacher.path: the denoiser's data shape {tuple(denoiser.data_shape)} differs "
-                             f"from the target's {tuple(target.event_shape)}")
+            raise ConfigError(f"{field}: the denoiser's data shape {tuple(denoiser.data_shape)} differs from the "
+                              f"target's {tuple(target.event_shape)} (a teacher of other data)")
         self.denoiser = denoiser
         self.sampler = dict(sampler or {})
         self.freeze()
@@ -162,7 +190,8 @@ class LearnedTeacher(Teacher):
     def from_pretrained(cls, path: str | os.PathLike, target: nn.Module | None = None,
                         sampler: dict | None = None) -> "LearnedTeacher":
         """The teacher saved in ``path`` (a diffusers directory, e.g. a ``train_teacher`` run directory)."""
-        return cls(load_denoiser(path), target=target, sampler=sampler)
+        field = f"teacher.path={Path(path).expanduser()}"
+        return cls(load_denoiser(path), target=target, sampler=sampler, field=field)
 
     @property
     def sigma_data(self) -> float:

@@ -124,6 +124,19 @@ def test_generator_gradient_is_w_times_score_difference_through_x0():
     assert any(g.abs().sum() > 0 for g in grads)
 
 
+def test_a_non_finite_teacher_score_skips_the_generator_step():
+    """The loop's non-finite guard works for Diff-Instruct too: the step is reported as skipped and
+    the generator and its optimiser are left as they were (the teacher's 2nd score call is NaN)."""
+    _, _, objective = di_objective("objective.inner_steps=1", "teacher._target_=tests.faults.FlakyTeacher",
+                                   "+teacher.nan_scores=[2]")
+    assert objective.step(0)["skipped"] is False
+    before = copy.deepcopy(objective.generator.state_dict())
+    out = objective.step(1)
+    assert out["skipped"] is True and objective.generator_optim.num_steps == 1
+    assert all(torch.equal(before[n], p) for n, p in objective.generator.state_dict().items())
+    assert objective.step(2)["skipped"] is False and objective.generator_optim.num_steps == 2
+
+
 def test_checkpoint_holds_the_fake_score_and_its_optimiser(tmp_path):
     _, _, objective = di_objective("objective.inner_steps=2")
     objective.step(0)

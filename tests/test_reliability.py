@@ -190,6 +190,52 @@ def test_sigint_stops_at_a_clean_point_in_process(tmp_path, reference, monkeypat
     assert_same_run(run, reference)
 
 
+DIFF_INSTRUCT = ["objective=diff_instruct", "objective.inner_steps=2", "objective.fake_score.width=16",
+                 "objective.fake_score.depth=2", "objective.fake_score.data_features=8", "trainer.iterations=40",
+                 "trainer.eval_every=15", "trainer.eval_samples=256", "trainer.batch_size=32", "generator.width=16",
+                 "generator.depth=2", "trainer.checkpoint_every=10", "trainer.ema_decay=0.9", "trainer.progress=false",
+                 "trainer.threads=1", "device=cpu", "teacher._target_=tests.faults.SignallingTeacher"]
+
+
+def test_diff_instruct_interrupted_and_resumed_is_exact(tmp_path, monkeypatch):
+    """Diff-Instruct's fake score and its optimiser are part of the run's state: stopped by SIGINT
+    (checkpoint at the stop), or killed after a checkpoint (the newest one lost: the run restarts from
+    the one before and drops the evaluation logged after it), the resumed run ends bit-identical."""
+    reference = tmp_path / "reference"
+    fit(config(*DIFF_INSTRUCT), reference)
+    want = load_checkpoint(reference / CHECKPOINT)
+    assert set(want["objective"]["networks"]) == {"generator", "fake_score"}
+    assert want["objective"]["optim"]["fake_score"]["num_steps"] == 80  # K = 2 fake-score steps per iteration
+
+    def assert_same_as_reference(run):
+        got = load_checkpoint(run / CHECKPOINT)
+        assert got["iteration"] == 40
+        for key in ("objective", "ema", "rng"):
+            assert_same_state(got[key], want[key], key)
+        assert without_clock(got["records"]) == without_clock(want["records"])
+        lines = [json.loads(line) for line in (run / METRICS).read_text().splitlines()]
+        assert [r["iteration"] for r in lines] == [15, 30, 40]
+        assert without_clock(lines) == without_clock(want["records"])
+
+    run = tmp_path / "run"
+    monkeypatch.setenv(KILL_ENV, "INT:18")  # score call 18: the step that completes iteration 17
+    with pytest.raises(TrainingInterrupted) as info:
+        fit(config(*DIFF_INSTRUCT), run)
+    assert info.value.iteration == 17
+    monkeypatch.delenv(KILL_ENV)
+    killed = tmp_path / "killed"
+    shutil.copytree(run, killed)
+    fit(config(*DIFF_INSTRUCT, f"trainer.resume={run}"))
+    assert_same_as_reference(run)
+
+    # a kill at iteration 17 would leave the checkpoint of iteration 10 and the evaluation of 15
+    (killed / CHECKPOINT).unlink()
+    assert read_checkpoint_metadata(killed / PREVIOUS_CHECKPOINT)["iteration"] == 10
+    assert [json.loads(line)["iteration"] for line in (killed / METRICS).read_text().splitlines()] == [15]
+    fit(config(*DIFF_INSTRUCT, f"trainer.resume={killed}"))
+    assert_same_as_reference(killed)
+
+
 def test_a_second_sigint_interrupts_at_once():
     with StopSignals() as stop:
         os.kill(os.getpid(), signal.SIGTERM)
@@ -431,6 +477,60 @@ def test_a_good_teacher_directory_passes_and_plain_pickles_load(tmp_path):
     torch.save({"w": torch.arange(3.0)}, folder / "ema.pt")
     validate_config(teacher_config(folder))
     assert torch.equal(load_torch_file(folder / "ema.pt")["w"], torch.arange(3.0))
+
+
+def learned_teacher_dir(folder, case):
+    """A directory for ``teacher=learned``: a good tiny EDMDenoiser, then broken as ``case`` says."""
+    from vardiu_pyro.models import EDMDenoiser
+
+    EDMDenoiser(data_shape=[3] if case == "wrong data shape" else [2], width=16, depth=2).save_pretrained(folder)
+    if case == "no config.json":
+        (folder / "config.json").unlink()
+    elif case == "another class":
+        config = json.loads((folder / "config.json").read_text())
+        (folder / "config.json").write_text(json.dumps(dict(config, _class_name="UNet2DModel")))
+    elif case == "no weights file":
+        (folder / "diffusion_pytorch_model.safetensors").rename(folder / "ema.safetensors")
+    elif case == "weights of another network":
+        EDMDenoiser(data_shape=[2], width=32, depth=2).save_pretrained(folder / "wide")
+        (folder / "wide" / "diffusion_pytorch_model.safetensors").replace(folder / "diffusion_pytorch_model.safetensors")
+    return folder
+
+
+LEARNED_TEACHER_ERRORS = {
+    "no config.json": "no config.json there (expected a directory written by `python -m vardiu_pyro.train_teacher`",
+    "another class": "config.json describes UNet2DModel, not an EDMDenoiser",
+    "no weights file": "no diffusion_pytorch_model.safetensors there",
+    "weights of another network": "the weights do not load into the denoiser its config.json describes (Error(s) in "
+                                  "loading state_dict for EDMDenoiser: size mismatch for net.net.0.weight",
+    "wrong data shape": "the denoiser's data shape (3,) differs from the target's (2,)",
+}
+
+
+@pytest.mark.parametrize("case", list(LEARNED_TEACHER_ERRORS))
+def test_a_malformed_learned_teacher_is_rejected_with_one_line(tmp_path, case):
+    folder = learned_teacher_dir(tmp_path / "teacher", case)
+    with pytest.raises(ConfigError) as info:
+        fit(config(*TINY, "teacher=learned", f"teacher.path={folder}"), tmp_path / "run")
+    message = str(info.value)
+    assert message.startswith(f"teacher.path={folder}: {LEARNED_TEACHER_ERRORS[case]}"), message
+    assert "\n" not in message
+    assert not (tmp_path / "run" / METRICS).exists()  # rejected before any work
+
+
+def test_learned_teacher_without_a_path_or_with_a_missing_one_is_rejected():
+    with pytest.raises(ConfigError, match=r"^teacher.path: Missing mandatory value"):
+        validate_config(config(*TINY, "teacher=learned"))
+    with pytest.raises(ConfigError, match=r"^teacher.path=/no/such/teacher: no such directory$"):
+        validate_config(config(*TINY, "teacher=learned", "teacher.path=/no/such/teacher"))
+
+
+def test_cli_learned_teacher_of_other_data_exits_2_with_one_line(tmp_path):
+    folder = learned_teacher_dir(tmp_path / "teacher", "wrong data shape")
+    proc = cli([*TINY, "teacher=learned", f"teacher.path={folder}", f"hydra.run.dir={tmp_path / 'run'}"])
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr == (f"vardiu-pyro: error: teacher.path={folder}: the denoiser's data shape (3,) differs "
+                           "from the target's (2,) (a teacher of other data)\n")
 
 
 def test_a_teacher_whose_score_has_the_wrong_shape_is_rejected(tmp_path):

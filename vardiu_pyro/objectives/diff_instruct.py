@@ -142,10 +142,11 @@ class DiffInstruct(Objective):
         return loss.detach()
 
     def step(self, iteration: int) -> dict[str, float]:
+        """K fake-score steps, then the generator's; ``skipped`` when the generator's step was dropped
+        (a non-finite loss or gradient: the generator and its optimiser are left as they were). A
+        fake-score step with a non-finite gradient is dropped on its own by its optimiser."""
         dsm = torch.stack([self.fake_score_step(iteration) for _ in range(self.inner_steps)]).mean()
         loss = self.svi.step(self.batch_size, iteration=iteration)
-        # the generator's step was dropped by its optimiser when its loss or gradient was not finite
-        # (a non-finite DSM step of the fake score is dropped by the fake score's own optimiser)
         return {"loss": loss, "fake_dsm": dsm.item(), "skipped": self.generator_optim.last_step_skipped}
 
     def optimizers(self):
