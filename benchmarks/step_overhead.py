@@ -64,7 +64,8 @@ def measure(batch_size: int, width: int, rounds: int, steps: int, warmup: int, o
     q = statistics.quantiles(ratios, n=4)
     return {"batch_size": batch_size, "width": width, "rounds": rounds, "steps_per_round": steps,
             "svi_ms": 1e3 * statistics.median(svi), "twin_ms": 1e3 * statistics.median(torch_times),
-            "ratio_median": statistics.median(ratios), "ratio_q1": q[0], "ratio_q3": q[2]}
+            "ratio_median": statistics.median(ratios), "ratio_q1": q[0], "ratio_q3": q[2],
+            "ratio_min": min(ratios), "ratio_max": max(ratios), "ratios": ratios}
 
 
 def main() -> None:
