@@ -69,20 +69,23 @@ PAPER_RECIPE = ["sigma=paper", "optim.lr=1e-4", "optim.schedule=constant", "trai
 BUDGETS = {
     "full": {
         "overhead": {"batch_sizes": [256, 1024], "width": 256, "rounds": 30, "steps": 20, "warmup": 20},
-        "efficiency": {"batch_size": 1024, "width": 256, "rounds": 15, "steps": 10, "warmup": 10, "compile": True},
+        "efficiency": {"shapes": {"default": (512, 256), "published recipe": (1024, 400)}, "rounds": 15, "steps": 10,
+                       "warmup": 10, "compile": True},
         "quality": {"seeds": [0, 1, 2], "fit": [], "guides": [], "tvd": [], "teacher": []},
         "sampling": {"num_samples": 10_000, "rounds": 5, "steps": [10, 35, 100], "eval_samples": 10_000},
     },
     "quick": {
         "overhead": {"batch_sizes": [256, 1024], "width": 256, "rounds": 4, "steps": 3, "warmup": 3},
-        "efficiency": {"batch_size": 1024, "width": 256, "rounds": 3, "steps": 3, "warmup": 2, "compile": False},
+        "efficiency": {"shapes": {"default": (512, 256), "published recipe": (1024, 400)}, "rounds": 3, "steps": 3,
+                       "warmup": 2, "compile": False},
         "quality": {"seeds": [0], "fit": ["trainer.iterations=150", "trainer.eval_every=50", "trainer.eval_samples=2000"],
                     "guides": ["--quick"], "tvd": ["--quick", "--seeds", "0"], "teacher": tvd.QUICK["teacher"]},
         "sampling": {"num_samples": 2000, "rounds": 2, "steps": [10, 35, 100], "eval_samples": 2000},
     },
     "smoke": {
         "overhead": {"batch_sizes": [16], "width": 16, "rounds": 2, "steps": 1, "warmup": 1},
-        "efficiency": {"batch_size": 32, "width": 16, "rounds": 2, "steps": 1, "warmup": 1, "compile": False},
+        "efficiency": {"shapes": {"default": (32, 16), "published recipe": (32, 24)}, "rounds": 2, "steps": 1,
+                       "warmup": 1, "compile": False},
         "quality": {"seeds": [0], "fit": ["trainer.iterations=4", "trainer.eval_every=2", "trainer.eval_samples=200",
                                           "trainer.batch_size=32", "generator.width=16", "guide.width=16"],
                     "guides": None, "tvd": None,
@@ -149,8 +152,12 @@ def linear_shapes(net: torch.nn.Module) -> list[tuple[int, int]]:
     return [(m.in_features, m.out_features) for m in net.modules() if isinstance(m, torch.nn.Linear)]
 
 
-def analytic_step_flops(batch: int, generator_layers: list[tuple[int, int]], guide_layers: list[tuple[int, int]]) -> int:
+def analytic_step_flops(batch: int, generator_layers: list[tuple[int, int]], guide_layers: list[tuple[int, int]],
+                        teacher_matmul: tuple[int, int] = (0, 0)) -> int:
     """Matrix-multiply FLOPs of one VarDiU step with MLP generator and guide (2 per multiply-add).
+
+    ``teacher_matmul`` = (K, D) adds the exact mixture teacher's one product, responsibilities (B, K)
+    times means (K, D): 2·B·K·D.
 
     Forward: 2·B·in·out per layer. Backward: the weight gradient (2·B·in·out) for every layer and the
     input gradient (2·B·in·out) for every layer whose input needs one: all but the generator's first
@@ -160,7 +167,13 @@ def analytic_step_flops(batch: int, generator_layers: list[tuple[int, int]], gui
         return 2 * batch * i * o
     gen = sum(2 * layer(i, o) for i, o in generator_layers) + sum(layer(i, o) for i, o in generator_layers[1:])
     gui = sum(3 * layer(i, o) for i, o in guide_layers)
-    return gen + gui
+    return gen + gui + 2 * batch * teacher_matmul[0] * teacher_matmul[1]
+
+
+def teacher_matmul_shape(teacher) -> tuple[int, int]:
+    """(K, D) of an exact Gaussian-mixture teacher's means; (0, 0) for other teachers."""
+    locs = getattr(getattr(teacher, "target", None), "locs", None)
+    return tuple(locs.shape) if locs is not None and locs.dim() == 2 else (0, 0)
 
 
 def counted_flops(fn) -> int:
@@ -201,8 +214,8 @@ def efficiency_variants(b: dict) -> dict[str, dict]:
 
 
 def build_svi(batch: int, width: int, overrides: list[str], compile_networks: bool = False):
-    cfg = compose_config([f"trainer.batch_size={batch}", f"generator.width={width}", f"guide.width={width}",
-                          "device=cpu", "optim.schedule=constant", *overrides])
+    cfg = compose_config([*overrides, f"trainer.batch_size={batch}", f"generator.width={width}", f"guide.width={width}",
+                          "device=cpu", "optim.schedule=constant"])
     from vardiu_pyro.build import build_objective, build_problem
 
     pyro.set_rng_seed(0)
@@ -226,8 +239,7 @@ def bench_efficiency(b: dict, recipes: dict[str, list[str]]) -> dict:
         print(f"[efficiency] matmul rate, {threads} thread(s): {rates[threads]['peak'] / 1e9:.1f} GFLOP/s", flush=True)
     rows = []
     for recipe, recipe_overrides in recipes.items():
-        width = b["width"] if recipe == "default" else 400
-        batch = b["batch_size"]
+        batch, width = b["shapes"][recipe]
         objectives = {}
         for name, v in efficiency_variants(b).items():
             torch.set_num_threads(v["threads"])
@@ -256,7 +268,8 @@ def bench_efficiency(b: dict, recipes: dict[str, list[str]]) -> dict:
                     obj.step(b["warmup"] + i)
                 times[name].append((time.perf_counter() - tick) / b["steps"])
         obj = next(iter(objectives.values()))
-        analytic = analytic_step_flops(batch, linear_shapes(obj.generator), linear_shapes(obj.guide))
+        analytic = analytic_step_flops(batch, linear_shapes(obj.generator), linear_shapes(obj.guide),
+                                       teacher_matmul_shape(obj.elbo.teacher))
         for name, t in times.items():
             seconds = statistics.median(t)
             peak = rates[efficiency_variants(b)[name]["threads"]]["peak"]
@@ -310,7 +323,7 @@ def bench_quality(b: dict, out: Path, teacher_dir: Path) -> dict:
 
 
 # ---------------------------------------------------------------- 4. sampling
-def load_student(run_dir: Path) -> tuple[torch.nn.Module, torch.nn.Module]:
+def load_student(run_dir: Path, device: str = "cpu") -> tuple[torch.nn.Module, torch.nn.Module]:
     """(the trained student — its EMA when the run kept one —, the target) of a ``fit`` run directory."""
     from omegaconf import OmegaConf
     from torch.optim.swa_utils import AveragedModel
@@ -320,7 +333,7 @@ def load_student(run_dir: Path) -> tuple[torch.nn.Module, torch.nn.Module]:
 
     summary = json.loads((run_dir / "summary.json").read_text())
     cfg = OmegaConf.create(summary["config"])
-    problem = build_problem(cfg, torch.device("cpu"))
+    problem = build_problem(cfg, torch.device(device))
     state, _ = load_run_checkpoint(run_dir)
     if state["ema"] is not None:
         ema = AveragedModel(problem.generator, use_buffers=True)
@@ -330,14 +343,15 @@ def load_student(run_dir: Path) -> tuple[torch.nn.Module, torch.nn.Module]:
     return problem.generator.eval(), problem.target
 
 
-def bench_sampling(b: dict, student_dir: Path, teacher_dir: Path) -> dict:
+def bench_sampling(b: dict, student_dir: Path, teacher_dir: Path, device: str = "cpu") -> dict:
     """Samples/s and log-MMD of the one-step student and of many-step teacher samplers, timed round-robin."""
     from vardiu_pyro.evaluation import Evaluator, sample_generator
     from vardiu_pyro.models.sampling import sample_teacher
     from vardiu_pyro.models.teachers import ExactTeacher, LearnedTeacher
 
-    student, target = load_student(student_dir)
-    learned = LearnedTeacher.from_pretrained(teacher_dir, target=target).eval()
+    student, target = load_student(student_dir, device)
+    learned = LearnedTeacher.from_pretrained(teacher_dir, target=target).to(device).eval()
+    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
     exact = ExactTeacher(target).eval()
     n = b["num_samples"]
     samplers = {"one-step student (VarDiU, default run)": (1, lambda g: sample_generator(student, n, g))}
@@ -350,20 +364,23 @@ def bench_sampling(b: dict, student_dir: Path, teacher_dir: Path) -> dict:
     times: dict[str, list[float]] = {name: [] for name in samplers}
     metrics = {}
     for name, (_, fn) in samplers.items():  # warm-up and quality (from a fixed seed)
-        metrics[name] = evaluator.score(fn(torch.Generator().manual_seed(0))[: b["eval_samples"]])
+        metrics[name] = evaluator.score(fn(torch.Generator(device=device).manual_seed(0))[: b["eval_samples"]])
     names = list(samplers)
     for r in range(b["rounds"]):
         for name in names[r % len(names):] + names[: r % len(names)]:
+            rng = torch.Generator(device=device).manual_seed(r + 1)
+            sync()
             tick = time.perf_counter()
             with torch.no_grad():
-                samplers[name][1](torch.Generator().manual_seed(r + 1))
+                samplers[name][1](rng)
+            sync()
             times[name].append(time.perf_counter() - tick)
         print(f"[sampling] round {r + 1}/{b['rounds']}", flush=True)
     rows = []
     for name, (nfe, _) in samplers.items():
         seconds = statistics.median(times[name])
         rows.append({"sampler": name, "nfe": nfe, "samples_per_s": n / seconds, "seconds": seconds, **metrics[name]})
-    return {"rows": rows, "num_samples": n, "student_run": str(student_dir), "teacher": str(teacher_dir)}
+    return {"rows": rows, "num_samples": n, "student_run": str(student_dir), "teacher": str(teacher_dir), "device": device}
 
 
 # ---------------------------------------------------------------- plots
@@ -455,7 +472,8 @@ def page(results: dict, mode: str, command: str, docs: Path, figs: dict[str, str
     m = results["machine"]
     lines = ["# vardiu-pyro: benchmark results", ""]
     if mode != "full":
-        lines += [f"> **{mode.upper()} SMOKE RUN — NOT RESULTS.** Tiny budgets that only check that every benchmark "
+        label = "QUICK SMOKE RUN" if mode == "quick" else "SMOKE RUN (test budget)"
+        lines += [f"> **{label} — NOT RESULTS.** Tiny budgets that only check that every benchmark "
                   "runs end to end. The timings and the quality numbers below say nothing about the library; "
                   "regenerate this page with the full command for numbers.", ""]
     lines += [f"- command: `{command}`", f"- date: {results['date']}", f"- commit: {results['commit']}",
