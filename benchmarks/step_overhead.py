@@ -26,15 +26,15 @@ from vardiu_pyro.build import build_objective, build_problem
 from vardiu_pyro.torch_twin import TorchVarDiUStep
 
 
-def make_pair(batch_size: int, width: int, overrides: list[str]):
+def make_pair(batch_size: int, width: int, overrides: list[str], device: str = "cpu"):
     with initialize_config_module(version_base="1.3", config_module="vardiu_pyro.configs"):
         cfg = compose("config", overrides=[f"trainer.batch_size={batch_size}", f"generator.width={width}",
-                                           f"guide.width={width}", "device=cpu", "optim.schedule=constant",
+                                           f"guide.width={width}", f"device={device}", "optim.schedule=constant",
                                            *overrides])
     pyro.set_rng_seed(0)
     pyro.clear_param_store()
     pyro.enable_validation(bool(cfg.trainer.pyro_validation))  # as `python -m vardiu_pyro.fit` runs
-    problem = build_problem(cfg, torch.device("cpu"))
+    problem = build_problem(cfg, torch.device(device))
     objective = build_objective(cfg, problem)
     twin = TorchVarDiUStep(copy.deepcopy(problem.generator), copy.deepcopy(objective.guide), problem.teacher,
                            problem.sigma_law, problem.weight, batch_size=batch_size, lr=cfg.optim.lr,
@@ -42,29 +42,34 @@ def make_pair(batch_size: int, width: int, overrides: list[str]):
     return objective, twin
 
 
-def time_steps(step, start: int, n: int) -> float:
+def time_steps(step, start: int, n: int, sync=lambda: None) -> float:
+    sync()
     tick = time.perf_counter()
     for i in range(n):
         step(start + i)
+    sync()
     return (time.perf_counter() - tick) / n
 
 
-def measure(batch_size: int, width: int, rounds: int, steps: int, warmup: int, overrides: list[str]) -> dict:
-    objective, twin = make_pair(batch_size, width, overrides)
+def measure(batch_size: int, width: int, rounds: int, steps: int, warmup: int, overrides: list[str],
+            device: str = "cpu") -> dict:
+    objective, twin = make_pair(batch_size, width, overrides, device)
+    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
     svi_step = objective.step
     time_steps(svi_step, 0, warmup)
     time_steps(twin, 0, warmup)
     svi, torch_times, ratios = [], [], []
     for r in range(rounds):
         order = [("svi", svi_step), ("twin", twin)] if r % 2 == 0 else [("twin", twin), ("svi", svi_step)]
-        got = {name: time_steps(fn, warmup + r * steps, steps) for name, fn in order}
+        got = {name: time_steps(fn, warmup + r * steps, steps, sync) for name, fn in order}
         svi.append(got["svi"])
         torch_times.append(got["twin"])
         ratios.append(got["svi"] / got["twin"])
     q = statistics.quantiles(ratios, n=4)
     return {"batch_size": batch_size, "width": width, "rounds": rounds, "steps_per_round": steps,
             "svi_ms": 1e3 * statistics.median(svi), "twin_ms": 1e3 * statistics.median(torch_times),
-            "ratio_median": statistics.median(ratios), "ratio_q1": q[0], "ratio_q3": q[2]}
+            "ratio_median": statistics.median(ratios), "ratio_q1": q[0], "ratio_q3": q[2],
+            "ratio_min": min(ratios), "ratio_max": max(ratios), "ratios": ratios}
 
 
 def main() -> None:

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# GPU check, for a CUDA machine (CI has none): within about 5 minutes it runs
+#   1. the tests that need a GPU (pytest -k cuda),
+#   2. a shortened default fit with device=cuda,
+#   3. benchmark 1 (SVI step vs plain-torch twin, batch 256 and 1024) and 4 (sampling) on the GPU,
+# and prints a short table with the card's name; the same table goes to docs/gpu_check.md, which
+# benchmarks/run.py includes in docs/results.md.
+#
+#   bash benchmarks/gpu_check.sh [PYTHON]        # PYTHON defaults to `python`
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${1:-python}
+OUT=${GPU_CHECK_OUT:-outputs/benchmarks/gpu_check}
+mkdir -p "$OUT" docs
+export HF_HUB_OFFLINE=1
+
+"$PY" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else "gpu_check.sh: CUDA is not available on this machine")'
+START=$(date +%s)
+
+echo "== 1. tests that need a GPU"
+set +e
+"$PY" -m pytest -q -k cuda tests/ 2>&1 | tee "$OUT/tests.log"
+TESTS_RC=${PIPESTATUS[0]}
+set -e
+
+echo "== 2. default fit, device=cuda (shortened)"
+"$PY" -m vardiu_pyro.fit device=cuda trainer.iterations=3000 trainer.eval_every=1000 trainer.progress=false \
+    "hydra.run.dir=$OUT/fit" | tee "$OUT/fit.log"
+
+echo "== 3. benchmarks 1 and 4 on the GPU"
+"$PY" - "$OUT" "$TESTS_RC" "$START" <<'PYEOF'
+import json, statistics, sys, time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, "benchmarks")
+out, tests_rc, start = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+import run  # benchmarks/run.py
+import step_overhead
+
+# benchmark 1 on CUDA: the same measurement as step_overhead.py, networks and draws on the GPU
+overhead = [step_overhead.measure(b, 256, 10, 20, 10, [], device="cuda") for b in (256, 1024)]
+sampling = run.bench_sampling({"num_samples": 10_000, "rounds": 3, "steps": [10, 35, 100], "eval_samples": 10_000},
+                              out / "fit", run.train_teacher(out, ["device=cuda", "trainer.iterations=1500",
+                                                                   "trainer.eval_every=1500"]), device="cuda")
+fit = json.loads((out / "fit" / "summary.json").read_text())
+card = torch.cuda.get_device_name(0)
+lines = [f"Card: **{card}**; {time.strftime('%Y-%m-%d')}, commit {run.git_commit()}, command "
+         "`bash benchmarks/gpu_check.sh`; torch " + torch.__version__, "",
+         "| check | result |", "|---|---|",
+         f"| GPU tests (`pytest -k cuda`) | {'passed' if tests_rc == 0 else 'FAILED (exit ' + str(tests_rc) + ')'} |",
+         f"| default fit, device=cuda, {fit['iteration']} iterations | log-MMD {fit['log_mmd']:.2f}, "
+         f"log-density {fit.get('log_density', float('nan')):.2f}, modes {fit.get('modes_covered')}, "
+         f"{fit['train_seconds']:.0f} s training |"]
+for r in overhead:
+    lines.append(f"| SVI / twin step, batch {r['batch_size']} | ratio {r['ratio_median']:.3f} "
+                 f"(IQR {r['ratio_q1']:.3f}–{r['ratio_q3']:.3f}); {r['svi_ms']:.2f} vs {r['twin_ms']:.2f} ms |")
+for r in sampling["rows"]:
+    if "exact" in r["sampler"]:
+        continue
+    lines.append(f"| sampling: {r['sampler']} | {r['samples_per_s']:.0f} samples/s, log-MMD {r['log_mmd']:.2f} |")
+lines.append(f"| total wall-clock | {time.time() - start:.0f} s |")
+text = "\n".join(lines) + "\n"
+Path("docs/gpu_check.md").write_text(text)
+(out / "gpu_check.json").write_text(json.dumps({"card": card, "overhead": overhead, "sampling": sampling,
+                                                "fit": {k: fit[k] for k in ("log_mmd", "train_seconds")}}, indent=2))
+print(text)
+PYEOF

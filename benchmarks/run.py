@@ -1,0 +1,614 @@
+"""Every benchmark of vardiu-pyro in one command, and the results page it writes.
+
+    python benchmarks/run.py --quick        # minutes: a smoke version of every benchmark
+    python benchmarks/run.py                # the full suite (hours on a 2-core CPU)
+
+Writes ``docs/results.md`` (tables, with the machine, the date, the commit and the exact command),
+``docs/results.json`` (every number) and the plots it links to, ``docs/results/*.png``. Every number
+on the page comes from this script. The benchmarks:
+
+1. framework overhead: one SVI step against its plain-torch twin (``step_overhead.py``), batch 256
+   and 1024, A/B interleaved; median ratio and its spread;
+2. hardware efficiency: a step's floating-point operations over its time, against this machine's
+   own measured matrix-multiply rate, for a few execution settings (threads, foreach Adam,
+   ``torch.compile``);
+3. quality against time: the default run over seeds (``default_fit.py``) beside the published recipe,
+   the guide families (``guides.py``), VarDiU against Diff-Instruct with the exact and a learned
+   teacher (``teachers_vs_diff_instruct.py``);
+4. sampling: samples per second of the one-step student against the teacher's many-step diffusers
+   EDM samplers (10 / 35 / 100 steps), each with its log-MMD.
+
+GPU numbers come from ``benchmarks/gpu_check.sh`` (run on a CUDA machine; it writes
+``docs/gpu_check.md``, which this page includes when it exists).
+
+Sections can be run alone (``--sections overhead efficiency``); intermediate runs go under
+``outputs/benchmarks/<full|quick>/`` and finished runs are read back, so an interrupted benchmark
+resumes. ``--smoke`` is an even smaller budget than ``--quick``, for the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import matplotlib  # noqa: E402
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pyro  # noqa: E402
+import torch  # noqa: E402
+from hydra import compose, initialize_config_module  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+import step_overhead  # noqa: E402
+import teachers_vs_diff_instruct as tvd  # noqa: E402
+
+SECTIONS = ("overhead", "efficiency", "quality", "sampling")
+
+# The published recipe (DESIGN.md §1): σ curriculum from p = 0.1, w = (σ/σ_max)², Adam lr 1e-4, batch 1024,
+# width-400 SiLU networks, constant learning rate.
+PAPER_RECIPE = ["sigma=paper", "optim.lr=1e-4", "optim.schedule=constant", "trainer.batch_size=1024",
+                "generator.width=400", "guide.width=400", "generator.activation=silu", "guide.activation=silu"]
+
+BUDGETS = {
+    "full": {
+        "overhead": {"batch_sizes": [256, 1024], "width": 256, "rounds": 30, "steps": 20, "warmup": 20},
+        "efficiency": {"shapes": {"default": (512, 256), "published recipe": (1024, 400)}, "rounds": 15, "steps": 10,
+                       "warmup": 10, "compile": True},
+        "quality": {"seeds": [0, 1, 2], "fit": [], "guides": [], "tvd": [], "teacher": []},
+        "sampling": {"num_samples": 10_000, "rounds": 5, "steps": [10, 35, 100], "eval_samples": 10_000},
+    },
+    "quick": {
+        "overhead": {"batch_sizes": [256, 1024], "width": 256, "rounds": 4, "steps": 3, "warmup": 3},
+        "efficiency": {"shapes": {"default": (512, 256), "published recipe": (1024, 400)}, "rounds": 3, "steps": 3,
+                       "warmup": 2, "compile": False},
+        "quality": {"seeds": [0], "fit": ["trainer.iterations=150", "trainer.eval_every=50", "trainer.eval_samples=2000"],
+                    "guides": ["--quick"], "tvd": ["--quick", "--seeds", "0"], "teacher": tvd.QUICK["teacher"]},
+        "sampling": {"num_samples": 2000, "rounds": 2, "steps": [10, 35, 100], "eval_samples": 2000},
+    },
+    "smoke": {
+        "overhead": {"batch_sizes": [16], "width": 16, "rounds": 2, "steps": 1, "warmup": 1},
+        "efficiency": {"shapes": {"default": (32, 16), "published recipe": (32, 24)}, "rounds": 2, "steps": 1,
+                       "warmup": 1, "compile": False},
+        "quality": {"seeds": [0], "fit": ["trainer.iterations=4", "trainer.eval_every=2", "trainer.eval_samples=200",
+                                          "trainer.batch_size=32", "generator.width=16", "guide.width=16"],
+                    "guides": None, "tvd": None,
+                    "teacher": ["trainer.iterations=4", "trainer.eval_every=4", "trainer.batch_size=64",
+                                "trainer.eval_samples=200", "denoiser.width=16", "score_error.num_samples=64",
+                                "data.num_samples=1000", "sampler.num_steps=4"]},
+        "sampling": {"num_samples": 200, "rounds": 1, "steps": [2, 4], "eval_samples": 200},
+    },
+}
+
+
+# ---------------------------------------------------------------- provenance
+def git_commit() -> str:
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    try:
+        commit = git("rev-parse", "--short", "HEAD") or "unknown"
+        return commit + (" (with uncommitted changes)" if git("status", "--porcelain", "--untracked-files=no") else "")
+    except OSError:
+        return "unknown"
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine() -> dict:
+    info = {"cpu": cpu_name(), "logical_cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
+            "pyro": pyro.__version__}
+    try:
+        info["load_average"] = [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        pass
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def compose_config(overrides: list[str]):
+    with initialize_config_module(version_base="1.3", config_module="vardiu_pyro.configs"):
+        return compose("config", overrides=overrides)
+
+
+# ---------------------------------------------------------------- 1. framework overhead
+def bench_overhead(b: dict) -> dict:
+    """SVI step vs plain-torch twin at each batch size (``step_overhead.measure``: interleaved A/B rounds)."""
+    rows = []
+    for batch in b["batch_sizes"]:
+        print(f"[overhead] batch {batch}, width {b['width']}: {b['rounds']} rounds x {b['steps']} steps per side", flush=True)
+        rows.append(step_overhead.measure(batch, b["width"], b["rounds"], b["steps"], b["warmup"], []))
+    return {"rows": rows, "targets": {"256": 1.15, "1024": 1.05}}
+
+
+# ---------------------------------------------------------------- 2. hardware efficiency
+def linear_shapes(net: torch.nn.Module) -> list[tuple[int, int]]:
+    """(in_features, out_features) of every ``nn.Linear`` in a network, in order."""
+    return [(m.in_features, m.out_features) for m in net.modules() if isinstance(m, torch.nn.Linear)]
+
+
+def analytic_step_flops(batch: int, generator_layers: list[tuple[int, int]], guide_layers: list[tuple[int, int]],
+                        teacher_matmul: tuple[int, int] = (0, 0)) -> int:
+    """Matrix-multiply FLOPs of one VarDiU step with MLP generator and guide (2 per multiply-add).
+
+    ``teacher_matmul`` = (K, D) adds the exact mixture teacher's one product, responsibilities (B, K)
+    times means (K, D): 2·B·K·D.
+
+    Forward: 2·B·in·out per layer. Backward: the weight gradient (2·B·in·out) for every layer and the
+    input gradient (2·B·in·out) for every layer whose input needs one: all but the generator's first
+    (z needs no gradient); the guide's first layer does (x_t carries the generator's gradient).
+    """
+    def layer(i, o):
+        return 2 * batch * i * o
+    gen = sum(2 * layer(i, o) for i, o in generator_layers) + sum(layer(i, o) for i, o in generator_layers[1:])
+    gui = sum(3 * layer(i, o) for i, o in guide_layers)
+    return gen + gui + 2 * batch * teacher_matmul[0] * teacher_matmul[1]
+
+
+def teacher_matmul_shape(teacher) -> tuple[int, int]:
+    """(K, D) of an exact Gaussian-mixture teacher's means; (0, 0) for other teachers."""
+    locs = getattr(getattr(teacher, "target", None), "locs", None)
+    return tuple(locs.shape) if locs is not None and locs.dim() == 2 else (0, 0)
+
+
+def counted_flops(fn) -> int:
+    """FLOPs of one call of ``fn`` by ``torch.utils.flop_counter.FlopCounterMode`` (matmuls and convolutions)."""
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return int(counter.get_total_flops())
+
+
+def matmul_rate(sizes=(256, 512, 1024), seconds: float = 0.5) -> dict:
+    """This machine's float32 matrix-multiply rate (FLOP/s) for square n×n products; ``peak``: the best."""
+    rates = {}
+    for n in sizes:
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        torch.mm(a, b)
+        best, spent = math.inf, 0.0
+        while spent < seconds:
+            reps = max(1, int(2e8 // (2 * n**3)))
+            tick = time.perf_counter()
+            for _ in range(reps):
+                torch.mm(a, b)
+            dt = (time.perf_counter() - tick) / reps
+            best, spent = min(best, dt), spent + dt * reps
+        rates[str(n)] = 2 * n**3 / best
+    return {"by_size": rates, "peak": max(rates.values())}
+
+
+def efficiency_variants(b: dict) -> dict[str, dict]:
+    """Execution settings to compare: (threads, Hydra overrides, compile networks)."""
+    threads = torch.get_num_threads()
+    variants = {f"default ({threads} threads)": {"threads": threads, "overrides": [], "compile": False},
+                f"foreach Adam ({threads} threads)": {"threads": threads, "overrides": ["+optim.foreach=true"], "compile": False}}
+    if threads > 1:
+        variants["1 thread"] = {"threads": 1, "overrides": [], "compile": False}
+    if b.get("compile"):
+        variants[f"torch.compile networks ({threads} threads)"] = {"threads": threads, "overrides": [], "compile": True}
+    return variants
+
+
+def build_svi(batch: int, width: int, overrides: list[str], compile_networks: bool = False):
+    cfg = compose_config([*overrides, f"trainer.batch_size={batch}", f"generator.width={width}", f"guide.width={width}",
+                          "device=cpu", "optim.schedule=constant"])
+    from vardiu_pyro.build import build_objective, build_problem
+
+    pyro.set_rng_seed(0)
+    pyro.clear_param_store()
+    pyro.enable_validation(False)
+    problem = build_problem(cfg, torch.device("cpu"))
+    objective = build_objective(cfg, problem)
+    if compile_networks:
+        objective.generator.net.compile()
+        objective.guide.net.compile()
+    return objective
+
+
+def bench_efficiency(b: dict, recipes: dict[str, list[str]]) -> dict:
+    """FLOP/s of the SVI step, as a fraction of the measured matmul rate, for each recipe and setting."""
+    default_threads = torch.get_num_threads()
+    rates = {}
+    for threads in sorted({v["threads"] for v in efficiency_variants(b).values()}):
+        torch.set_num_threads(threads)
+        rates[threads] = matmul_rate()
+        print(f"[efficiency] matmul rate, {threads} thread(s): {rates[threads]['peak'] / 1e9:.1f} GFLOP/s", flush=True)
+    rows = []
+    for recipe, recipe_overrides in recipes.items():
+        batch, width = b["shapes"][recipe]
+        objectives = {}
+        for name, v in efficiency_variants(b).items():
+            torch.set_num_threads(v["threads"])
+            try:
+                obj = build_svi(batch, width, [*recipe_overrides, *v["overrides"]], v["compile"])
+                for i in range(b["warmup"]):
+                    obj.step(i)
+                objectives[name] = obj
+            except Exception as e:  # e.g. torch.compile without a working C++ toolchain: report, do not stop
+                print(f"[efficiency] {recipe} / {name}: skipped ({type(e).__name__}: {e})", flush=True)
+                rows.append({"recipe": recipe, "setting": name, "error": f"{type(e).__name__}: {e}"[:200]})
+        flops = None
+        times = {name: [] for name in objectives}
+        for r in range(b["rounds"]):
+            names = list(objectives)
+            names = names[r % len(names):] + names[: r % len(names)]
+            for name in names:
+                torch.set_num_threads(efficiency_variants(b)[name]["threads"])
+                pyro.clear_param_store()  # the objectives share the names "generator" and "guide"
+                obj = objectives[name]
+                obj.step(0)
+                if flops is None:
+                    flops = counted_flops(lambda: obj.step(0))
+                tick = time.perf_counter()
+                for i in range(b["steps"]):
+                    obj.step(b["warmup"] + i)
+                times[name].append((time.perf_counter() - tick) / b["steps"])
+        obj = next(iter(objectives.values()))
+        analytic = analytic_step_flops(batch, linear_shapes(obj.generator), linear_shapes(obj.guide),
+                                       teacher_matmul_shape(obj.elbo.teacher))
+        for name, t in times.items():
+            seconds = statistics.median(t)
+            peak = rates[efficiency_variants(b)[name]["threads"]]["peak"]
+            rows.append({"recipe": recipe, "setting": name, "batch_size": batch, "width": width,
+                         "flops_counted": flops, "flops_analytic": analytic, "ms_per_step": 1e3 * seconds,
+                         "gflops_per_s": flops / seconds / 1e9, "matmul_gflops_per_s": peak / 1e9,
+                         "fraction": flops / seconds / peak, "times": t})
+    torch.set_num_threads(default_threads)
+    return {"rows": rows, "matmul": {str(k): v for k, v in rates.items()}, "target_fraction": 0.75}
+
+
+# ---------------------------------------------------------------- 3. quality against time
+def run_script(args: list[str]) -> None:
+    cmd = [sys.executable, *args]
+    print("$", " ".join(shlex.quote(a) for a in cmd[1:]), flush=True)
+    subprocess.run(cmd, check=True, cwd=ROOT)
+
+
+def train_teacher(out: Path, overrides: list[str]) -> Path:
+    """A learned teacher (``python -m vardiu_pyro.train_teacher``), trained once into ``out/teacher``."""
+    print(f"[teacher] training into {out / 'teacher'} (read back if already there)", flush=True)
+    return tvd.train_teacher(out, ["trainer.progress=false", *overrides])
+
+
+def read_curves(run_dir: Path) -> list[dict]:
+    path = run_dir / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def bench_quality(b: dict, out: Path, teacher_dir: Path) -> dict:
+    """Drive the quality scripts; collect their tables and the default/published runs' curves."""
+    result: dict = {}
+    recipes = {"default": [], "published recipe": PAPER_RECIPE}
+    for name, recipe in recipes.items():
+        folder = out / ("default_fit" if name == "default" else "published_recipe")
+        run_script([str(HERE / "default_fit.py"), "--seeds", *map(str, b["seeds"]), "--out", str(folder),
+                    *recipe, *b["fit"]])
+        data = json.loads((folder / "default_fit.json").read_text())
+        result[name] = {"summary": data["summary"], "runs": data["runs"], "overrides": [*recipe, *b["fit"]],
+                        "curves": {s: read_curves(folder / "runs" / f"default_seed{s}") for s in b["seeds"]}}
+    if b["guides"] is not None:
+        folder = out / "guides"
+        run_script([str(HERE / "guides.py"), "--out", str(folder), "--no-progress", *b["guides"]])
+        result["guides_md"] = (folder / "guides.md").read_text()
+    if b["tvd"] is not None:
+        folder = out / "teachers_vs_diff_instruct"
+        run_script([str(HERE / "teachers_vs_diff_instruct.py"), "--out", str(folder), "--teacher-dir", str(teacher_dir),
+                    *b["tvd"]])
+        result["teachers_md"] = (folder / "results.md").read_text()
+    return result
+
+
+# ---------------------------------------------------------------- 4. sampling
+def load_student(run_dir: Path, device: str = "cpu") -> tuple[torch.nn.Module, torch.nn.Module]:
+    """(the trained student — its EMA when the run kept one —, the target) of a ``fit`` run directory."""
+    from omegaconf import OmegaConf
+    from torch.optim.swa_utils import AveragedModel
+
+    from vardiu_pyro.build import build_problem
+    from vardiu_pyro.resume import load_run_checkpoint
+
+    summary = json.loads((run_dir / "summary.json").read_text())
+    cfg = OmegaConf.create(summary["config"])
+    problem = build_problem(cfg, torch.device(device))
+    state, _ = load_run_checkpoint(run_dir)
+    if state["ema"] is not None:
+        ema = AveragedModel(problem.generator, use_buffers=True)
+        ema.load_state_dict(state["ema"])
+        return ema.module.eval(), problem.target
+    problem.generator.load_state_dict(state["objective"]["generator"])
+    return problem.generator.eval(), problem.target
+
+
+def bench_sampling(b: dict, student_dir: Path, teacher_dir: Path, device: str = "cpu") -> dict:
+    """Samples/s and log-MMD of the one-step student and of many-step teacher samplers, timed round-robin."""
+    from vardiu_pyro.evaluation import Evaluator, sample_generator
+    from vardiu_pyro.models.sampling import sample_teacher
+    from vardiu_pyro.models.teachers import ExactTeacher, LearnedTeacher
+
+    student, target = load_student(student_dir, device)
+    learned = LearnedTeacher.from_pretrained(teacher_dir, target=target).to(device).eval()
+    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
+    exact = ExactTeacher(target).eval()
+    n = b["num_samples"]
+    samplers = {"one-step student (VarDiU, default run)": (1, lambda g: sample_generator(student, n, g))}
+    for teacher_name, teacher in (("learned teacher", learned), ("exact teacher", exact)):
+        for solver in ("euler", "dpmsolver"):
+            for k in b["steps"]:
+                samplers[f"{teacher_name}, {solver}, {k} steps"] = (
+                    k, lambda g, t=teacher, s=solver, k=k: sample_teacher(t, n, num_steps=k, solver=s, generator=g))
+    evaluator = Evaluator(target, num_samples=b["eval_samples"])
+    times: dict[str, list[float]] = {name: [] for name in samplers}
+    metrics = {}
+    for name, (_, fn) in samplers.items():  # warm-up and quality (from a fixed seed)
+        metrics[name] = evaluator.score(fn(torch.Generator(device=device).manual_seed(0))[: b["eval_samples"]])
+    names = list(samplers)
+    for r in range(b["rounds"]):
+        for name in names[r % len(names):] + names[: r % len(names)]:
+            rng = torch.Generator(device=device).manual_seed(r + 1)
+            sync()
+            tick = time.perf_counter()
+            with torch.no_grad():
+                samplers[name][1](rng)
+            sync()
+            times[name].append(time.perf_counter() - tick)
+        print(f"[sampling] round {r + 1}/{b['rounds']}", flush=True)
+    rows = []
+    for name, (nfe, _) in samplers.items():
+        seconds = statistics.median(times[name])
+        rows.append({"sampler": name, "nfe": nfe, "samples_per_s": n / seconds, "seconds": seconds, **metrics[name]})
+    return {"rows": rows, "num_samples": n, "student_run": str(student_dir), "teacher": str(teacher_dir), "device": device}
+
+
+# ---------------------------------------------------------------- plots
+def plot_overhead(data: dict, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    rows = data["rows"]
+    ax.boxplot([r["ratios"] for r in rows])
+    ax.set_xticks(range(1, len(rows) + 1), [f"batch {r['batch_size']}" for r in rows])
+    for i, r in enumerate(rows, 1):
+        target = data["targets"].get(str(r["batch_size"]))
+        if target:
+            ax.hlines(target, i - 0.4, i + 0.4, colors="tab:red", linestyles="--")
+    ax.axhline(1.0, color="gray", lw=0.8)
+    ax.set_ylabel("SVI step / plain-torch step")
+    ax.set_title("Framework overhead (per-round ratios; dashed: target)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_efficiency(data: dict, path: Path) -> None:
+    rows = [r for r in data["rows"] if "fraction" in r]
+    fig, ax = plt.subplots(figsize=(6, 0.45 * len(rows) + 1.5))
+    labels = [f"{r['recipe']}: {r['setting']}" for r in rows]
+    ax.barh(labels, [100 * r["fraction"] for r in rows], color="tab:blue")
+    ax.axvline(100 * data["target_fraction"], color="tab:red", ls="--", label="target")
+    ax.set_xlabel("% of the measured matmul rate")
+    ax.invert_yaxis()
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_quality(data: dict, path: Path) -> None:
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), sharey=True)
+    for (name, recipe), color in zip(((k, v) for k, v in data.items() if isinstance(v, dict) and "curves" in v),
+                                     ("tab:blue", "tab:orange", "tab:green")):
+        for i, (seed, curve) in enumerate(recipe["curves"].items()):
+            if not curve:
+                continue
+            label = name if i == 0 else None
+            axes[0].plot([c["iteration"] for c in curve], [c["log_mmd"] for c in curve], color=color, label=label, alpha=0.8)
+            axes[1].plot([c["train_seconds"] for c in curve], [c["log_mmd"] for c in curve], color=color, label=label, alpha=0.8)
+    axes[0].set_xlabel("iterations")
+    axes[1].set_xlabel("training seconds")
+    axes[0].set_ylabel("log-MMD (lower is better)")
+    axes[0].legend()
+    fig.suptitle("Quality against iterations and wall-clock (one line per seed)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_sampling(data: dict, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for r in data["rows"]:
+        marker = "*" if r["nfe"] == 1 else ("o" if "learned" in r["sampler"] else "s")
+        ax.scatter(r["samples_per_s"], r["log_mmd"], marker=marker, s=80 if r["nfe"] == 1 else 30)
+        ax.annotate(r["sampler"].replace(" teacher", "").replace("one-step student (VarDiU, default run)", "student"),
+                    (r["samples_per_s"], r["log_mmd"]), fontsize=6)
+    ax.set_xscale("log")
+    ax.set_xlabel("samples per second")
+    ax.set_ylabel("log-MMD (lower is better)")
+    ax.set_title("One-step student vs many-step teacher samplers")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------- the page
+def f(x, digits=3):
+    return "n/a" if x is None else f"{x:.{digits}f}"
+
+
+def gpu_section(docs: Path) -> list[str]:
+    report = docs / "gpu_check.md"
+    lines = ["## GPU", ""]
+    if report.exists():
+        return lines + [f"From `benchmarks/gpu_check.sh` (its own command, card and date are in it):", "",
+                        report.read_text().strip(), ""]
+    return lines + ["**GPU numbers are missing.** No CUDA device was available where these numbers were produced. "
+                    "On a CUDA machine, `bash benchmarks/gpu_check.sh` runs the GPU tests, a shortened default fit "
+                    "with `device=cuda` and benchmarks 1 and 4, and writes `docs/gpu_check.md`, which this page then "
+                    "includes.", ""]
+
+
+def page(results: dict, mode: str, command: str, docs: Path, figs: dict[str, str]) -> str:
+    m = results["machine"]
+    lines = ["# vardiu-pyro: benchmark results", ""]
+    if mode != "full":
+        label = "QUICK SMOKE RUN" if mode == "quick" else "SMOKE RUN (test budget)"
+        lines += [f"> **{label} — NOT RESULTS.** Tiny budgets that only check that every benchmark "
+                  "runs end to end. The timings and the quality numbers below say nothing about the library; "
+                  "regenerate this page with the full command for numbers.", ""]
+    lines += [f"- command: `{command}`", f"- date: {results['date']}", f"- commit: {results['commit']}",
+              f"- machine: {m['cpu']}, {m['logical_cpus']} logical CPUs, torch threads {m['torch_threads']}, "
+              f"{m['platform']}", f"- software: Python {m['python']}, torch {m['torch']}, pyro {m['pyro']}",
+              f"- load average when the run started: {m.get('load_average', 'n/a')} (other processes distort timings)",
+              f"- total time: {results.get('total_seconds', 0) / 60:.1f} min", "",
+              "Ratios are the headline; absolute times are context for this machine only.", ""]
+    lines += gpu_section(docs)
+
+    if "overhead" in results:
+        o = results["overhead"]
+        lines += ["## 1. Framework overhead: `pyro.infer.SVI` step vs plain-torch twin", "",
+                  "Same networks (copies of one initialisation), batch, optimiser (Adam, per-network clipping), σ law "
+                  "and weight; steps timed in interleaved rounds (A B, B A, ...); ratio = SVI / twin per round.", "",
+                  "| batch | width | rounds × steps | SVI ms/step | twin ms/step | ratio (median) | IQR | min–max | target |",
+                  "|---:|---:|---|---:|---:|---:|---|---|---:|"]
+        for r in o["rows"]:
+            target = o["targets"].get(str(r["batch_size"]))
+            lines.append(f"| {r['batch_size']} | {r['width']} | {r['rounds']} × {r['steps_per_round']} | {r['svi_ms']:.2f} | "
+                         f"{r['twin_ms']:.2f} | **{r['ratio_median']:.3f}** | {r['ratio_q1']:.3f}–{r['ratio_q3']:.3f} | "
+                         f"{r['ratio_min']:.3f}–{r['ratio_max']:.3f} | {'≤ ' + str(target) if target else ''} |")
+        lines += ["", f"![overhead]({figs['overhead']})", ""]
+
+    if "efficiency" in results:
+        e = results["efficiency"]
+        lines += ["## 2. Hardware efficiency", "",
+                  "FLOPs of one SVI step (counted by `torch.utils.flop_counter.FlopCounterMode`; the analytic count from "
+                  "the layer shapes is shown beside it) over its median time, against this machine's float32 matmul rate "
+                  "(square products 256–1024, best of them, measured by this script with the same threads). "
+                  f"Target: ≥ {100 * e['target_fraction']:.0f}%.", "",
+                  "| recipe | setting | batch | width | GFLOP/step (counted / analytic) | ms/step | GFLOP/s | matmul GFLOP/s | fraction |",
+                  "|---|---|---:|---:|---|---:|---:|---:|---:|"]
+        for r in e["rows"]:
+            if "error" in r:
+                lines.append(f"| {r['recipe']} | {r['setting']} | | | | | | | failed: {r['error']} |")
+                continue
+            lines.append(f"| {r['recipe']} | {r['setting']} | {r['batch_size']} | {r['width']} | "
+                         f"{r['flops_counted'] / 1e9:.3f} / {r['flops_analytic'] / 1e9:.3f} | {r['ms_per_step']:.2f} | "
+                         f"{r['gflops_per_s']:.1f} | {r['matmul_gflops_per_s']:.1f} | **{100 * r['fraction']:.0f}%** |")
+        lines += ["", f"![efficiency]({figs['efficiency']})", ""]
+
+    if "quality" in results:
+        q = results["quality"]
+        lines += ["## 3. Quality against time", "",
+                  "The default run (`python -m vardiu_pyro.fit`) and the published recipe "
+                  f"(`{' '.join(PAPER_RECIPE)}`) on this machine, by `benchmarks/default_fit.py`; final metrics of "
+                  "the EMA generator, mean ± sd over seeds.", "",
+                  "| recipe | seeds | overrides | log-MMD | log-density | modes covered | training s | total s |",
+                  "|---|---:|---|---:|---:|---:|---:|---:|"]
+        for name in ("default", "published recipe"):
+            if name not in q:
+                continue
+            s = q[name]["summary"]
+            cell = {k: f"{s[k]['mean']:.3f} ± {s[k]['sd']:.3f}" for k in ("log_mmd", "log_density")}
+            lines.append(f"| {name} | {len(q[name]['runs'])} | `{' '.join(q[name]['overrides']) or '(none)'}` | "
+                         f"{cell['log_mmd']} | {cell['log_density']} | {s['modes_covered']['mean']:.1f} ± "
+                         f"{s['modes_covered']['sd']:.1f} | {s['train_seconds']['mean']:.0f} | {s['total_seconds']['mean']:.0f} |")
+        lines += ["", f"![quality]({figs['quality']})", ""]
+        for key, title in (("guides_md", "Guide families (`benchmarks/guides.py`)"),
+                           ("teachers_md", "VarDiU vs Diff-Instruct, exact and learned teacher "
+                                           "(`benchmarks/teachers_vs_diff_instruct.py`)")):
+            if key in q:
+                body = "\n".join(("#" + line) if line.startswith("# ") else line for line in q[key].strip().splitlines())
+                lines += [f"### {title}", "", body, ""]
+
+    if "sampling" in results:
+        s = results["sampling"]
+        lines += ["## 4. Sampling: one-step student vs many-step teacher", "",
+                  f"{s['num_samples']} samples per call, median over interleaved rounds; log-MMD of one sample set "
+                  "against the target. The student is the default run's EMA generator (exact-teacher distillation); "
+                  "the learned teacher is a `vardiu_pyro.train_teacher` denoiser sampled with the diffusers EDM "
+                  "schedulers (`EDMEulerScheduler`, `EDMDPMSolverMultistepScheduler`); the exact teacher (the target's "
+                  "analytic score) under the same samplers isolates the samplers' own discretisation error.", "",
+                  "| sampler | function evaluations | samples/s | × student speed | log-MMD | log-density | modes |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
+        base = s["rows"][0]["samples_per_s"]
+        for r in s["rows"]:
+            lines.append(f"| {r['sampler']} | {r['nfe']} | {r['samples_per_s']:.0f} | {r['samples_per_s'] / base:.3g} | "
+                         f"{r['log_mmd']:.2f} | {f(r.get('log_density'), 2)} | {r.get('modes_covered', 'n/a')} |")
+        lines += ["", f"![sampling]({figs['sampling']})", ""]
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="a few minutes: a smoke version of every benchmark")
+    parser.add_argument("--smoke", action="store_true", help="seconds: the smallest budget (for the test suite)")
+    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
+    parser.add_argument("--docs", type=Path, default=ROOT / "docs", help="where results.md and the plots go")
+    parser.add_argument("--work", type=Path, default=None,
+                        help="intermediate runs (default outputs/benchmarks/<full|quick|smoke>)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    args = parser.parse_args(argv)
+    mode = "smoke" if args.smoke else "quick" if args.quick else "full"
+    budget = BUDGETS[mode]
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    work = args.work or ROOT / "outputs" / "benchmarks" / mode
+    work.mkdir(parents=True, exist_ok=True)
+    figdir = args.docs / "results"
+    figdir.mkdir(parents=True, exist_ok=True)
+    command = "python benchmarks/run.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    results: dict = {"mode": mode, "command": command.strip(), "date": datetime.datetime.now().isoformat(timespec="seconds"),
+                     "commit": git_commit(), "machine": machine()}
+    start = time.perf_counter()
+    figs = {name: f"results/{name}.png" for name in SECTIONS}
+
+    if "overhead" in args.sections:
+        results["overhead"] = bench_overhead(budget["overhead"])
+        plot_overhead(results["overhead"], args.docs / figs["overhead"])
+    if "efficiency" in args.sections:
+        results["efficiency"] = bench_efficiency(budget["efficiency"], {"default": [], "published recipe": PAPER_RECIPE})
+        plot_efficiency(results["efficiency"], args.docs / figs["efficiency"])
+    teacher_dir = None
+    if "quality" in args.sections or "sampling" in args.sections:
+        teacher_dir = train_teacher(work, budget["quality"]["teacher"]).resolve()
+    if "quality" in args.sections:
+        results["quality"] = bench_quality(budget["quality"], work, teacher_dir)
+        plot_quality(results["quality"], args.docs / figs["quality"])
+    if "sampling" in args.sections:
+        student = work / "default_fit" / "runs" / f"default_seed{budget['quality']['seeds'][0]}"
+        if not (student / "summary.json").exists():  # sampling alone: a short default run gives the student
+            run_script([str(HERE / "default_fit.py"), "--seeds", str(budget["quality"]["seeds"][0]), "--out",
+                        str(work / "default_fit"), *budget["quality"]["fit"]])
+        results["sampling"] = bench_sampling(budget["sampling"], student, teacher_dir)
+        plot_sampling(results["sampling"], args.docs / figs["sampling"])
+
+    results["total_seconds"] = time.perf_counter() - start
+    (args.docs / "results.md").write_text(page(results, mode, results["command"], args.docs, figs))
+    (args.docs / "results.json").write_text(json.dumps(results, indent=2, default=str))
+    print(f"written: {args.docs / 'results.md'}, {args.docs / 'results.json'}, plots in {figdir}")
+    return results
+
+
+if __name__ == "__main__":
+    main()
