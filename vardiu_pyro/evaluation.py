@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from .metrics import MeanLogDensity, ModesCovered, MultiBandwidthMMD
 
-__all__ = ["Evaluator", "sample_generator", "device_of"]
+__all__ = ["Evaluator", "sample_generator", "device_of", "metric_lines"]
 
 
 def device_of(module: nn.Module) -> torch.device:
@@ -99,3 +99,14 @@ class Evaluator:
             value = metric.compute()
             out[name] = int(value) if name == "modes_covered" else value.item()
         return out
+
+
+def metric_lines(summary: dict) -> list[str]:
+    """The printed summary's metric lines (log-MMD, and log-density and modes when present) beside the target's own."""
+    ref = summary.get("reference", {})
+    lines = [f"  log-MMD        {summary['log_mmd']:8.3f}   (two independent target sample sets: about -8.7)"]
+    if "log_density" in summary:
+        lines.append(f"  log-density    {summary['log_density']:8.3f}   (target samples: {ref.get('log_density', float('nan')):.3f})")
+    if "modes_covered" in summary:
+        lines.append(f"  modes covered  {summary['modes_covered']:8d}   (of {ref.get('modes_covered', '?')})")
+    return lines

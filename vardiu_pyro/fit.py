@@ -29,12 +29,13 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 from .bound_gap import bound_gap_summary  # noqa: E402
 from .build import build_objective, build_problem, resolve_device  # noqa: E402
 from .distributed import DataParallel, secondary_rank_overrides, torchrun_world_size  # noqa: E402
-from .evaluation import Evaluator  # noqa: E402
+from .evaluation import Evaluator, metric_lines  # noqa: E402
 from .teacher_metrics import evaluate_teacher  # noqa: E402
 from .interrupt import TrainingInterrupted  # noqa: E402
 from .resume import check_compatible, load_resume_state, resumed_config  # noqa: E402
 from .training import TooManySkippedSteps, Trainer  # noqa: E402
-from .validation import ConfigError, check_command_line, validate_config, validate_problem  # noqa: E402
+from .validation import (ConfigError, check_command_line, exit_with_message, validate_config,  # noqa: E402
+                         validate_problem)
 
 __all__ = ["main", "fit"]
 
@@ -121,13 +122,8 @@ def _fit(cfg: DictConfig, run_dir: str | Path | None, parallel: DataParallel | N
 
 
 def format_summary(summary: dict, run_dir: Path) -> str:
-    ref = summary.get("reference", {})
     lines = [f"\nvardiu-pyro: {summary['iteration']} iterations in {summary['total_seconds']:.0f} s on {summary['device']}",
-             f"  log-MMD        {summary['log_mmd']:8.3f}   (two independent target sample sets: about -8.7)"]
-    if "log_density" in summary:
-        lines.append(f"  log-density    {summary['log_density']:8.3f}   (target samples: {ref.get('log_density', float('nan')):.3f})")
-    if "modes_covered" in summary:
-        lines.append(f"  modes covered  {summary['modes_covered']:8d}   (of {ref.get('modes_covered', '?')})")
+             *metric_lines(summary)]
     if "bound_gap" in summary:
         lines.append(f"  bound gap      {summary['bound_gap']:8.3f}   (± {summary['bound_gap_se']:.3f}; E w(σ) (U - KL), 0 for the exact posterior)")
     if "teacher" in summary:
@@ -138,11 +134,6 @@ def format_summary(summary: dict, run_dir: Path) -> str:
         lines.append(f"  skipped steps  {summary['skipped_steps']:8d}   (non-finite loss or gradient; nothing stepped)")
     lines.append(f"  run directory  {run_dir}  (summary.json, metrics.jsonl, samples.png, metrics.png, checkpoint.safetensors)")
     return "\n".join(lines)
-
-
-def _exit(message: str, code: int) -> None:
-    print(f"vardiu-pyro: {message}", file=sys.stderr)
-    sys.exit(code)
 
 
 @hydra.main(version_base="1.3", config_path="pkg://vardiu_pyro.configs", config_name="config")
@@ -158,11 +149,11 @@ def hydra_main(cfg: DictConfig) -> float:
         else:
             summary = fit(cfg, HydraConfig.get().runtime.output_dir)
     except ConfigError as e:
-        _exit(f"error: {e}", 2)
+        exit_with_message(f"error: {e}", 2)
     except TrainingInterrupted as e:
-        _exit(str(e), e.exit_code)
+        exit_with_message(str(e), e.exit_code)
     except TooManySkippedSteps as e:
-        _exit(f"error: {e}", 1)
+        exit_with_message(f"error: {e}", 1)
     return summary["log_mmd"]
 
 
@@ -171,9 +162,9 @@ def main() -> None:
     try:
         check_command_line(sys.argv[1:])
     except ConfigError as e:
-        _exit(f"error: {e}", 2)
+        exit_with_message(f"error: {e}", 2)
     if torchrun_world_size() > 1 and {"-m", "--multirun"} & set(sys.argv[1:]):
-        _exit("error: a torchrun launch is one data-parallel run; sweep (-m) without torchrun", 2)
+        exit_with_message("error: a torchrun launch is one data-parallel run; sweep (-m) without torchrun", 2)
     sys.argv.extend(secondary_rank_overrides())
     hydra_main()
 

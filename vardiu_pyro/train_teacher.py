@@ -35,7 +35,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn  # noqa: E
 from tqdm.auto import tqdm  # noqa: E402
 
 from .build import data_std_of, resolve_device  # noqa: E402
-from .evaluation import Evaluator  # noqa: E402
+from .evaluation import Evaluator, metric_lines  # noqa: E402
 from .models.teachers import LearnedTeacher  # noqa: E402
 from .plotting import plot_metrics, plot_samples, plot_score_error  # noqa: E402
 from .score_matching import dsm_loss_terms  # noqa: E402
@@ -144,14 +144,9 @@ def train_teacher(cfg: DictConfig, run_dir: str | Path) -> dict:
 
 
 def format_summary(summary: dict, run_dir: Path) -> str:
-    ref = summary.get("reference", {})
     lines = [f"\nteacher: {summary['iteration']} iterations in {summary['total_seconds']:.0f} s on {summary['device']}",
              f"  samples ({summary.get('solver')}, {summary.get('nfe')} function evaluations)",
-             f"  log-MMD        {summary['log_mmd']:8.3f}   (two independent target sample sets: about -8.7)"]
-    if "log_density" in summary:
-        lines.append(f"  log-density    {summary['log_density']:8.3f}   (target samples: {ref.get('log_density', float('nan')):.3f})")
-    if "modes_covered" in summary:
-        lines.append(f"  modes covered  {summary['modes_covered']:8d}   (of {ref.get('modes_covered', '?')})")
+             *metric_lines(summary)]
     if "score_error" in summary:
         errors = "  ".join(f"{r['sigma']:g}: {r['relative_error']:.2f}" for r in summary["score_error"])
         lines.append(f"  score relative error per σ   {errors}")

@@ -22,6 +22,7 @@ import contextlib
 import io
 import json
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ from safetensors import safe_open
 
 from .checkpoint import PICKLE_SUFFIXES, CheckpointError, load_torch_file
 
-__all__ = ["ConfigError", "validate_config", "validate_teacher_dir", "validate_problem", "check_command_line",
+__all__ = ["ConfigError", "exit_with_message", "validate_config", "validate_teacher_dir", "validate_problem", "check_command_line",
            "CONFIG_MODULE"]
 
 CONFIG_MODULE = "vardiu_pyro.configs"
@@ -287,3 +288,9 @@ def _compose(config_name: str, overrides: list[str]) -> DictConfig:
         cause = [line.strip() for line in str(e.__cause__ or "").splitlines() if line.strip()]
         detail = "; ".join(dict.fromkeys(lines[:1] + cause[:1]))
         raise ConfigError(detail or type(e).__name__) from None
+
+
+def exit_with_message(message: str, code: int) -> None:
+    """End a command-line run with one line on stderr and ``code`` (2: bad input), no traceback."""
+    print(f"vardiu-pyro: {message}", file=sys.stderr)
+    sys.exit(code)

@@ -42,7 +42,7 @@ from .gradient_plots import plot_bias_and_mse, plot_per_sigma, plot_variance_vs_
 from .gradient_stats import STATISTICS, StreamingMoments, gradient_statistics, moment_statistics  # noqa: E402
 from .reference_gradient import ReferenceGradient, SelfNormalisedScore, reference_gradient  # noqa: E402
 from .resume import load_run_checkpoint  # noqa: E402
-from .validation import ConfigError, check_command_line  # noqa: E402
+from .validation import ConfigError, check_command_line, exit_with_message  # noqa: E402
 
 __all__ = ["variance_study", "main", "FIT_KEYS"]
 
@@ -319,17 +319,12 @@ def format_table(rows: list[dict], reference: dict, per_sigma_batch: int) -> str
 # the command line
 
 
-def _exit(message: str, code: int) -> None:
-    print(f"vardiu-pyro: {message}", file=sys.stderr)
-    sys.exit(code)
-
-
 @hydra.main(version_base="1.3", config_path="pkg://vardiu_pyro.configs", config_name="variance")
 def hydra_main(cfg: DictConfig) -> None:
     try:
         variance_study(cfg, HydraConfig.get().runtime.output_dir)
     except ConfigError as e:
-        _exit(f"error: {e}", 2)
+        exit_with_message(f"error: {e}", 2)
 
 
 def main() -> None:
@@ -337,7 +332,7 @@ def main() -> None:
     try:
         check_command_line(sys.argv[1:], config_name="variance")
     except ConfigError as e:
-        _exit(f"error: {e}", 2)
+        exit_with_message(f"error: {e}", 2)
     hydra_main()
 
 
