@@ -21,6 +21,8 @@ import torch
 from torch import Tensor, nn
 from torch.distributions.transforms import ReshapeTransform
 
+from vardiu_pyro.param_store import register_network
+
 __all__ = ["Guide", "pyro_guide", "NoiseConditioning", "with_event_shape"]
 
 
@@ -78,10 +80,14 @@ def with_event_shape(flat: dist.TorchDistribution, event_shape: Sequence[int]) -
 
 
 def pyro_guide(guide: Guide, name: str = "guide") -> Callable[[Tensor, Tensor], Tensor]:
-    """The Pyro guide program of an amortised posterior: site ``z`` ~ q_φ(z | x_t, σ) in the batch plate."""
+    """The Pyro guide program of an amortised posterior: site ``z`` ~ q_φ(z | x_t, σ) in the batch plate.
+
+    The guide is registered with Pyro's param store under ``name`` once, here, not at every call
+    (see ``vardiu_pyro.param_store``).
+    """
+    register_network(name, guide)
 
     def program(x_t: Tensor, sigma: Tensor) -> Tensor:
-        pyro.module(name, guide)
         with pyro.plate("batch", x_t.shape[0], dim=-1):
             return pyro.sample("z", guide(x_t, sigma))
 

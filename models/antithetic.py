@@ -3,8 +3,9 @@
 The published estimator uses each (z, σ) twice, with ε and with -ε. Wrapping the sample sites'
 distributions keeps the model an ordinary Pyro program: every site still has batch shape (B,),
 every draw is marginally distributed as before (so ``log_prob`` is the base's), only the joint
-draw is paired: the second half of the batch repeats (``sign=+1``) or mirrors (``sign=-1``,
-for a base symmetric about 0) the first half.
+draw is paired: the second half of the batch repeats (``sign=+1``) or mirrors (``sign=-1``, for
+a base symmetric about its mean) the first half. A mirrored draw reflects its partner's deviation
+from the mean: x_{n+i} = μ_{n+i} - (x_i - μ_i), so that N(x0, σ²) with paired x0 gives x0 ± σ ε.
 """
 
 from __future__ import annotations
@@ -38,8 +39,12 @@ class AntitheticPairs(TorchDistribution):
         return self.base.has_rsample
 
     def _pair(self, x: torch.Tensor, sample_dims: int) -> torch.Tensor:
-        half = x.narrow(sample_dims, 0, self.batch_shape[0] // 2)
-        return torch.cat([half, half if self.sign > 0 else -half], dim=sample_dims)
+        n = self.batch_shape[0] // 2
+        half = x.narrow(sample_dims, 0, n)
+        if self.sign > 0:
+            return torch.cat([half, half], dim=sample_dims)
+        mean = self.base.mean  # batch + event shape: broadcasts over the sample dimensions
+        return torch.cat([half, mean.narrow(0, n, n) - (half - mean.narrow(0, 0, n))], dim=sample_dims)
 
     def rsample(self, sample_shape=torch.Size()):
         return self._pair(self.base.rsample(sample_shape), len(sample_shape))

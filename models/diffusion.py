@@ -2,8 +2,9 @@
 
     z ~ N(0, I),   x0 = g_θ(z),   σ ~ π,   x_t ~ N(x0, σ² I)   (pathwise: x_t = x0 + σ ε)
 
-One plate over the batch; every site has batch shape (B,). ``x_t`` is drawn by ``rsample``, so
-gradients reach θ through it. With ``antithetic=True`` each (z, σ) is used twice, with ε and -ε.
+One plate over the batch; every site has batch shape (B,). ``x_t`` is drawn by ``rsample``
+(``Normal(x0, σ).rsample() = x0 + σ ε``), so gradients reach θ through it. With ``antithetic=True``
+each (z, σ) is used twice, with ε and -ε.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ from __future__ import annotations
 import pyro
 import pyro.distributions as dist
 import torch
-from pyro.distributions.transforms import AffineTransform
 from torch import nn
+
+from vardiu_pyro.param_store import register_network
 
 from .antithetic import AntitheticPairs
 from .sigma import SigmaLaw
@@ -28,13 +30,16 @@ def _batch_view(sigma: torch.Tensor, event_dims: int) -> torch.Tensor:
 class ForwardDiffusion:
     """The model program ``model(batch_size, iteration=0)``; sites ``z``, ``sigma``, ``x0``, ``x_t``.
 
-    The generator is registered with Pyro under ``name`` (``pyro.module``); the teacher never is.
+    The generator is registered with Pyro's param store under ``name`` once, here, not at every
+    call (see ``vardiu_pyro.param_store``); the teacher never is.
     """
 
     def __init__(self, generator: nn.Module, sigma_law: SigmaLaw, antithetic: bool = False,
                  name: str = "generator"):
         self.generator, self.sigma_law = generator, sigma_law
         self.antithetic, self.name = bool(antithetic), name
+        self._prior_cache: tuple | None = None  # (key, p(z)) of the last batch size, device and dtype
+        register_network(name, generator)
 
     @property
     def latent_shape(self) -> torch.Size:
@@ -43,21 +48,26 @@ class ForwardDiffusion:
     def _pairs(self, base: dist.TorchDistribution, sign: float) -> dist.TorchDistribution:
         return AntitheticPairs(base, sign) if self.antithetic else base
 
+    def _prior(self, batch_size: int, anchor: torch.Tensor) -> dist.TorchDistribution:
+        """p(z) = N(0, I) with batch shape (B,); built once per batch size, device and dtype (it is immutable)."""
+        key = (batch_size, anchor.device, anchor.dtype)
+        if self._prior_cache is None or self._prior_cache[0] != key:
+            latent = self.latent_shape
+            prior = dist.Normal(anchor.new_zeros(()), 1.0).expand((batch_size, *latent)).to_event(len(latent))
+            self._prior_cache = (key, self._pairs(prior, +1.0))
+        return self._prior_cache[1]
+
     def __call__(self, batch_size: int, iteration: int = 0) -> torch.Tensor:
         if self.antithetic and batch_size % 2:
             raise ValueError(f"antithetic pairs need an even batch size, got {batch_size}")
-        pyro.module(self.name, self.generator)
-        zero = next(self.generator.parameters()).new_zeros(())
-        latent = self.latent_shape
+        prior = self._prior(batch_size, next(self.generator.parameters()))
         with pyro.plate("batch", batch_size, dim=-1):
-            prior = dist.Normal(zero, 1.0).expand((batch_size, *latent)).to_event(len(latent))
-            z = pyro.sample("z", self._pairs(prior, +1.0))
+            z = pyro.sample("z", prior)
             law = self.sigma_law.distribution(iteration).expand((batch_size,))
             sigma = pyro.sample("sigma", self._pairs(law, +1.0))
             x0 = self.generator(z)
             event_dims = x0.dim() - 1
             pyro.deterministic("x0", x0, event_dim=event_dims)
-            noise = dist.Normal(zero, 1.0).expand(x0.shape).to_event(event_dims)
-            # the scale is expanded to the full event shape: AffineTransform sums log|scale| over its elements
-            diffusion = AffineTransform(x0, _batch_view(sigma, event_dims).expand_as(x0), event_dim=event_dims)
-            return pyro.sample("x_t", dist.TransformedDistribution(self._pairs(noise, -1.0), diffusion))
+            # x_t = x0 + σ ε by Normal.rsample; with pairs the second draw of each pair is x0 - σ ε
+            noised = dist.Normal(x0, _batch_view(sigma, event_dims)).to_event(event_dims)
+            return pyro.sample("x_t", self._pairs(noised, -1.0))

@@ -15,11 +15,15 @@ from vardiu_pyro.optim import PerNetworkOptim
 from vardiu_pyro.torch_twin import vardiu_twin_loss
 
 
-def mog40_parts(dtype=torch.float64):
-    target = mog40().to(dtype)
-    gen = MLPGenerator((2,), width=32, depth=2, data_std=20.0).to(dtype)
-    guide = DiagonalGaussianGuide((2,), (2,), data_std=20.0, width=32, depth=2).to(dtype)
-    law = PowerLawSigma(0.1, 20.0, Ramp(0.3, 2.5, iterations=100)).to(dtype)
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available")
+DEVICES = ["cpu", pytest.param("cuda", marks=CUDA)]
+
+
+def mog40_parts(dtype=torch.float64, device="cpu"):
+    target = mog40().to(device, dtype)
+    gen = MLPGenerator((2,), width=32, depth=2, data_std=20.0).to(device, dtype)
+    guide = DiagonalGaussianGuide((2,), (2,), data_std=20.0, width=32, depth=2).to(device, dtype)
+    law = PowerLawSigma(0.1, 20.0, Ramp(0.3, 2.5, iterations=100)).to(device, dtype)
     weight = PowerWeight(20.0, Ramp(2.0, 0.0, iterations=100))
     return target, gen, guide, law, weight
 
@@ -29,10 +33,11 @@ def draws_of(terms):
     return terms.z.detach(), terms.sigma.detach(), eps.detach()
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("antithetic", [False, True])
 @pytest.mark.parametrize("iteration", [0, 60])
-def test_pyro_gradients_equal_the_plain_torch_twin(antithetic, iteration):
-    target, gen, guide, law, weight = mog40_parts()
+def test_pyro_gradients_equal_the_plain_torch_twin(antithetic, iteration, device):
+    target, gen, guide, law, weight = mog40_parts(device=device)
     teacher = ExactTeacher(target)
     elbo = VarDiUELBO(teacher, weight)
     model = ForwardDiffusion(gen, law, antithetic=antithetic)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import pyro
 from torch import nn
 
-__all__ = ["Objective", "Problem", "forget_pyro_params"]
+__all__ = ["Objective", "Problem"]
 
 
 @dataclass
@@ -61,16 +61,3 @@ class Objective:
             net.load_state_dict(state["networks"][name])
         for name, opt in self.optimizers().items():
             opt.set_state(state["optim"][name])
-
-
-def forget_pyro_params(*module_names: str) -> None:
-    """Drop entries of Pyro's global param store registered under these module names.
-
-    ``pyro.module(name, net)`` returns an existing store entry of the same name instead of
-    ``net``'s own parameter; a stale entry (left by another model in this process) would
-    silently be optimised in place of ``net``. Objectives call this when they are built.
-    """
-    store = pyro.get_param_store()
-    for key in list(store.keys()):
-        if key.split("$$$", 1)[0] in module_names:
-            del store[key]

@@ -28,7 +28,7 @@ from torch import Tensor
 from vardiu_pyro.models import ForwardDiffusion
 from vardiu_pyro.score_matching import dsm_loss_terms
 
-from .base import Objective, Problem, forget_pyro_params
+from .base import Objective, Problem
 
 __all__ = ["DiffInstruct", "DiffInstructLoss", "DiffInstructTerms", "diff_instruct_surrogate_terms"]
 
@@ -122,7 +122,6 @@ class DiffInstruct(Objective):
         self.model = ForwardDiffusion(generator, problem.sigma_law, antithetic=antithetic, name="generator")
         self.loss = DiffInstructLoss(problem.teacher, self.fake_score, problem.weight)
         self.networks = {"generator": generator, "fake_score": self.fake_score}
-        forget_pyro_params(*self.networks)
         self.generator_optim = problem.make_optim({"generator": generator})
         self.fake_optim = problem.make_optim({"fake_score": self.fake_score})
         # the fake score steps K times per iteration: stretch its learning-rate schedule to the same clock

@@ -7,7 +7,7 @@ from pyro.infer import SVI
 from vardiu_pyro.guides import pyro_guide
 from vardiu_pyro.models import ForwardDiffusion
 
-from .base import Objective, Problem, forget_pyro_params
+from .base import Objective, Problem
 from .vardiu_elbo import VarDiUELBO
 
 __all__ = ["VarDiU"]
@@ -25,7 +25,6 @@ class VarDiU(Objective):
         self.model = ForwardDiffusion(problem.generator, problem.sigma_law, antithetic=antithetic, name="generator")
         self.elbo = VarDiUELBO(problem.teacher, problem.weight)
         self.networks = {"generator": problem.generator, "guide": self.guide}
-        forget_pyro_params(*self.networks)
         self.optim = problem.make_optim(self.networks)
         self.svi = SVI(self.model, pyro_guide(self.guide, name="guide"), self.optim, self.elbo)
         self.batch_size = problem.batch_size
