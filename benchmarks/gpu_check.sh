@@ -7,6 +7,8 @@
 # benchmarks/run.py includes in docs/results.md.
 #
 #   bash benchmarks/gpu_check.sh [PYTHON]        # PYTHON defaults to `python`
+#
+# On a copy of the tree without .git, set VARDIU_COMMIT to the commit it was copied from.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${1:-python}

@@ -99,6 +99,10 @@ BUDGETS = {
 
 # ---------------------------------------------------------------- provenance
 def git_commit() -> str:
+    """The checked-out commit; ``VARDIU_COMMIT`` names it where the tree was copied without ``.git``."""
+    if os.environ.get("VARDIU_COMMIT"):
+        return os.environ["VARDIU_COMMIT"]
+
     def git(*args):
         return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     try:
