@@ -10,7 +10,7 @@ on the page comes from this script. The benchmarks:
 1. framework overhead: one SVI step against its plain-torch twin (``step_overhead.py``), batch 256
    and 1024, A/B interleaved; median ratio and its spread;
 2. hardware efficiency: a step's floating-point operations over its time, against this machine's
-   own measured matrix-multiply rate, for a few execution settings (threads, foreach Adam,
+   own measured matrix-multiply rate, for a few execution settings (threads, fused / foreach / per-tensor Adam,
    ``torch.compile``);
 3. quality against time: the default run over seeds (``default_fit.py``) beside the published recipe,
    the guide families (``guides.py``), VarDiU against Diff-Instruct with the exact and a learned
@@ -209,7 +209,9 @@ def efficiency_variants(b: dict) -> dict[str, dict]:
     """Execution settings to compare: (threads, Hydra overrides, compile networks)."""
     threads = torch.get_num_threads()
     variants = {f"default ({threads} threads)": {"threads": threads, "overrides": [], "compile": False},
-                f"foreach Adam ({threads} threads)": {"threads": threads, "overrides": ["+optim.foreach=true"], "compile": False}}
+                f"per-tensor Adam ({threads} threads)": {"threads": threads, "overrides": ["optim.fused=false"], "compile": False},
+                f"foreach Adam ({threads} threads)": {"threads": threads, "overrides": ["optim.fused=false", "+optim.foreach=true"],
+                                                      "compile": False}}
     if threads > 1:
         variants["1 thread"] = {"threads": 1, "overrides": [], "compile": False}
     if b.get("compile"):
@@ -236,8 +238,9 @@ def build_svi(batch: int, width: int, overrides: list[str], compile_networks: bo
 def bench_efficiency(b: dict, recipes: dict[str, list[str]]) -> dict:
     """FLOP/s of the SVI step, as a fraction of the measured matmul rate, for each recipe and setting."""
     default_threads = torch.get_num_threads()
+    variants = efficiency_variants(b)  # once: the names carry the starting thread count, which the loop changes
     rates = {}
-    for threads in sorted({v["threads"] for v in efficiency_variants(b).values()}):
+    for threads in sorted({v["threads"] for v in variants.values()}):
         torch.set_num_threads(threads)
         rates[threads] = matmul_rate()
         print(f"[efficiency] matmul rate, {threads} thread(s): {rates[threads]['peak'] / 1e9:.1f} GFLOP/s", flush=True)
@@ -245,7 +248,7 @@ def bench_efficiency(b: dict, recipes: dict[str, list[str]]) -> dict:
     for recipe, recipe_overrides in recipes.items():
         batch, width = b["shapes"][recipe]
         objectives = {}
-        for name, v in efficiency_variants(b).items():
+        for name, v in variants.items():
             torch.set_num_threads(v["threads"])
             try:
                 obj = build_svi(batch, width, [*recipe_overrides, *v["overrides"]], v["compile"])
@@ -261,7 +264,7 @@ def bench_efficiency(b: dict, recipes: dict[str, list[str]]) -> dict:
             names = list(objectives)
             names = names[r % len(names):] + names[: r % len(names)]
             for name in names:
-                torch.set_num_threads(efficiency_variants(b)[name]["threads"])
+                torch.set_num_threads(variants[name]["threads"])
                 pyro.clear_param_store()  # the objectives share the names "generator" and "guide"
                 obj = objectives[name]
                 obj.step(0)
@@ -276,7 +279,7 @@ def bench_efficiency(b: dict, recipes: dict[str, list[str]]) -> dict:
                                        teacher_matmul_shape(obj.elbo.teacher))
         for name, t in times.items():
             seconds = statistics.median(t)
-            peak = rates[efficiency_variants(b)[name]["threads"]]["peak"]
+            peak = rates[variants[name]["threads"]]["peak"]
             rows.append({"recipe": recipe, "setting": name, "batch_size": batch, "width": width,
                          "flops_counted": flops, "flops_analytic": analytic, "ms_per_step": 1e3 * seconds,
                          "gflops_per_s": flops / seconds / 1e9, "matmul_gflops_per_s": peak / 1e9,
