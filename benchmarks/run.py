@@ -489,6 +489,10 @@ def page(results: dict, mode: str, command: str, docs: Path, figs: dict[str, str
               f"- load average when the run started: {m.get('load_average', 'n/a')} (other processes distort timings)",
               f"- total time: {results.get('total_seconds', 0) / 60:.1f} min", "",
               "Ratios are the headline; absolute times are context for this machine only.", ""]
+    missing = [name for name in SECTIONS if name not in results]
+    if missing:
+        lines += [f"**Not run in this invocation:** {', '.join(missing)} (`--sections`); `python benchmarks/run.py` "
+                  "runs every section.", ""]
     lines += gpu_section(docs)
 
     if "overhead" in results:
