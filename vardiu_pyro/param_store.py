@@ -4,8 +4,8 @@ Pyro's idiom calls ``pyro.module(name, net)`` inside the model or guide, so that
 program re-registers the network: one ``pyro.param`` message per parameter tensor, through every
 handler on the stack. Our programs do not: nothing in training reads the store (the optimiser,
 ``vardiu_pyro.optim.PerNetworkOptim``, owns and steps the networks themselves), and re-registering
-the generator and the guide cost 2.5 ms of a 21 ms SVI step at batch 256 on a 2-core CPU, most of
-the framework's overhead over plain torch (``benchmarks/step_overhead.py``). The networks are
+the generator and the guide cost 1.5–2.5 ms per SVI step on a 2-core CPU (32 param messages), about
+half of the framework's overhead over plain torch (``benchmarks/step_overhead.py``). The networks are
 registered here once, so that ``pyro.get_param_store()`` still shows them (to save, inspect or
 reuse them the Pyro way); ``SVI`` then captures no param sites, and a parameter it does capture (a
 custom guide's own ``pyro.param``) must belong to a network the optimiser owns.
