@@ -265,7 +265,6 @@ def bench_efficiency(b: dict, recipes: dict[str, list[str]]) -> dict:
             names = names[r % len(names):] + names[: r % len(names)]
             for name in names:
                 torch.set_num_threads(variants[name]["threads"])
-                pyro.clear_param_store()  # the objectives share the names "generator" and "guide"
                 obj = objectives[name]
                 obj.step(0)
                 if flops is None:

@@ -105,7 +105,6 @@ def step_costs(settings: list[tuple[str, Path | None]], extra: list[str], rounds
     times = {key: [] for key in objectives}
     for _ in range(rounds):
         for key, objective in objectives.items():
-            pyro.clear_param_store()  # each objective registers "generator": let the one stepped now own the name
             tick = time.perf_counter()
             for i in range(steps):
                 objective.step(i)
