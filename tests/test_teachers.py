@@ -103,6 +103,20 @@ def test_loading_never_contacts_the_hub_and_errors_name_the_field(tmp_path, monk
 
 
 # ---------------------------------------------------------------- training by DSM
+def train_by_dsm(net, data, law, steps: int, lr: float, batch_size: int = 512) -> None:
+    """``steps`` Adam steps (cosine schedule) of denoising score matching on minibatches of ``data``."""
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    for _ in range(steps):
+        x0 = data[torch.randint(len(data), (batch_size,))]
+        sigma = law.distribution().sample((batch_size,))
+        loss = dsm_loss_terms(net, x0, x0 + sigma[:, None] * torch.randn_like(x0), sigma).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+
+
 def test_short_training_learns_the_mog40_score_at_moderate_sigma():
     """≈ 5 s: a tiny denoiser trained by DSM on MoG-40 samples (σ log-uniform in [4, 40], 1000 steps)
     has a score within 30% relative error of the exact one at σ ∈ {5, 10, 20} (measured: 0.21, 0.15,
@@ -117,19 +131,7 @@ def test_short_training_learns_the_mog40_score_at_moderate_sigma():
     before = [r["relative_error"] for r in score_error_table(teacher, target, sigmas, 2048)]
 
     net.requires_grad_(True).train()
-    law = LogUniformSigma(4.0, 40.0)
-    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
-    steps = 1000
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-    for _ in range(steps):
-        x0 = data[torch.randint(len(data), (512,))]
-        sigma = law.distribution().sample((512,))
-        x_t = x0 + sigma[:, None] * torch.randn_like(x0)
-        loss = dsm_loss_terms(net, x0, x_t, sigma).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
+    train_by_dsm(net, data, LogUniformSigma(4.0, 40.0), steps=1000, lr=1e-2)
     after = [r["relative_error"] for r in score_error_table(teacher, target, sigmas, 2048)]
     assert max(after) < 0.3, after
     assert all(a < 0.6 * b for a, b in zip(after, before)), (before, after)
@@ -148,18 +150,7 @@ def test_sigma_score_keeps_the_small_sigma_score_error_at_the_level_of_moderate_
         torch.manual_seed(1)
         net = EDMDenoiser([2], sigma_data=data.std().item(), width=64, depth=2, data_features=32,
                           data_frequency=4.0, sigma_score=sigma_score)
-        law = LogUniformSigma(0.02, 80.0)
-        opt = torch.optim.Adam(net.parameters(), lr=2e-3)
-        steps = 600
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-        for _ in range(steps):
-            x0 = data[torch.randint(len(data), (512,))]
-            sigma = law.distribution().sample((512,))
-            loss = dsm_loss_terms(net, x0, x0 + sigma[:, None] * torch.randn_like(x0), sigma).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
+        train_by_dsm(net, data, LogUniformSigma(0.02, 80.0), steps=600, lr=2e-3)
         rows = score_error_table(LearnedTeacher(net), target, [0.02, 0.5], 2048)
         errors[sigma_score] = [r["relative_error"] for r in rows]
     (plain_small, plain_mid), (scaled_small, scaled_mid) = errors[0.0], errors[0.3]
