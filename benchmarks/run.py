@@ -21,9 +21,13 @@ on the page comes from this script. The benchmarks:
 GPU numbers come from ``benchmarks/gpu_check.sh`` (run on a CUDA machine; it writes
 ``docs/gpu_check.md``, which this page includes when it exists).
 
-Sections can be run alone (``--sections overhead efficiency``); intermediate runs go under
-``outputs/benchmarks/<full|quick>/`` and finished runs are read back, so an interrupted benchmark
-resumes. ``--smoke`` is an even smaller budget than ``--quick``, for the test suite.
+Sections can be run alone (``--sections overhead efficiency``): the page keeps the other sections
+from the previous ``results.json`` of the same mode, each under the date, commit and command that
+produced it (``--fresh`` drops them). Intermediate runs go under ``outputs/benchmarks/<full|quick>/``
+and finished runs are read back, so an interrupted benchmark resumes. ``--smoke`` is an even smaller
+budget than ``--quick``, for the test suite. Where the quality section has not been run, the page
+includes the reports the quality scripts wrote into ``docs/`` on their own (``guides.md``,
+``teachers_vs_diff_instruct.md``), each with its own command.
 """
 
 from __future__ import annotations
@@ -474,6 +478,48 @@ def gpu_section(docs: Path) -> list[str]:
                     "includes.", ""]
 
 
+def provenance(results: dict) -> dict:
+    """What produced a set of sections: the invocation's command, date, commit and machine load."""
+    return {k: results[k] for k in ("command", "date", "commit")} | {"load_average": results["machine"].get("load_average")}
+
+
+def carry_over(results: dict, previous: dict | None) -> list[str]:
+    """Copy into ``results`` the sections of ``previous`` (an earlier results.json of the same mode) that this
+    invocation did not run, with the provenance of the invocation that did. Returns their names."""
+    if not previous or previous.get("mode") != results["mode"]:
+        return []
+    carried = [name for name in SECTIONS if name not in results and name in previous]
+    for name in carried:
+        results[name] = previous[name]
+        results["provenance"][name] = previous.get("provenance", {}).get(name) or provenance(previous)
+    return carried
+
+
+def from_earlier(results: dict, name: str) -> list[str]:
+    """A line under a section's heading when an earlier invocation produced it."""
+    p = results.get("provenance", {}).get(name)
+    if not p or p == provenance(results):
+        return []
+    return [f"*Kept from an earlier invocation: `{p['command']}`, {p['date']}, commit {p['commit']}, load average "
+            f"{p.get('load_average', 'n/a')}.*", ""]
+
+
+def script_reports(docs: Path) -> list[str]:
+    """The reports the quality scripts wrote into ``docs/`` on their own (for a page without the quality section)."""
+    lines = []
+    for name, title in (("guides.md", "Guide families (`benchmarks/guides.py`)"),
+                        ("teachers_vs_diff_instruct.md", "VarDiU vs Diff-Instruct, exact and learned teacher "
+                                                         "(`benchmarks/teachers_vs_diff_instruct.py`)")):
+        report = docs / name
+        if report.exists():
+            body = "\n".join(("#" + line) if line.startswith("# ") else line for line in report.read_text().strip().splitlines())
+            lines += [f"### {title}", "", f"Included from [{name}]({name}), written by that script (its own command, "
+                      "budget and machine are in it), not by this invocation.", "", body, ""]
+    if not lines:
+        return []
+    return ["## 3. Quality: the reports of the quality scripts", "", *lines]
+
+
 def page(results: dict, mode: str, command: str, docs: Path, figs: dict[str, str]) -> str:
     m = results["machine"]
     lines = ["# vardiu-pyro: benchmark results", ""]
@@ -489,14 +535,19 @@ def page(results: dict, mode: str, command: str, docs: Path, figs: dict[str, str
               f"- total time: {results.get('total_seconds', 0) / 60:.1f} min", "",
               "Ratios are the headline; absolute times are context for this machine only.", ""]
     missing = [name for name in SECTIONS if name not in results]
+    carried = [name for name in SECTIONS if name in results and from_earlier(results, name)]
+    if carried:
+        lines += [f"**Kept from earlier invocations:** {', '.join(carried)} (each section says which); "
+                  "`python benchmarks/run.py` runs every section.", ""]
     if missing:
-        lines += [f"**Not run in this invocation:** {', '.join(missing)} (`--sections`); `python benchmarks/run.py` "
+        lines += [f"**Not run:** {', '.join(missing)} (`--sections`); `python benchmarks/run.py` "
                   "runs every section.", ""]
     lines += gpu_section(docs)
 
     if "overhead" in results:
         o = results["overhead"]
         lines += ["## 1. Framework overhead: `pyro.infer.SVI` step vs plain-torch twin", "",
+                  *from_earlier(results, "overhead"),
                   "Same networks (copies of one initialisation), batch, optimiser (Adam, per-network clipping), σ law "
                   "and weight; steps timed in interleaved rounds (A B, B A, ...); ratio = SVI / twin per round.", "",
                   "| batch | width | rounds × steps | SVI ms/step | twin ms/step | ratio (median) | IQR | min–max | target |",
@@ -511,6 +562,7 @@ def page(results: dict, mode: str, command: str, docs: Path, figs: dict[str, str
     if "efficiency" in results:
         e = results["efficiency"]
         lines += ["## 2. Hardware efficiency", "",
+                  *from_earlier(results, "efficiency"),
                   "FLOPs of one SVI step (counted by `torch.utils.flop_counter.FlopCounterMode`; the analytic count from "
                   "the layer shapes is shown beside it) over its median time, against this machine's float32 matmul rate "
                   "(square products 256–1024, best of them, measured by this script with the same threads). "
@@ -529,6 +581,7 @@ def page(results: dict, mode: str, command: str, docs: Path, figs: dict[str, str
     if "quality" in results:
         q = results["quality"]
         lines += ["## 3. Quality against time", "",
+                  *from_earlier(results, "quality"),
                   "The default run (`python -m vardiu_pyro.fit`) and the published recipe "
                   f"(`{' '.join(PAPER_RECIPE)}`) on this machine, by `benchmarks/default_fit.py`; final metrics of "
                   "the EMA generator, mean ± sd over seeds.", "",
@@ -550,9 +603,13 @@ def page(results: dict, mode: str, command: str, docs: Path, figs: dict[str, str
                 body = "\n".join(("#" + line) if line.startswith("# ") else line for line in q[key].strip().splitlines())
                 lines += [f"### {title}", "", body, ""]
 
+    if "quality" not in results:
+        lines += script_reports(docs)
+
     if "sampling" in results:
         s = results["sampling"]
         lines += ["## 4. Sampling: one-step student vs many-step teacher", "",
+                  *from_earlier(results, "sampling"),
                   f"{s['num_samples']} samples per call, median over interleaved rounds; log-MMD of one sample set "
                   "against the target. The student is the default run's EMA generator (exact-teacher distillation); "
                   "the learned teacher is a `vardiu_pyro.train_teacher` denoiser sampled with the diffusers EDM "
@@ -578,6 +635,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--work", type=Path, default=None,
                         help="intermediate runs (default outputs/benchmarks/<full|quick|smoke>)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--fresh", action="store_true",
+                        help="do not keep the sections of the previous results.json that this invocation does not run")
     args = parser.parse_args(argv)
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
     budget = BUDGETS[mode]
@@ -614,6 +673,13 @@ def main(argv: list[str] | None = None) -> dict:
         plot_sampling(results["sampling"], args.docs / figs["sampling"])
 
     results["total_seconds"] = time.perf_counter() - start
+    results["provenance"] = {name: provenance(results) for name in SECTIONS if name in results}
+    previous_path = args.docs / "results.json"
+    if not args.fresh and previous_path.exists():
+        plots = {"overhead": plot_overhead, "efficiency": plot_efficiency, "quality": plot_quality,
+                 "sampling": plot_sampling}
+        for name in carry_over(results, json.loads(previous_path.read_text())):
+            plots[name](results[name], args.docs / figs[name])  # the kept section's plot, drawn again
     (args.docs / "results.md").write_text(page(results, mode, results["command"], args.docs, figs))
     (args.docs / "results.json").write_text(json.dumps(results, indent=2, default=str))
     print(f"written: {args.docs / 'results.md'}, {args.docs / 'results.json'}, plots in {figdir}")

@@ -50,3 +50,37 @@ def test_smoke_run_writes_the_page_and_plots(tmp_path):
     for name in ("overhead", "efficiency"):
         assert (tmp_path / "results" / f"{name}.png").stat().st_size > 1000
     assert (tmp_path / "results.json").exists()
+
+
+def test_a_later_invocation_keeps_the_sections_it_does_not_run(tmp_path):
+    """``--sections efficiency`` after ``--sections overhead``: the page has both, the overhead under its own
+    provenance; ``--fresh`` drops it."""
+    threads = torch.get_num_threads()
+    common = ["--smoke", "--threads", "1", "--docs", str(tmp_path), "--work", str(tmp_path / "work")]
+    try:
+        first = run.main([*common, "--sections", "overhead"])
+        (tmp_path / "results" / "overhead.png").unlink()
+        second = run.main([*common, "--sections", "efficiency"])
+        page = (tmp_path / "results.md").read_text()
+        assert second["overhead"] == first["overhead"]
+        assert second["provenance"]["overhead"]["command"] == first["command"] != second["command"]
+        assert f"Kept from an earlier invocation: `{first['command']}`" in page
+        assert "**Kept from earlier invocations:** overhead" in page and "**Not run:** quality, sampling" in page
+        assert f"**{first['overhead']['rows'][0]['ratio_median']:.3f}**" in page
+        assert (tmp_path / "results" / "overhead.png").stat().st_size > 1000  # drawn again
+        third = run.main([*common, "--sections", "efficiency", "--fresh"])
+    finally:
+        torch.set_num_threads(threads)
+        pyro.enable_validation(True)
+    assert "overhead" not in third
+    assert "## 1. Framework overhead" not in (tmp_path / "results.md").read_text()
+
+
+def test_the_page_includes_the_quality_scripts_reports_when_it_has_no_quality_section(tmp_path):
+    (tmp_path / "teachers_vs_diff_instruct.md").write_text("# VarDiU vs Diff-Instruct\n\n| a | b |\n|---|---|\n| 1 | 2 |\n")
+    results = {"mode": "full", "command": "c", "date": "d", "commit": "x", "machine": {
+        "cpu": "cpu", "logical_cpus": 2, "torch_threads": 1, "platform": "p", "python": "3", "torch": "t", "pyro": "p"}}
+    page = run.page(results, "full", "c", tmp_path, {})
+    assert "## 3. Quality: the reports of the quality scripts" in page
+    assert "## VarDiU vs Diff-Instruct" in page and "| 1 | 2 |" in page  # its title demoted below the section's
+    assert "Guide families" not in page  # no guides.md in this docs folder
