@@ -65,4 +65,6 @@ class AntitheticPairs(TorchDistribution):
         return self.base.variance
 
     def expand(self, batch_shape, _instance=None):
+        if torch.Size(batch_shape) == self.batch_shape:  # Pyro's plates expand every site, mostly to its own shape
+            return self
         return AntitheticPairs(self.base.expand(batch_shape), self.sign)

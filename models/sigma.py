@@ -11,11 +11,12 @@ import math
 
 import pyro.distributions as dist
 import torch
-from pyro.distributions.transforms import AffineTransform, ExpTransform, PowerTransform
+from pyro.distributions.transforms import ExpTransform
 from torch import Tensor, nn
+from torch.distributions import constraints
 from torch.distributions.transforms import CumulativeDistributionTransform
 
-__all__ = ["Ramp", "SigmaLaw", "PowerLawSigma", "LogNormalSigma", "LogUniformSigma", "FixedSigma", "PowerWeight"]
+__all__ = ["Ramp", "SigmaLaw", "PowerLawSigma", "PowerLaw", "LogNormalSigma", "LogUniformSigma", "FixedSigma", "PowerWeight"]
 
 
 class Ramp:
@@ -83,10 +84,43 @@ class PowerLawSigma(SigmaLaw):
         p = self.power(iteration)
         if p <= 0:
             raise ValueError(f"PowerLawSigma needs a positive power, got {p} at iteration {iteration}")
-        zero, one = self._anchor, self._anchor + 1
-        span = self.sigma_max - self.sigma_min
-        return dist.TransformedDistribution(
-            dist.Uniform(zero, one), [PowerTransform(one * p), AffineTransform(zero + self.sigma_min, span)])
+        return PowerLaw(self._anchor + self.sigma_min, self.sigma_max - self.sigma_min, p)
+
+
+class PowerLaw(dist.TorchDistribution):
+    """σ = low + u^p · span, u ~ U(0, 1): the law of ``PowerLawSigma`` at one power p.
+
+    The same draws as ``TransformedDistribution(Uniform(0, 1), [PowerTransform(p),
+    AffineTransform(low, span)])`` (one ``torch.rand`` per value, same arithmetic), written out:
+    the training step builds it every iteration (p follows the curriculum), and the transform
+    stack's construction and shape checks cost about as much as the σ draw's use in the step.
+    """
+
+    arg_constraints: dict = {}  # low, span and p are checked by PowerLawSigma
+    has_rsample = True
+
+    def __init__(self, low: Tensor, span: float, power: float, batch_shape=torch.Size(), validate_args=None):
+        self.low, self.span, self.power = low, float(span), float(power)
+        super().__init__(torch.Size(batch_shape), validate_args=validate_args)
+
+    @constraints.dependent_property
+    def support(self):
+        return constraints.interval(self.low, self.low + self.span)
+
+    def expand(self, batch_shape, _instance=None):
+        return PowerLaw(self.low, self.span, self.power, batch_shape, validate_args=False)
+
+    def rsample(self, sample_shape=torch.Size()):
+        shape = self._extended_shape(sample_shape)
+        u = torch.rand(shape, dtype=self.low.dtype, device=self.low.device)
+        return self.low + self.span * u.pow(self.power)  # σ = low + span u^p
+
+    def log_prob(self, value):
+        if self._validate_args:
+            self._validate_sample(value)
+        r = (value - self.low) / self.span
+        # π(σ) = r^(1/p - 1) / (p · span),  r = (σ - low) / span
+        return (1 / self.power - 1) * r.log() - math.log(self.power * self.span)
 
 
 class LogNormalSigma(SigmaLaw):

@@ -74,3 +74,23 @@ def test_power_weight():
     assert torch.allclose(w(s, 0), (s / 20) ** 2)
     assert torch.equal(w(s, 100), torch.ones(3))
     assert torch.allclose(w(s, 50), s / 20)
+
+
+@pytest.mark.parametrize("power", [0.3, 1.0, 2.5])
+def test_power_law_is_the_transformed_uniform_it_writes_out(power):
+    """Same draws (same generator state) and same log-density as Uniform(0, 1) pushed through u^p, low + span u."""
+    from pyro.distributions import TransformedDistribution, Uniform
+    from pyro.distributions.transforms import AffineTransform, PowerTransform
+
+    law = PowerLawSigma(0.1, 20.0, power).double().distribution().expand((1000,))
+    reference = TransformedDistribution(Uniform(torch.zeros((), dtype=torch.float64), 1.0),
+                                        [PowerTransform(torch.tensor(power, dtype=torch.float64)),
+                                         AffineTransform(0.1, 19.9)]).expand((1000,))
+    torch.manual_seed(3)
+    a = law.rsample((2,))
+    torch.manual_seed(3)
+    b = reference.rsample((2,))
+    assert a.shape == b.shape == (2, 1000)
+    assert torch.allclose(a, b, rtol=1e-12)
+    inside = a.clamp(0.1 + 1e-9, 20.0 - 1e-9)
+    assert torch.allclose(law.log_prob(inside), reference.log_prob(inside), rtol=1e-9)
