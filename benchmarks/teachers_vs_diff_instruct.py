@@ -20,7 +20,9 @@ t-interval, plus iterations and training seconds. The learned teacher's own many
     python benchmarks/teachers_vs_diff_instruct.py --out docs/teachers_vs_diff_instruct
     python benchmarks/teachers_vs_diff_instruct.py --teacher-dir outputs/teachers/DATE/TIME --jobs 2
 
-Writes ``results.md`` and ``results.json`` into ``--out`` (and every run's directory under it).
+Writes ``results.md``, ``results.json`` and ``results.png`` (every metric, per teacher, method and budget)
+into ``--out``, and every run's directory under it. The cost of an iteration is measured once
+(``step_costs.json``); an interrupted benchmark resumes with the same budgets, finished runs read back.
 """
 
 from __future__ import annotations
@@ -112,6 +114,16 @@ def step_costs(settings: list[tuple[str, Path | None]], extra: list[str], rounds
     return {key: statistics.median(t) for key, t in times.items()}
 
 
+def read_costs(path: Path, settings: list[tuple[str, Path | None]], name_of: dict) -> dict | None:
+    """The costs an earlier invocation measured into ``path`` (so that a resumed benchmark gives every run the
+    budget its first invocation gave it), or None when they do not cover ``settings``."""
+    if not path.exists():
+        return None
+    saved = json.loads(path.read_text())
+    keys = {(m, d): f"{name_of[d]} / {m}" for m, d in settings}
+    return {setting: saved[key] for setting, key in keys.items()} if all(k in saved for k in keys.values()) else None
+
+
 # ---------------------------------------------------------------- one run
 def run_one(job: dict) -> dict:
     """One fit in this process (called in worker processes with --jobs > 1)."""
@@ -127,7 +139,8 @@ def run_one(job: dict) -> dict:
         cfg = compose_config("config", [*job["overrides"], f"seed={job['seed']}", f"trainer.iterations={iterations}",
                                         f"trainer.eval_every={iterations}", "trainer.progress=false"])
         summary = fit(cfg, run_dir)
-    return {**{k: job[k] for k in ("teacher", "method", "budget", "seed", "iterations")},
+    return {**{k: job[k] for k in ("teacher", "method", "budget", "seed")},
+            "iterations": summary["iteration"],  # what the run did (a run read back may predate this invocation's costs)
             **{k: summary[k] for k in (*METRICS, "train_seconds", "total_seconds")},
             "teacher_metrics": summary.get("teacher")}
 
@@ -164,6 +177,47 @@ def table(results: list[dict], ceilings: dict) -> list[str]:
             secs = statistics.mean(r["train_seconds"] for r in rows)
             lines.append(f"| {teacher} | {method} | {budget} | {its:.0f} | {secs:.0f} | " + " | ".join(cells) + " |")
     return lines
+
+
+def plot(results: list[dict], ceilings: dict, path: Path) -> None:
+    """One row per teacher, one column per metric: every method's mean with its 95% interval, one marker per
+    budget; the learned teacher's own many-step value as a line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    teachers = list(dict.fromkeys(r["teacher"] for r in results))
+    budgets = list(dict.fromkeys(r["budget"] for r in results))
+    methods = [m for m in METHODS if any(r["method"] == m for r in results)]
+    labels = {"log_mmd": "log-MMD (lower is better)", "log_density": "log-density (target: about -6.85)",
+              "modes_covered": "modes covered (of 40)"}
+    fig, axes = plt.subplots(len(teachers), len(METRICS), figsize=(4.2 * len(METRICS), 3.2 * len(teachers)),
+                             squeeze=False)
+    for row, teacher in enumerate(teachers):
+        for col, key in enumerate(METRICS):
+            ax = axes[row][col]
+            for b, budget in enumerate(budgets):
+                xs, means, halves = [], [], []
+                for i, method in enumerate(methods):
+                    values = [float(r[key]) for r in results if (r["teacher"], r["budget"], r["method"]) == (teacher, budget, method)]
+                    if values:
+                        mean, _, half = interval(values)
+                        xs.append(i + 0.15 * (2 * b - len(budgets) + 1))
+                        means.append(mean)
+                        halves.append(0.0 if math.isnan(half) else half)
+                ax.errorbar(xs, means, yerr=halves, fmt="o", capsize=3, label=budget)
+            if teacher in ceilings and key in ceilings[teacher]:
+                ax.axhline(ceilings[teacher][key], color="k", ls="--", lw=1, label="teacher, many-step")
+            ax.set_xticks(range(len(methods)), [m.replace(" (", "\n(").replace("Diff-Instruct ", "DI ") for m in methods],
+                          fontsize=7)
+            ax.set_title(f"{teacher} teacher: {labels[key]}", fontsize=9)
+            ax.grid(alpha=0.3)
+            if row == 0 and col == 0:
+                ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def git_commit() -> str:
@@ -207,9 +261,15 @@ def main() -> None:
         print(f"learned teacher: {teacher_dir}", flush=True)
 
     settings = [(m, d) for d in teachers.values() for m in METHODS]
-    print("measuring the cost of one iteration of each method (interleaved) ...", flush=True)
-    costs = step_costs(settings, extra)
     name_of = {d: t for t, d in teachers.items()}
+    costs = read_costs(args.out / "step_costs.json", settings, name_of)
+    if costs is None:
+        print("measuring the cost of one iteration of each method (interleaved) ...", flush=True)
+        costs = step_costs(settings, extra)
+        (args.out / "step_costs.json").write_text(json.dumps(
+            {f"{name_of[d]} / {m}": c for (m, d), c in costs.items()}, indent=2))
+    else:
+        print(f"cost of one iteration of each method: read back from {args.out / 'step_costs.json'}", flush=True)
     for (m, d), c in costs.items():
         print(f"  {name_of[d]:8s} {m:26s} {1e3 * c:8.1f} ms/iteration", flush=True)
 
@@ -243,7 +303,8 @@ def main() -> None:
               f"Seeds {args.seeds}; mean ± half-width of the 95% t-interval over seeds. Equal wall-clock: each "
               "method gets the iterations that fit in the budget at its measured cost per iteration:", ""]
     header += [f"- {name_of[d]} teacher, {m}: {1e3 * c:.1f} ms/iteration" for (m, d), c in costs.items()]
-    text = "\n".join([*header, "", *table(results, ceilings)]) + "\n"
+    plot(results, ceilings, args.out / "results.png")
+    text = "\n".join([*header, "", *table(results, ceilings), "", "![VarDiU vs Diff-Instruct](results.png)"]) + "\n"
     (args.out / "results.md").write_text(text)
     (args.out / "results.json").write_text(json.dumps(
         {"argv": sys.argv[1:], "costs_ms": {f"{name_of[d]} / {m}": 1e3 * c for (m, d), c in costs.items()},

@@ -84,3 +84,28 @@ def test_the_page_includes_the_quality_scripts_reports_when_it_has_no_quality_se
     assert "## 3. Quality: the reports of the quality scripts" in page
     assert "## VarDiU vs Diff-Instruct" in page and "| 1 | 2 |" in page  # its title demoted below the section's
     assert "Guide families" not in page  # no guides.md in this docs folder
+
+
+def test_teachers_vs_diff_instruct_table_plot_and_saved_costs(tmp_path):
+    tvd = pytest.importorskip("teachers_vs_diff_instruct")
+    rows = [{"teacher": t, "method": m, "budget": b, "seed": s, "iterations": 10, "train_seconds": 1.0,
+             "log_mmd": -5.0 - s - (m == "Diff-Instruct K=1"), "log_density": -8.0, "modes_covered": 30 + s}
+            for t in ("exact", "learned") for m in ("VarDiU (Gaussian guide)", "Diff-Instruct K=1")
+            for b in ("10 iterations", "2 s") for s in (0, 1, 2)]
+    ceilings = {"learned": {"solver": "dpmsolver", "nfe": 32, "log_mmd": -7.9, "log_density": -7.4, "modes_covered": 40}}
+    lines = tvd.table(rows, ceilings)
+    body = [line for line in lines[2:] if "ceiling" not in line]
+    assert len(body) == 2 * 2 * 2  # one row per (teacher, budget, method)
+    half = 4.303 * 1.0 / 3 ** 0.5  # t(2) × sd 1 / √3
+    assert f"| exact | Diff-Instruct K=1 | 2 s | 10 | 1 | -7.00 ± {half:.2f} |" in "\n".join(body)
+    assert sum("ceiling" in line for line in lines) == 1
+    tvd.plot(rows, ceilings, tmp_path / "results.png")
+    assert (tmp_path / "results.png").stat().st_size > 1000
+
+    settings, names = [("Diff-Instruct K=1", None), ("VarDiU (Gaussian guide)", None)], {None: "exact"}
+    path = tmp_path / "step_costs.json"
+    assert tvd.read_costs(path, settings, names) is None
+    path.write_text('{"exact / Diff-Instruct K=1": 0.03}')
+    assert tvd.read_costs(path, settings, names) is None  # does not cover every setting: measure again
+    path.write_text('{"exact / Diff-Instruct K=1": 0.03, "exact / VarDiU (Gaussian guide)": 0.02}')
+    assert tvd.read_costs(path, settings, names) == {settings[0]: 0.03, settings[1]: 0.02}
