@@ -615,6 +615,8 @@ def page(results: dict, mode: str, command: str, docs: Path, figs: dict[str, str
                   "the learned teacher is a `vardiu_pyro.train_teacher` denoiser sampled with the diffusers EDM "
                   "schedulers (`EDMEulerScheduler`, `EDMDPMSolverMultistepScheduler`); the exact teacher (the target's "
                   "analytic score) under the same samplers isolates the samplers' own discretisation error.", "",
+                  f"Student: the run in `{s['student_run']}`; learned teacher: `{s['teacher']}` (each directory's "
+                  "`summary.json` holds its configuration and where it ran).", "",
                   "| sampler | function evaluations | samples/s | × student speed | log-MMD | log-density | modes |",
                   "|---|---:|---:|---:|---:|---:|---:|"]
         base = s["rows"][0]["samples_per_s"]
