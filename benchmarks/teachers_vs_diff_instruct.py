@@ -132,7 +132,8 @@ def run_one(job: dict) -> dict:
     from vardiu_pyro.fit import fit
 
     run_dir = Path(job["run_dir"])
-    if (run_dir / "summary.json").exists():  # resumable: finished runs are kept
+    read_back = (run_dir / "summary.json").exists()
+    if read_back:  # resumable: finished runs are kept
         summary = json.loads((run_dir / "summary.json").read_text())
     else:
         iterations = job["iterations"]
@@ -141,6 +142,7 @@ def run_one(job: dict) -> dict:
         summary = fit(cfg, run_dir)
     return {**{k: job[k] for k in ("teacher", "method", "budget", "seed")},
             "iterations": summary["iteration"],  # what the run did (a run read back may predate this invocation's costs)
+            "read_back": read_back,
             **{k: summary[k] for k in (*METRICS, "train_seconds", "total_seconds")},
             "teacher_metrics": summary.get("teacher")}
 
@@ -246,6 +248,7 @@ def main() -> None:
         args.iterations, args.seconds = QUICK["iterations"], QUICK["seconds"]
         args.seeds = args.seeds if args.seeds != [0, 1, 2] else QUICK["seeds"]
         extra, teacher_extra = [*QUICK["extra"], *extra], QUICK["teacher"]
+    commit = git_commit()  # the code the runs of this invocation use
     threads = args.threads or (1 if args.jobs > 1 else None)
     if threads:
         torch.set_num_threads(threads)  # the cost of an iteration is measured as the runs will see it
@@ -297,8 +300,11 @@ def main() -> None:
             ceilings["learned"] = r["teacher_metrics"]
 
     header = ["# VarDiU vs Diff-Instruct on MoG-40, exact and learned teacher", "",
-              f"{datetime.date.today()}, commit {git_commit()}, {platform.machine()} ({platform.processor() or 'cpu'}), "
+              f"{datetime.date.today()}, commit {commit}, {platform.machine()} ({platform.processor() or 'cpu'}), "
               f"torch threads per run: {threads or torch.get_num_threads()}, jobs: {args.jobs}", "",
+              *([f"{sum(r['read_back'] for r in results)} of the {len(results)} runs were read back from an earlier "
+                 "invocation (their directories' `summary.json`), not run by this one.", ""]
+                if any(r["read_back"] for r in results) else []),
               f"Command: `python benchmarks/teachers_vs_diff_instruct.py {' '.join(sys.argv[1:])}`".rstrip(), "",
               f"Seeds {args.seeds}; mean ± half-width of the 95% t-interval over seeds. Equal wall-clock: each "
               "method gets the iterations that fit in the budget at its measured cost per iteration:", ""]
