@@ -27,7 +27,8 @@ produced it (``--fresh`` drops them). Intermediate runs go under ``outputs/bench
 and finished runs are read back, so an interrupted benchmark resumes. ``--smoke`` is an even smaller
 budget than ``--quick``, for the test suite. Where the quality section has not been run, the page
 includes the reports the quality scripts wrote into ``docs/`` on their own (``guides.md``,
-``teachers_vs_diff_instruct.md``), each with its own command.
+``teachers_vs_diff_instruct.md``), each with its own command; ``--render`` writes the page again from
+``results.json`` without running anything.
 """
 
 from __future__ import annotations
@@ -462,6 +463,14 @@ def plot_sampling(data: dict, path: Path) -> None:
 
 
 # ---------------------------------------------------------------- the page
+def in_repo(path: str) -> str:
+    """A path relative to the repository when it lies inside it."""
+    try:
+        return str(Path(path).resolve().relative_to(ROOT))
+    except ValueError:
+        return path
+
+
 def f(x, digits=3):
     return "n/a" if x is None else f"{x:.{digits}f}"
 
@@ -615,7 +624,7 @@ def page(results: dict, mode: str, command: str, docs: Path, figs: dict[str, str
                   "the learned teacher is a `vardiu_pyro.train_teacher` denoiser sampled with the diffusers EDM "
                   "schedulers (`EDMEulerScheduler`, `EDMDPMSolverMultistepScheduler`); the exact teacher (the target's "
                   "analytic score) under the same samplers isolates the samplers' own discretisation error.", "",
-                  f"Student: the run in `{s['student_run']}`; learned teacher: `{s['teacher']}` (each directory's "
+                  f"Student: the run in `{in_repo(s['student_run'])}`; learned teacher: `{in_repo(s['teacher'])}` (each directory's "
                   "`summary.json` holds its configuration and where it ran).", "",
                   "| sampler | function evaluations | samples/s | × student speed | log-MMD | log-density | modes |",
                   "|---|---:|---:|---:|---:|---:|---:|"]
@@ -628,6 +637,22 @@ def page(results: dict, mode: str, command: str, docs: Path, figs: dict[str, str
 
 
 # ---------------------------------------------------------------- main
+PLOTS = {"overhead": plot_overhead, "efficiency": plot_efficiency, "quality": plot_quality, "sampling": plot_sampling}
+
+
+def render(docs: Path) -> dict:
+    """results.md and the plots again from ``docs/results.json``, nothing measured."""
+    results = json.loads((docs / "results.json").read_text())
+    figs = {name: f"results/{name}.png" for name in SECTIONS}
+    (docs / "results").mkdir(parents=True, exist_ok=True)
+    for name in SECTIONS:
+        if name in results:
+            PLOTS[name](results[name], docs / figs[name])
+    (docs / "results.md").write_text(page(results, results["mode"], results["command"], docs, figs))
+    print(f"written from {docs / 'results.json'}: {docs / 'results.md'}")
+    return results
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a few minutes: a smoke version of every benchmark")
@@ -639,7 +664,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--fresh", action="store_true",
                         help="do not keep the sections of the previous results.json that this invocation does not run")
+    parser.add_argument("--render", action="store_true",
+                        help="run nothing: write results.md and the plots again from results.json (e.g. after "
+                             "gpu_check.md or a quality script's report in docs/ changed)")
     args = parser.parse_args(argv)
+    if args.render:
+        return render(args.docs)
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
     budget = BUDGETS[mode]
     if args.threads:
@@ -678,10 +708,8 @@ def main(argv: list[str] | None = None) -> dict:
     results["provenance"] = {name: provenance(results) for name in SECTIONS if name in results}
     previous_path = args.docs / "results.json"
     if not args.fresh and previous_path.exists():
-        plots = {"overhead": plot_overhead, "efficiency": plot_efficiency, "quality": plot_quality,
-                 "sampling": plot_sampling}
         for name in carry_over(results, json.loads(previous_path.read_text())):
-            plots[name](results[name], args.docs / figs[name])  # the kept section's plot, drawn again
+            PLOTS[name](results[name], args.docs / figs[name])  # the kept section's plot, drawn again
     (args.docs / "results.md").write_text(page(results, mode, results["command"], args.docs, figs))
     (args.docs / "results.json").write_text(json.dumps(results, indent=2, default=str))
     print(f"written: {args.docs / 'results.md'}, {args.docs / 'results.json'}, plots in {figdir}")

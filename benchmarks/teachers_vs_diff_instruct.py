@@ -17,11 +17,12 @@ t-interval, plus iterations and training seconds. The learned teacher's own many
 (DPM-Solver, 32 function evaluations) is the ceiling of its rows.
 
     python benchmarks/teachers_vs_diff_instruct.py --quick                 # minutes: checks the pipeline
-    python benchmarks/teachers_vs_diff_instruct.py --out docs/teachers_vs_diff_instruct
+    python benchmarks/teachers_vs_diff_instruct.py --report docs/teachers_vs_diff_instruct.md
     python benchmarks/teachers_vs_diff_instruct.py --teacher-dir outputs/teachers/DATE/TIME --jobs 2
 
 Writes ``results.md``, ``results.json`` and ``results.png`` (every metric, per teacher, method and budget)
-into ``--out``, and every run's directory under it. The cost of an iteration is measured once
+into ``--out`` (or ``--report PATH.md`` and its ``.json`` and ``.png`` beside it), and every run's
+directory under ``--out``. The cost of an iteration is measured once
 (``step_costs.json``); an interrupted benchmark resumes with the same budgets, finished runs read back.
 """
 
@@ -241,6 +242,9 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1, help="runs in parallel (each with --threads threads)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads per run (default: 1 if jobs > 1)")
     parser.add_argument("--out", type=Path, default=Path("outputs/benchmarks/teachers_vs_diff_instruct"))
+    parser.add_argument("--report", type=Path, default=None,
+                        help="where the table goes (default OUT/results.md); the plot and the JSON go beside it, "
+                             "e.g. --report docs/teachers_vs_diff_instruct.md")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides passed to every distillation run")
     args = parser.parse_args()
     extra, teacher_extra = list(args.overrides), []
@@ -309,10 +313,13 @@ def main() -> None:
               f"Seeds {args.seeds}; mean ± half-width of the 95% t-interval over seeds. Equal wall-clock: each "
               "method gets the iterations that fit in the budget at its measured cost per iteration:", ""]
     header += [f"- {name_of[d]} teacher, {m}: {1e3 * c:.1f} ms/iteration" for (m, d), c in costs.items()]
-    plot(results, ceilings, args.out / "results.png")
-    text = "\n".join([*header, "", *table(results, ceilings), "", "![VarDiU vs Diff-Instruct](results.png)"]) + "\n"
-    (args.out / "results.md").write_text(text)
-    (args.out / "results.json").write_text(json.dumps(
+    report = args.report or args.out / "results.md"
+    report.parent.mkdir(parents=True, exist_ok=True)
+    plot(results, ceilings, report.with_suffix(".png"))
+    figure = report.with_suffix(".png").name  # beside the report, linked by name (it also reads from docs/results.md)
+    text = "\n".join([*header, "", *table(results, ceilings), "", f"![VarDiU vs Diff-Instruct]({figure})"]) + "\n"
+    report.write_text(text)
+    report.with_suffix(".json").write_text(json.dumps(
         {"argv": sys.argv[1:], "costs_ms": {f"{name_of[d]} / {m}": 1e3 * c for (m, d), c in costs.items()},
          "ceilings": ceilings, "runs": results}, indent=2))
     print(text)

@@ -68,6 +68,9 @@ def test_a_later_invocation_keeps_the_sections_it_does_not_run(tmp_path):
         assert "**Kept from earlier invocations:** overhead" in page and "**Not run:** quality, sampling" in page
         assert f"**{first['overhead']['rows'][0]['ratio_median']:.3f}**" in page
         assert (tmp_path / "results" / "overhead.png").stat().st_size > 1000  # drawn again
+        (tmp_path / "results.md").unlink()
+        rendered = run.main(["--render", "--docs", str(tmp_path)])  # nothing measured: the same page again
+        assert rendered["command"] == second["command"] and (tmp_path / "results.md").read_text() == page
         third = run.main([*common, "--sections", "efficiency", "--fresh"])
     finally:
         torch.set_num_threads(threads)
