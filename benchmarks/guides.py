@@ -56,8 +56,10 @@ def precise_bound_gap(cfg, run_dir: Path, iteration: int, num_outer: int, num_in
     return {"bound_gap_precise": est.as_dict()}
 
 
-def quality_runs(families, seeds, overrides, out: Path, progress: bool, gap_draws: tuple[int, int]) -> list[dict]:
-    """One ``fit`` per (seed, family), seeds outermost so that a partial benchmark covers every family."""
+def quality_runs(families, seeds, overrides, out: Path, progress: bool, gap_draws: tuple[int, int],
+                 only_finished: bool = False) -> list[dict]:
+    """One ``fit`` per (seed, family), seeds outermost so that a partial benchmark covers every family.
+    ``only_finished``: read back the runs that exist, train none."""
     records, n, k = [], len(families) * len(seeds), 0
     for seed in seeds:
         for family in families:
@@ -65,6 +67,9 @@ def quality_runs(families, seeds, overrides, out: Path, progress: bool, gap_draw
             run_dir = out / "runs" / family / f"seed{seed}"
             done = run_dir / "summary.json"
             cfg = config([f"guide={family}", f"seed={seed}", f"trainer.progress={str(progress).lower()}", *overrides])
+            if only_finished and not done.exists():
+                print(f"[{k}/{n}] {family} seed {seed}: not run (--only-finished)")
+                continue
             if done.exists():
                 summary = json.loads(done.read_text())
                 print(f"[{k}/{n}] {family} seed {seed}: read back from {done}")
@@ -122,19 +127,20 @@ def mean_sd(values) -> str:
 def table(records: list[dict], times: dict[str, list[float]], families: list[str], header: str) -> str:
     base = times.get("gaussian")
     lines = [header, "",
-             "| guide | log-MMD | log-density | modes covered | bound gap [lower] | s/step (in fit) | s/step (interleaved) | × Gaussian |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| guide | seeds | log-MMD | log-density | modes covered | bound gap [lower] | s/step (in fit) | s/step (interleaved) | × Gaussian |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for family in families:
         rs = [r for r in records if r["family"] == family]
         t = times.get(family, [])
         ratio = f"{statistics.median(a / b for a, b in zip(t, base)):.2f}" if base and t else "n/a"
         interleaved = f"{statistics.median(t):.4f}" if t else "n/a"
-        lines.append(f"| {family} | {mean_sd([r['log_mmd'] for r in rs])} | {mean_sd([r['log_density'] for r in rs])} "
+        lines.append(f"| {family} | {', '.join(str(r['seed']) for r in rs)} | {mean_sd([r['log_mmd'] for r in rs])} "
+                     f"| {mean_sd([r['log_density'] for r in rs])} "
                      f"| {mean_sd([r['modes_covered'] for r in rs])} "
                      f"| {mean_sd([r['bound_gap_precise']['gap'] for r in rs])} "
                      f"[{mean_sd([r['bound_gap_precise']['gap_lower'] for r in rs])}] "
                      f"| {statistics.median(r['seconds_per_step'] for r in rs):.4f} "
-                     f"| {interleaved} | {ratio} |" if rs else f"| {family} | (missing) |||||||")
+                     f"| {interleaved} | {ratio} |" if rs else f"| {family} | (none) ||||||||")
     lines += ["", "Mean ± sd over seeds; bound gap = E_π w(σ)(U − KL) at the final σ law, re-estimated from each "
               "checkpoint by importance sampling (`vardiu_pyro/bound_gap.py`; the true gap lies between the two "
               "estimates in expectation); s/step in fit = training seconds / iterations (median over seeds); "
@@ -155,6 +161,8 @@ def main() -> None:
     parser.add_argument("--no-timing", action="store_true",
                         help="skip the interleaved timing (for runs split over parallel processes: time in a final run)")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--only-finished", action="store_true",
+                        help="train nothing: tabulate the runs under --out that exist (the seeds column says which)")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run, e.g. trainer.iterations=20000")
     args = parser.parse_args()
 
@@ -169,7 +177,8 @@ def main() -> None:
     steps = args.steps or (5 if args.quick else 50)
 
     gap_draws = (256, 64) if args.quick else (2048, 1024)
-    records = quality_runs(args.families, seeds, overrides, out, progress=not args.no_progress, gap_draws=gap_draws)
+    records = quality_runs(args.families, seeds, overrides, out, progress=not args.no_progress, gap_draws=gap_draws,
+                           only_finished=args.only_finished)
     times: dict[str, list[float]] = {}
     if not args.no_timing:
         print(f"timing: {rounds} rounds x {steps} steps per family, interleaved")
@@ -177,7 +186,7 @@ def main() -> None:
 
     label = "QUICK (tiny budget; not results)" if args.quick else "default budget of `python -m vardiu_pyro.fit`"
     header = (f"# Guide families on MoG-40, exact teacher: {label}\n\n"
-              f"{len(seeds)} seed(s) per family; overrides: {' '.join(overrides) or 'none'}; "
+              f"{'Seeds ' + ' '.join(map(str, seeds)) + ' where run (--only-finished)' if args.only_finished else str(len(seeds)) + ' seed(s) per family'}; overrides: {' '.join(overrides) or 'none'}; "
               f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), pyro {pyro.__version__}.")
     report = table(records, times, args.families, header)
     (out / "guides.md").write_text(report + "\n")

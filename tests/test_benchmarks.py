@@ -112,3 +112,22 @@ def test_teachers_vs_diff_instruct_table_plot_and_saved_costs(tmp_path):
     assert tvd.read_costs(path, settings, names) is None  # does not cover every setting: measure again
     path.write_text('{"exact / Diff-Instruct K=1": 0.03, "exact / VarDiU (Gaussian guide)": 0.02}')
     assert tvd.read_costs(path, settings, names) == {settings[0]: 0.03, settings[1]: 0.02}
+
+
+def test_guides_table_from_the_finished_runs_only(tmp_path, capsys):
+    import importlib.util  # by path: `guides` is also the repository's package of guide families
+
+    spec = importlib.util.spec_from_file_location("guides_benchmark", Path(run.__file__).with_name("guides.py"))
+    guides = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(guides)
+    assert guides.quality_runs(["gaussian", "flow"], [0, 1], [], tmp_path, progress=False, gap_draws=(4, 4),
+                               only_finished=True) == []  # nothing trained
+    assert "flow seed 1: not run (--only-finished)" in capsys.readouterr().out
+    gap = {"gap": 0.2, "gap_lower": 0.1}
+    records = [{"family": "gaussian", "seed": s, "log_mmd": -6.0 - s, "log_density": -8.0, "modes_covered": 35,
+                "bound_gap_precise": gap, "seconds_per_step": 0.02} for s in (0, 1, 2)]
+    records.append({"family": "flow", "seed": 0, "log_mmd": -6.4, "log_density": -8.2, "modes_covered": 39,
+                    "bound_gap_precise": gap, "seconds_per_step": 0.05})
+    text = guides.table(records, {}, ["gaussian", "flow", "mixture"], "# header")
+    assert "| gaussian | 0, 1, 2 | -7 ± 1 |" in text  # mean ± sd over the three seeds
+    assert "| flow | 0 | -6.4 |" in text and "| mixture | (none) |" in text
