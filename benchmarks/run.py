@@ -513,17 +513,25 @@ def from_earlier(results: dict, name: str) -> list[str]:
             f"{p.get('load_average', 'n/a')}.*", ""]
 
 
+# the quality scripts' reports: key in the quality section's results, file in docs/, title on the page
+QUALITY_REPORTS = (("guides_md", "guides.md", "Guide families (`benchmarks/guides.py`)"),
+                   ("teachers_md", "teachers_vs_diff_instruct.md",
+                    "VarDiU vs Diff-Instruct, exact and learned teacher (`benchmarks/teachers_vs_diff_instruct.py`)"))
+
+
+def demoted(report: str) -> str:
+    """A report's text with its top-level title demoted one level, to sit under a section of the page."""
+    return "\n".join(("#" + line) if line.startswith("# ") else line for line in report.strip().splitlines())
+
+
 def script_reports(docs: Path) -> list[str]:
     """The reports the quality scripts wrote into ``docs/`` on their own (for a page without the quality section)."""
     lines = []
-    for name, title in (("guides.md", "Guide families (`benchmarks/guides.py`)"),
-                        ("teachers_vs_diff_instruct.md", "VarDiU vs Diff-Instruct, exact and learned teacher "
-                                                         "(`benchmarks/teachers_vs_diff_instruct.py`)")):
+    for _, name, title in QUALITY_REPORTS:
         report = docs / name
         if report.exists():
-            body = "\n".join(("#" + line) if line.startswith("# ") else line for line in report.read_text().strip().splitlines())
             lines += [f"### {title}", "", f"Included from [{name}]({name}), written by that script (its own command, "
-                      "budget and machine are in it), not by this invocation.", "", body, ""]
+                      "budget and machine are in it), not by this invocation.", "", demoted(report.read_text()), ""]
     if not lines:
         return []
     return ["## 3. Quality: the reports of the quality scripts", "", *lines]
@@ -605,12 +613,9 @@ def page(results: dict, mode: str, command: str, docs: Path, figs: dict[str, str
                          f"{cell['log_mmd']} | {cell['log_density']} | {s['modes_covered']['mean']:.1f} ± "
                          f"{s['modes_covered']['sd']:.1f} | {s['train_seconds']['mean']:.0f} | {s['total_seconds']['mean']:.0f} |")
         lines += ["", f"![quality]({figs['quality']})", ""]
-        for key, title in (("guides_md", "Guide families (`benchmarks/guides.py`)"),
-                           ("teachers_md", "VarDiU vs Diff-Instruct, exact and learned teacher "
-                                           "(`benchmarks/teachers_vs_diff_instruct.py`)")):
+        for key, _, title in QUALITY_REPORTS:
             if key in q:
-                body = "\n".join(("#" + line) if line.startswith("# ") else line for line in q[key].strip().splitlines())
-                lines += [f"### {title}", "", body, ""]
+                lines += [f"### {title}", "", demoted(q[key]), ""]
 
     if "quality" not in results:
         lines += script_reports(docs)
