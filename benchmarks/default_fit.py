@@ -20,22 +20,16 @@ import argparse
 import concurrent.futures
 import datetime
 import json
-import platform
 import statistics
 import subprocess
 import sys
 from pathlib import Path
 
+from provenance import git_commit, machine_line
+
 KEYS = ("log_mmd", "log_density", "modes_covered", "total_seconds", "train_seconds")
 TARGETS = {"log_mmd": ("<=", -6.9), "log_density": (">=", -7.3), "modes_covered": (">=", 39),
            "total_seconds": ("<=", 900)}
-
-
-def git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    except OSError:
-        return "unknown"
 
 
 def run(seed: int, run_dir: Path, overrides: list[str], reuse: bool = False) -> dict:
@@ -65,9 +59,8 @@ def main() -> None:
         runs = {s: f.result() for s, f in futures.items()}
 
     lines = [f"# Default run: `python -m vardiu_pyro.fit {' '.join(args.overrides)}`".rstrip(), "",
-             f"{datetime.date.today()}, commit {git_commit()}, {platform.machine()} "
-             f"({platform.processor() or 'cpu'}), command `python benchmarks/default_fit.py "
-             f"{' '.join(sys.argv[1:])}`".rstrip(), "",
+             f"{datetime.date.today()}, commit {git_commit()}, {machine_line()}, "
+             f"command `python benchmarks/default_fit.py {' '.join(sys.argv[1:])}`".rstrip(), "",
              *(["Seeds ran side by side (`--jobs`), one thread each: the seconds are not those of a run "
                 "that has the machine to itself.", ""] if args.jobs > 1 else []),
              *(["Runs were reused where their directory held a `summary.json` (`--reuse`): see each run's "

@@ -38,7 +38,6 @@ import datetime
 import json
 import math
 import os
-import platform
 import shlex
 import statistics
 import subprocess
@@ -62,6 +61,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
 import step_overhead  # noqa: E402
+from provenance import git_commit, machine  # noqa: E402
 import teachers_vs_diff_instruct as tvd  # noqa: E402
 
 SECTIONS = ("overhead", "efficiency", "quality", "sampling")
@@ -102,42 +102,6 @@ BUDGETS = {
 }
 
 
-# ---------------------------------------------------------------- provenance
-def git_commit() -> str:
-    """The checked-out commit; ``VARDIU_COMMIT`` names it where the tree was copied without ``.git``."""
-    if os.environ.get("VARDIU_COMMIT"):
-        return os.environ["VARDIU_COMMIT"]
-
-    def git(*args):
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    try:
-        commit = git("rev-parse", "--short", "HEAD") or "unknown"
-        return commit + (" (with uncommitted changes)" if git("status", "--porcelain", "--untracked-files=no") else "")
-    except OSError:
-        return "unknown"
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def machine() -> dict:
-    info = {"cpu": cpu_name(), "logical_cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
-            "pyro": pyro.__version__}
-    try:
-        info["load_average"] = [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        pass
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
 
 
 def compose_config(overrides: list[str]):
@@ -479,7 +443,7 @@ def gpu_section(docs: Path) -> list[str]:
     report = docs / "gpu_check.md"
     lines = ["## GPU", ""]
     if report.exists():
-        return lines + [f"From `benchmarks/gpu_check.sh` (its own command, card and date are in it):", "",
+        return lines + ["From `benchmarks/gpu_check.sh` (its own command, card and date are in it):", "",
                         report.read_text().strip(), ""]
     return lines + ["**GPU numbers are missing.** No CUDA device was available where these numbers were produced. "
                     "On a CUDA machine, `bash benchmarks/gpu_check.sh` runs the GPU tests, a shortened default fit "

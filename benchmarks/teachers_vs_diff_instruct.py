@@ -34,10 +34,8 @@ import json
 import math
 import multiprocessing
 import os
-import platform
 import re
 import statistics
-import subprocess
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -48,6 +46,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import pyro  # noqa: E402
 import torch  # noqa: E402
 from hydra import compose, initialize_config_module  # noqa: E402
+from provenance import git_commit, machine_line  # noqa: E402
 
 METHODS = {  # name -> Hydra overrides
     "VarDiU (Gaussian guide)": ["objective=vardiu", "guide=gaussian"],
@@ -223,13 +222,6 @@ def plot(results: list[dict], ceilings: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    except OSError:
-        return "unknown"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny budgets, 2 seeds: checks the pipeline only")
@@ -304,7 +296,7 @@ def main() -> None:
             ceilings["learned"] = r["teacher_metrics"]
 
     header = ["# VarDiU vs Diff-Instruct on MoG-40, exact and learned teacher", "",
-              f"{datetime.date.today()}, commit {commit}, {platform.machine()} ({platform.processor() or 'cpu'}), "
+              f"{datetime.date.today()}, commit {commit}, {machine_line()}, "
               f"torch threads per run: {threads or torch.get_num_threads()}, jobs: {args.jobs}", "",
               *([f"{sum(r['read_back'] for r in results)} of the {len(results)} runs were read back from an earlier "
                  "invocation (their directories' `summary.json`), not run by this one.", ""]

@@ -1,0 +1,60 @@
+"""Where a benchmark's numbers come from: the commit of the code and the machine that ran it.
+
+Shared by the scripts under ``benchmarks/`` so that every report names its commit and machine the same way.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+import pyro
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def git_commit() -> str:
+    """The checked-out commit; ``VARDIU_COMMIT`` names it where the tree was copied without ``.git``."""
+    if os.environ.get("VARDIU_COMMIT"):
+        return os.environ["VARDIU_COMMIT"]
+
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    try:
+        commit = git("rev-parse", "--short", "HEAD") or "unknown"
+        return commit + (" (with uncommitted changes)" if git("status", "--porcelain", "--untracked-files=no") else "")
+    except OSError:
+        return "unknown"
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine() -> dict:
+    """The machine as a report states it: CPU, threads, versions, load average, GPU if any."""
+    info = {"cpu": cpu_name(), "logical_cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
+            "pyro": pyro.__version__}
+    try:
+        info["load_average"] = [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        pass
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def machine_line() -> str:
+    """One line for a report's header: ``<cpu> (<n> logical CPUs)``, and the GPU when there is one."""
+    info = machine()
+    line = f"{info['cpu']} ({info['logical_cpus']} logical CPUs)"
+    return line + (f", {info['gpu']}" if "gpu" in info else "")
