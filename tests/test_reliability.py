@@ -245,6 +245,19 @@ def test_a_second_sigint_interrupts_at_once():
             os.kill(os.getpid(), signal.SIGINT)
 
 
+def test_stop_signals_leave_an_ignored_signal_ignored():
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with StopSignals() as stop:
+            os.kill(os.getpid(), signal.SIGINT)  # ignored, as before the context
+            assert stop.signal is None
+            os.kill(os.getpid(), signal.SIGTERM)
+            assert stop.signal == signal.SIGTERM
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def test_resuming_a_finished_run_changes_nothing(tmp_path, reference):
     run = tmp_path / "run"
     shutil.copytree(reference, run)

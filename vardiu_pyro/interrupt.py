@@ -17,8 +17,9 @@ class StopSignals:
 
     The training loop reads ``signal`` after each iteration, checkpoints and stops. A second
     SIGINT interrupts at once (``KeyboardInterrupt``), for a user who will not wait. Outside the
-    main thread (where Python delivers no signals) the context does nothing. The previous
-    handlers come back on exit.
+    main thread (where Python delivers no signals) the context does nothing. A signal the process
+    was told to ignore (``SIG_IGN``: e.g. SIGINT of a job a non-interactive shell put in the
+    background, or under ``nohup``) stays ignored. The previous handlers come back on exit.
     """
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -30,7 +31,8 @@ class StopSignals:
     def __enter__(self) -> "StopSignals":
         if threading.current_thread() is threading.main_thread():
             for sig in self.SIGNALS:
-                self._previous[sig] = signal.signal(sig, self._handle)
+                if signal.getsignal(sig) is not signal.SIG_IGN:
+                    self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
     def _handle(self, signum: int, frame) -> None:
