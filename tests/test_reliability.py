@@ -69,6 +69,15 @@ def _keep_torch_threads():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture
+def sigint_handled():
+    """SIGINT with Python's own handler, as in a terminal: a job a non-interactive shell starts in the
+    background inherits SIG_IGN, which a run rightly leaves alone (see the test below)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 @pytest.fixture(autouse=True, scope="module")
 def _no_plots():
     """In-process runs skip the final plots (seconds each; plotting draws no random numbers)."""
@@ -176,10 +185,10 @@ def test_sigterm_checkpoints_exits_cleanly_and_says_how_to_resume(tmp_path, refe
     assert_same_run(run, reference)
 
 
-def test_sigint_stops_at_a_clean_point_in_process(tmp_path, reference, monkeypatch):
+def test_sigint_stops_at_a_clean_point_in_process(tmp_path, reference, monkeypatch, sigint_handled):
     run = tmp_path / "run"
     monkeypatch.setenv(KILL_ENV, "INT:100")
-    before = signal.getsignal(signal.SIGINT)  # Python's default handler; SIG_IGN in a background job
+    before = signal.getsignal(signal.SIGINT)
     with pytest.raises(TrainingInterrupted) as info:
         fit(config(*SMALL), run)
     assert info.value.exit_code == 130 and info.value.iteration == 99
@@ -198,7 +207,7 @@ DIFF_INSTRUCT = ["objective=diff_instruct", "objective.inner_steps=2", "objectiv
                  "trainer.threads=1", "device=cpu", "teacher._target_=tests.faults.SignallingTeacher"]
 
 
-def test_diff_instruct_interrupted_and_resumed_is_exact(tmp_path, monkeypatch):
+def test_diff_instruct_interrupted_and_resumed_is_exact(tmp_path, monkeypatch, sigint_handled):
     """Diff-Instruct's fake score and its optimiser are part of the run's state: stopped by SIGINT
     (checkpoint at the stop), or killed after a checkpoint (the newest one lost: the run restarts from
     the one before and drops the evaluation logged after it), the resumed run ends bit-identical."""
@@ -237,7 +246,7 @@ def test_diff_instruct_interrupted_and_resumed_is_exact(tmp_path, monkeypatch):
     assert_same_as_reference(killed)
 
 
-def test_a_second_sigint_interrupts_at_once():
+def test_a_second_sigint_interrupts_at_once(sigint_handled):
     with StopSignals() as stop:
         os.kill(os.getpid(), signal.SIGTERM)
         assert stop.signal == signal.SIGTERM
