@@ -102,8 +102,6 @@ BUDGETS = {
 }
 
 
-
-
 def compose_config(overrides: list[str]):
     with initialize_config_module(version_base="1.3", config_module="vardiu_pyro.configs"):
         return compose("config", overrides=overrides)

@@ -18,8 +18,8 @@ class StopSignals:
     The training loop reads ``signal`` after each iteration, checkpoints and stops. A second
     SIGINT interrupts at once (``KeyboardInterrupt``), for a user who will not wait. Outside the
     main thread (where Python delivers no signals) the context does nothing. A signal the process
-    was told to ignore (``SIG_IGN``: e.g. SIGINT of a job a non-interactive shell put in the
-    background, or under ``nohup``) stays ignored. The previous handlers come back on exit.
+    was told to ignore (``SIG_IGN``: e.g. SIGINT of a job that a non-interactive shell started in
+    the background) stays ignored. The previous handlers come back on exit.
     """
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
