@@ -66,10 +66,10 @@ def quality_runs(families, seeds, overrides, out: Path, progress: bool, gap_draw
             k += 1
             run_dir = out / "runs" / family / f"seed{seed}"
             done = run_dir / "summary.json"
-            cfg = config([f"guide={family}", f"seed={seed}", f"trainer.progress={str(progress).lower()}", *overrides])
             if only_finished and not done.exists():
                 print(f"[{k}/{n}] {family} seed {seed}: not run (--only-finished)")
                 continue
+            cfg = config([f"guide={family}", f"seed={seed}", f"trainer.progress={str(progress).lower()}", *overrides])
             if done.exists():
                 summary = json.loads(done.read_text())
                 print(f"[{k}/{n}] {family} seed {seed}: read back from {done}")
@@ -185,8 +185,10 @@ def main() -> None:
         times = interleaved_step_times(args.families, overrides, rounds, steps, warmup=5)
 
     label = "QUICK (tiny budget; not results)" if args.quick else "default budget of `python -m vardiu_pyro.fit`"
+    seeds_note = (f"Seeds {' '.join(map(str, seeds))} where run (--only-finished)" if args.only_finished
+                  else f"{len(seeds)} seed(s) per family")
     header = (f"# Guide families on MoG-40, exact teacher: {label}\n\n"
-              f"{'Seeds ' + ' '.join(map(str, seeds)) + ' where run (--only-finished)' if args.only_finished else str(len(seeds)) + ' seed(s) per family'}; overrides: {' '.join(overrides) or 'none'}; "
+              f"{seeds_note}; overrides: {' '.join(overrides) or 'none'}; "
               f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), pyro {pyro.__version__}.")
     report = table(records, times, args.families, header)
     (out / "guides.md").write_text(report + "\n")
