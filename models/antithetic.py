@@ -6,13 +6,16 @@ every draw is marginally distributed as before (so ``log_prob`` is the base's), 
 draw is paired: the second half of the batch repeats (``sign=+1``) or mirrors (``sign=-1``, for
 a base symmetric about its mean) the first half. A mirrored draw reflects its partner's deviation
 from the mean: x_{n+i} = μ_{n+i} - (x_i - μ_i), so that N(x0, σ²) with paired x0 gives x0 ± σ ε.
+A Normal base (the forward diffusion's) mirrors the standard noise instead, x = μ + σ [ε, -ε]:
+the same draws when σ is paired, fewer ops to backpropagate through, and exact marginals even where
+it is not.
 """
 
 from __future__ import annotations
 
 import torch
 from pyro.distributions import TorchDistribution
-from torch.distributions import constraints
+from torch.distributions import Independent, Normal, constraints
 
 __all__ = ["AntitheticPairs"]
 
@@ -46,7 +49,22 @@ class AntitheticPairs(TorchDistribution):
         mean = self.base.mean  # batch + event shape: broadcasts over the sample dimensions
         return torch.cat([half, mean.narrow(0, n, n) - (half - mean.narrow(0, 0, n))], dim=sample_dims)
 
+    def _mirrored_normal(self, normal: Normal, sample_shape: torch.Size) -> torch.Tensor:
+        """x = μ + σ [ε, -ε] for a Normal base: half the noise and two differentiable ops (the
+        generic path draws a full batch and builds the mirror from it, which costs the backward
+        pass four more ops). The same law as ``_pair(base.rsample())``."""
+        shape = normal._extended_shape(sample_shape)
+        dim = len(sample_shape)
+        half = list(shape)
+        half[dim] //= 2
+        eps = torch.randn(half, dtype=normal.loc.dtype, device=normal.loc.device)
+        return normal.loc + normal.scale * torch.cat([eps, -eps], dim=dim)
+
     def rsample(self, sample_shape=torch.Size()):
+        sample_shape = torch.Size(sample_shape)
+        base = self.base.base_dist if isinstance(self.base, Independent) else self.base
+        if self.sign < 0 and isinstance(base, Normal):
+            return self._mirrored_normal(base, sample_shape)
         return self._pair(self.base.rsample(sample_shape), len(sample_shape))
 
     def sample(self, sample_shape=torch.Size()):

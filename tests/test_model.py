@@ -64,3 +64,17 @@ def test_antithetic_pairs_are_marginally_exact():
     assert torch.equal(x[:, :2000], -x[:, 2000:])
     assert x.std().item() == pytest.approx(2.0, rel=0.02)
     assert torch.equal(AntitheticPairs(base, -1.0).log_prob(x), base.log_prob(x))
+
+
+def test_mirrored_normal_rsample_is_marginally_exact_and_differentiable():
+    """The Normal fast path: x = μ + σ [ε, -ε]; each half has the base's own law, even where σ differs between halves."""
+    loc = torch.linspace(-3.0, 3.0, 8).repeat_interleave(500).unsqueeze(-1).requires_grad_()  # (4000, 1)
+    scale = torch.cat([torch.full((2000, 1), 0.5), torch.full((2000, 1), 2.0)])
+    x = AntitheticPairs(dist.Normal(loc, scale).to_event(1), sign=-1.0).rsample((3,))
+    assert x.shape == (3, 4000, 1)
+    eps = (x - loc) / scale
+    assert torch.allclose(eps[:, :2000], -eps[:, 2000:], atol=1e-6)
+    assert eps[:, :2000].std().item() == pytest.approx(1.0, rel=0.05)
+    assert (x[:, 2000:] - loc[2000:]).std().item() == pytest.approx(2.0, rel=0.05)  # its own σ, not its partner's
+    x.sum().backward()
+    assert torch.equal(loc.grad, torch.full_like(loc, 3.0))
