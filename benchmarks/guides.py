@@ -30,6 +30,7 @@ import pyro
 import torch
 from hydra import compose, initialize_config_module
 
+from provenance import git_commit, machine_line
 from vardiu_pyro.bound_gap import bound_gap
 from vardiu_pyro.build import build_objective, build_problem
 from vardiu_pyro.checkpoint import load_checkpoint
@@ -188,6 +189,7 @@ def main() -> None:
     seeds_note = (f"Seeds {' '.join(map(str, seeds))} where run (--only-finished)" if args.only_finished
                   else f"{len(seeds)} seed(s) per family")
     header = (f"# Guide families on MoG-40, exact teacher: {label}\n\n"
+              f"{time.strftime('%Y-%m-%d')}, commit {git_commit()}, {machine_line()}. "
               f"{seeds_note}; overrides: {' '.join(overrides) or 'none'}; "
               f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), pyro {pyro.__version__}.")
     report = table(records, times, args.families, header)
