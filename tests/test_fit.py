@@ -28,6 +28,7 @@ def test_cli_writes_every_output_file(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "log-MMD" in proc.stdout and str(run) in proc.stdout  # the human-readable summary
+    assert "bound gap" in proc.stdout and "lower estimate" in proc.stdout  # both ends of the gap's bracket
 
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in records] == [10, 20]

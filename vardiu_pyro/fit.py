@@ -125,7 +125,9 @@ def format_summary(summary: dict, run_dir: Path) -> str:
     lines = [f"\nvardiu-pyro: {summary['iteration']} iterations in {summary['total_seconds']:.0f} s on {summary['device']}",
              *metric_lines(summary)]
     if "bound_gap" in summary:
-        lines.append(f"  bound gap      {summary['bound_gap']:8.3f}   (± {summary['bound_gap_se']:.3f}; E w(σ) (U - KL), 0 for the exact posterior)")
+        lines.append(f"  bound gap      {summary['bound_gap']:8.3f}   (± {summary['bound_gap_se']:.3f}, lower estimate "
+                     f"{summary['bound_gap_lower']:.3f}; E w(σ) (U - KL), 0 for the exact posterior; the two estimates "
+                     "bracket it, a wide bracket means too few importance draws)")
     if "teacher" in summary:
         teacher = summary["teacher"]
         how = f" ({teacher['solver']}, {teacher['nfe']} function evaluations)" if "nfe" in teacher else ""
