@@ -24,12 +24,17 @@ class Ramp:
 
     ``every`` quantises the ramp (the published recipe adds 0.01 to its power every 1000
     iterations: ``Ramp(0.1, 2.0, iterations=190_000, every=1000)``). ``end=None`` is a constant.
+    ``fraction`` < 1 ends the ramp early, at ``fraction * iterations``, and holds ``end`` for the
+    rest (a training run's curriculum that leaves its last part at the final setting).
     """
 
-    def __init__(self, start: float, end: float | None = None, iterations: int = 0, every: int = 1):
+    def __init__(self, start: float, end: float | None = None, iterations: int = 0, every: int = 1,
+                 fraction: float = 1.0):
         self.start = float(start)
         self.end = self.start if end is None else float(end)
-        self.iterations = int(iterations)
+        if not 0.0 < fraction <= 1.0:
+            raise ValueError(f"Ramp.fraction must be in (0, 1], got {fraction}")
+        self.iterations = max(1, round(int(iterations) * fraction)) if iterations else 0
         self.every = int(every)
         if self.every < 1:
             raise ValueError(f"Ramp.every must be >= 1, got {every}")

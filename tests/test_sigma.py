@@ -18,6 +18,16 @@ def test_ramp_linear_quantised_and_constant():
         Ramp(0.0, 1.0, iterations=0)
 
 
+def test_ramp_that_ends_early_holds_its_end():
+    r = Ramp(0.0, 1.0, iterations=1000, fraction=0.7)
+    assert r(350) == pytest.approx(0.5)  # half of the 700 ramp iterations
+    assert r(700) == pytest.approx(1.0) and r(999) == pytest.approx(1.0)
+    assert Ramp(0.0, 1.0, iterations=1000, fraction=1.0)(700) == pytest.approx(0.7)
+    for bad in (0.0, 1.5):
+        with pytest.raises(ValueError, match="fraction"):
+            Ramp(0.0, 1.0, iterations=1000, fraction=bad)
+
+
 @pytest.mark.parametrize("power", [0.3, 1.0, 2.5])
 def test_power_law_matches_its_cdf(power):
     lo, hi = 0.1, 20.0
