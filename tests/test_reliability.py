@@ -421,6 +421,8 @@ BAD_VALUES = [
     (["sigma.min=-0.5"], "sigma.min=-0.5: must be a number > 0"),
     (["sigma.min=25"], "sigma.min=25: must be < sigma.max=10.0"),
     (["sigma=lognormal", "sigma.min=5", "sigma.max=5"], "sigma.min=5: must be < sigma.max=5"),
+    (["sigma.curriculum=0"], "sigma.curriculum=0: must be a number in (0, 1]"),
+    (["sigma.curriculum=1.5"], "sigma.curriculum=1.5: must be a number in (0, 1]"),
     (["trainer.batch_size=63"], "trainer.batch_size=63: must be even with objective.antithetic=true"),
     (["trainer.iterations=-5"], "trainer.iterations=-5: must be >= 1"),
     (["trainer.eval_every=0"], "trainer.eval_every=0: must be >= 1"),

@@ -148,6 +148,9 @@ def validate_config(cfg: DictConfig | Mapping) -> None:
             _fail(hi, sigma_max, "must be a number")
         if sigma_min >= sigma_max:
             _fail(lo, sigma_min, f"must be < {hi}={sigma_max}")
+    curriculum = _select(config, "sigma.curriculum")
+    if curriculum is not None and (not _is_number(curriculum) or not 0 < curriculum <= 1):
+        _fail("sigma.curriculum", curriculum, "must be a number in (0, 1] (the fraction of the run the σ ramps take)")
     lr = _select(config, "optim.lr")
     if lr is not None and (not _is_number(lr) or lr <= 0):
         _fail("optim.lr", lr, "must be a number > 0")
