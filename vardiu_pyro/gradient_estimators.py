@@ -48,7 +48,7 @@ def flat_grad(output: Tensor, params: list[Tensor], retain_graph: bool = False) 
 
 def sigma_bins(sigma: Tensor, edges: Tensor) -> Tensor:
     """Index of each σ's bin for bin ``edges`` (n+1 increasing values); σ outside the edges goes to the end bins."""
-    return (torch.bucketize(sigma, edges.to(sigma), right=True) - 1).clamp(0, edges.numel() - 2)
+    return (torch.bucketize(sigma.contiguous(), edges.to(sigma), right=True) - 1).clamp(0, edges.numel() - 2)
 
 
 @dataclass
