@@ -7,8 +7,8 @@ draw is paired: the second half of the batch repeats (``sign=+1``) or mirrors (`
 a base symmetric about its mean) the first half. A mirrored draw reflects its partner's deviation
 from the mean: x_{n+i} = μ_{n+i} - (x_i - μ_i), so that N(x0, σ²) with paired x0 gives x0 ± σ ε.
 A Normal base (the forward diffusion's) mirrors the standard noise instead, x = μ + σ [ε, -ε]:
-the same draws when σ is paired, fewer ops to backpropagate through, and exact marginals even where
-it is not.
+pairs of the same law when σ is paired (half as many random numbers), fewer ops to backpropagate
+through, and exact marginals even where σ is not paired.
 """
 
 from __future__ import annotations
@@ -52,7 +52,8 @@ class AntitheticPairs(TorchDistribution):
     def _mirrored_normal(self, normal: Normal, sample_shape: torch.Size) -> torch.Tensor:
         """x = μ + σ [ε, -ε] for a Normal base: half the noise and two differentiable ops (the
         generic path draws a full batch and builds the mirror from it, which costs the backward
-        pass four more ops). The same law as ``_pair(base.rsample())``."""
+        pass more nodes). Every draw has the base's marginal; with σ paired, the pairs have the law
+        of ``_pair(base.rsample())``'s."""
         shape = normal._extended_shape(sample_shape)
         dim = len(sample_shape)
         half = list(shape)
