@@ -51,13 +51,21 @@ def build_problem(cfg: DictConfig, device: torch.device) -> Problem:
     weight = instantiate(cfg.sigma.weight).to(device)
     guide_factory = instantiate(cfg.guide, _partial_=True)
     optim_factory = instantiate(cfg.optim, _partial_=True)
+    lr_overrides = cfg.optim.get("lr_overrides")
+
+    def make_optim(networks):
+        if not lr_overrides:
+            return optim_factory(networks=networks)
+        # an objective may give its networks to several optimisers (Diff-Instruct: one for the generator, one
+        # for the fake score), so each gets the overrides of its own networks; validate_config checks the names
+        return optim_factory(networks=networks, lr_overrides={k: v for k, v in lr_overrides.items() if k in networks})
 
     def make_guide():
         guide = guide_factory(latent_shape=tuple(generator.latent_shape), data_shape=data_shape, data_std=data_std)
         return guide.to(device)
 
     return Problem(target=target, teacher=teacher, generator=generator, sigma_law=sigma_law, weight=weight,
-                   make_guide=make_guide, make_optim=lambda networks: optim_factory(networks=networks),
+                   make_guide=make_guide, make_optim=make_optim,
                    batch_size=int(cfg.trainer.batch_size))
 
 

@@ -8,7 +8,7 @@ no traceback. What is checked:
   lists the valid ones), unknown keys and unparsable overrides, before Hydra sees them;
 - values (``validate_config``): seed, device (``cuda`` needs CUDA), iterations, batch size (even
   with antithetic pairs), evaluation, checkpoint and EMA settings, the σ range, Diff-Instruct's
-  inner steps, the learning rate, that every ``_target_`` imports, and a teacher directory (any
+  inner steps, the learning rate and its per-network overrides (names the objective's networks), that every ``_target_`` imports, and a teacher directory (any
   teacher with a ``path``);
 - the built problem (``validate_problem``): the teacher's score has the target's shape.
 
@@ -110,6 +110,21 @@ def _check_targets(config: Any, prefix: str = "") -> None:
                 _check_targets(value, f"{prefix}.{key}" if prefix else str(key))
 
 
+def _check_lr_overrides(overrides: Any, objective_target: Any) -> None:
+    """``optim.lr_overrides``: null or {network: lr > 0}, naming networks the objective trains."""
+    if overrides is None:
+        return
+    if not isinstance(overrides, Mapping):
+        _fail("optim.lr_overrides", overrides, "must be a mapping of network names to learning rates, "
+              "e.g. optim.lr_overrides='{guide: 1e-3}'")
+    names = getattr(_locate(str(objective_target)), "network_names", ()) if objective_target else ()
+    for name, lr in overrides.items():
+        if names and name not in names:
+            _fail(f"optim.lr_overrides.{name}", lr, f"no such network in {objective_target} (its networks: {', '.join(names)})")
+        if not _is_number(lr) or lr <= 0:
+            _fail(f"optim.lr_overrides.{name}", lr, "must be a number > 0")
+
+
 def validate_config(cfg: DictConfig | Mapping) -> None:
     """Reject an invalid configuration with a ``ConfigError`` (see the module docstring)."""
     if isinstance(cfg, DictConfig):
@@ -154,6 +169,7 @@ def validate_config(cfg: DictConfig | Mapping) -> None:
     lr = _select(config, "optim.lr")
     if lr is not None and (not _is_number(lr) or lr <= 0):
         _fail("optim.lr", lr, "must be a number > 0")
+    _check_lr_overrides(_select(config, "optim.lr_overrides"), _select(config, "objective._target_"))
     teacher_path = _select(config, "teacher.path")
     if teacher_path is not None:
         validate_teacher_dir(teacher_path)

@@ -33,13 +33,16 @@ class Problem:
 class Objective:
     """Interface of a distillation method.
 
-    ``networks``: every trained network by name (the generator is ``networks["generator"]``);
+    ``networks``: every trained network by name (the generator is ``networks["generator"]``), its
+    keys listed in the class attribute ``network_names`` (so a configuration can be checked before
+    anything is built);
     ``step(iteration)``: one optimisation step, returns scalars to log (at least ``loss``), and
     ``skipped=True`` when the step was dropped because its loss or a gradient was not finite (then
     no parameter and no optimiser state may have changed: ``PerNetworkOptim`` guarantees it);
     ``state_dict()``/``load_state_dict()``: everything needed to resume (networks and optimisers).
     """
 
+    network_names: tuple[str, ...] = ()  # the keys of ``networks`` (what ``optim.lr_overrides`` may name)
     networks: dict[str, nn.Module]
 
     @property

@@ -111,6 +111,8 @@ class DiffInstruct(Objective):
         ``EDMDenoiser`` (from ``configs/objective/diff_instruct.yaml``).
     """
 
+    network_names = ("generator", "fake_score")
+
     def __init__(self, problem: Problem, fake_score, inner_steps: int = 10, antithetic: bool = True):
         if inner_steps < 1:
             raise ValueError(f"objective.inner_steps must be >= 1, got {inner_steps}")

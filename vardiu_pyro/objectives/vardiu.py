@@ -20,6 +20,8 @@ class VarDiU(Objective):
     :param antithetic: use each (z, σ) with ε and -ε (halves the independent draws per batch).
     """
 
+    network_names = ("generator", "guide")
+
     def __init__(self, problem: Problem, antithetic: bool = True):
         self.guide = problem.make_guide()
         self.model = ForwardDiffusion(problem.generator, problem.sigma_law, antithetic=antithetic, name="generator")
