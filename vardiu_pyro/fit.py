@@ -5,7 +5,8 @@ CPU (or CUDA when available). Every option is a Hydra override (see ``configs/``
 README); the run directory holds ``metrics.jsonl``, ``summary.json``, ``samples.png``,
 ``metrics.png`` and ``checkpoint.safetensors`` (and ``checkpoint.prev.safetensors``).
 
-``trainer.resume=RUN_DIR`` continues an interrupted run in RUN_DIR, exactly, with that run's own
+``trainer.iterations=auto`` sizes the run to ``trainer.time_budget`` seconds on this machine (see
+``vardiu_pyro.budget``). ``trainer.resume=RUN_DIR`` continues an interrupted run in RUN_DIR, exactly, with that run's own
 configuration. Invalid settings are rejected before any work with one line and exit status 2;
 SIGINT/SIGTERM checkpoint and exit with 130/143 and the command that resumes.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach the Hub: set before diffusers is imported
@@ -27,6 +29,7 @@ from hydra.types import RunMode  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from .bound_gap import bound_gap_summary  # noqa: E402
+from .budget import fit_to_budget  # noqa: E402
 from .build import build_objective, build_problem, resolve_device  # noqa: E402
 from .distributed import DataParallel, secondary_rank_overrides, torchrun_world_size  # noqa: E402
 from .evaluation import Evaluator, metric_lines  # noqa: E402
@@ -65,6 +68,7 @@ def fit(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
 
 
 def _fit(cfg: DictConfig, run_dir: str | Path | None, parallel: DataParallel | None) -> dict:
+    started = time.perf_counter()
     validate_config(cfg)
     config = OmegaConf.to_container(cfg, resolve=True)
     state = None
@@ -91,6 +95,10 @@ def _fit(cfg: DictConfig, run_dir: str | Path | None, parallel: DataParallel | N
     if cfg.trainer.threads:
         torch.set_num_threads(int(cfg.trainer.threads))
     pyro.enable_validation(bool(cfg.trainer.pyro_validation))
+    calibration = None
+    if cfg.trainer.iterations == "auto":  # a fresh run sized to trainer.time_budget (a resumed one has its number)
+        calibration = fit_to_budget(cfg, device)
+        config = OmegaConf.to_container(cfg, resolve=True)
     pyro.set_rng_seed(int(cfg.seed))
 
     problem = build_problem(cfg, device)
@@ -104,13 +112,16 @@ def _fit(cfg: DictConfig, run_dir: str | Path | None, parallel: DataParallel | N
                       eval_every=cfg.trainer.eval_every, ema_decay=cfg.trainer.ema_decay,
                       checkpoint_every=cfg.trainer.checkpoint_every,
                       max_consecutive_skips=cfg.trainer.max_consecutive_skips,
-                      progress=cfg.trainer.progress, config=config, parallel=parallel)
+                      progress=cfg.trainer.progress, config=config, parallel=parallel,
+                      elapsed=time.perf_counter() - started if calibration is not None else 0.0)
     if state is not None:
         trainer.load_state_dict(state)
     final = trainer.fit()
     summary = None
     if main_process:
         summary = dict(final, device=str(device), reference=evaluator.reference_metrics, config=config)
+        if calibration is not None:
+            summary["calibration"] = calibration.as_dict()
         if parallel is not None:
             summary["world_size"] = parallel.world_size
         summary.update(bound_gap_summary(objective, problem, iteration=trainer.iteration))  # 2-D, with a guide
@@ -124,6 +135,11 @@ def _fit(cfg: DictConfig, run_dir: str | Path | None, parallel: DataParallel | N
 def format_summary(summary: dict, run_dir: Path) -> str:
     lines = [f"\nvardiu-pyro: {summary['iteration']} iterations in {summary['total_seconds']:.0f} s on {summary['device']}",
              *metric_lines(summary)]
+    if "calibration" in summary:
+        c = summary["calibration"]
+        lines.append(f"  time budget    {c['time_budget']:8.0f} s (trainer.time_budget): {c['iterations']} iterations fitted, "
+                     f"measuring {1000 * c['step_seconds']:.2f} ms a step and {c['eval_seconds']:.2f} s an evaluation "
+                     f"(trainer.iterations={c['iterations']} repeats this run)")
     if "bound_gap" in summary:
         lines.append(f"  bound gap      {summary['bound_gap']:8.3f}   (± {summary['bound_gap_se']:.3f}, lower estimate "
                      f"{summary['bound_gap_lower']:.3f}; E w(σ) (U - KL), 0 for the exact posterior; the two estimates "

@@ -55,7 +55,7 @@ class Trainer:
     def __init__(self, objective: Objective, evaluator: Evaluator | None, run_dir: str | Path, iterations: int,
                  eval_every: int = 5000, ema_decay: float = 0.0, checkpoint_every: int = 0,
                  max_consecutive_skips: int = 20, progress: bool = True, config: dict | None = None,
-                 parallel=None):
+                 parallel=None, elapsed: float = 0.0):
         self.objective, self.evaluator = objective, evaluator
         self.run_dir = Path(run_dir)
         self.iterations, self.eval_every = int(iterations), int(eval_every)
@@ -74,7 +74,9 @@ class Trainer:
         self.skipped_steps = 0
         self.consecutive_skips = 0
         self.train_seconds = 0.0  # time inside objective steps, over all sessions of the run
-        self._clock_start = time.perf_counter()  # so that ``seconds`` counts the earlier sessions too
+        # ``seconds`` counts what the run spent before the trainer existed (``elapsed``: sizing it to a time
+        # budget) and, after a resume, the earlier sessions
+        self._clock_start = time.perf_counter() - float(elapsed)
         self._checkpoint: tuple[int, Path] | None = None  # (iteration, path) of the last checkpoint written
 
     @property

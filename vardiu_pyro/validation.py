@@ -6,7 +6,7 @@ no traceback. What is checked:
 
 - the command line itself (``check_command_line``): unknown config-group options (``guide=nope``
   lists the valid ones), unknown keys and unparsable overrides, before Hydra sees them;
-- values (``validate_config``): seed, device (``cuda`` needs CUDA), iterations, batch size (even
+- values (``validate_config``): seed, device (``cuda`` needs CUDA), iterations (or ``auto`` with a time budget), batch size (even
   with antithetic pairs), evaluation, checkpoint and EMA settings, the σ range, Diff-Instruct's
   inner steps, the learning rate and its per-network overrides (names the objective's networks), that every ``_target_`` imports, and a teacher directory (any
   teacher with a ``path``);
@@ -138,7 +138,18 @@ def validate_config(cfg: DictConfig | Mapping) -> None:
     _integer(config, "seed", minimum=0)
     _check_device(config.get("device", "auto"))
 
-    _integer(config, "trainer.iterations", minimum=1)
+    if _select(config, "trainer.iterations") == "auto":  # sized to the time budget (vardiu_pyro.budget)
+        budget = _select(config, "trainer.time_budget")
+        if not _is_number(budget) or budget <= 0:
+            _fail("trainer.time_budget", budget, "must be a number of seconds > 0 with trainer.iterations=auto")
+        if _select(config, "trainer.distributed", False):
+            _fail("trainer.iterations", "auto", "give a number with trainer.distributed=true (every process "
+                  "must run the same schedule)")
+    elif not _is_int(_select(config, "trainer.iterations")):
+        _fail("trainer.iterations", _select(config, "trainer.iterations"), "must be an integer, or auto (as many as "
+              "fit in trainer.time_budget seconds)")
+    else:
+        _integer(config, "trainer.iterations", minimum=1)
     _integer(config, "trainer.batch_size", minimum=1)
     batch = _select(config, "trainer.batch_size")
     if _select(config, "objective.antithetic", False) and batch % 2:

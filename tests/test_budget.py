@@ -1,0 +1,51 @@
+"""``trainer.iterations=auto``: a run sized to ``trainer.time_budget`` on the machine it runs on."""
+
+import pytest
+from hydra import compose, initialize_config_module
+
+from vardiu_pyro.budget import MARGIN, iterations_for_budget
+from vardiu_pyro.fit import fit, format_summary
+from vardiu_pyro.validation import ConfigError
+
+TINY = ["trainer.eval_every=10", "trainer.eval_samples=400", "trainer.batch_size=64", "generator.width=32",
+        "guide.width=32", "trainer.progress=false", "trainer.ema_decay=0"]
+
+
+def config(*overrides):
+    with initialize_config_module(version_base="1.3", config_module="vardiu_pyro.configs"):
+        return compose("config", overrides=list(overrides))
+
+
+def test_iterations_for_budget_is_the_cost_model():
+    # (1 - 0.05) 100 - 2 spent - 2 evaluations (the final one, the plots) = 91 s at 0.01 + 1/1000 s an iteration
+    assert iterations_for_budget(100.0, 0.01, 1.0, 1000, spent_seconds=2.0) == 8200  # 8272 rounded down
+    assert iterations_for_budget(100.0, 0.01, 1.0, 1000, spent_seconds=2.0, round_to=1) == 8272
+    assert iterations_for_budget(1.0, 0.01, 0.0, 1000, margin=0.0) == 100
+    assert iterations_for_budget(0.5, 0.01, 0.0, 1000, margin=0.0) == 50  # below round_to: not rounded away
+    assert iterations_for_budget(10.0, 0.01, 6.0, 1000) == 0  # two evaluations do not fit
+    assert iterations_for_budget(10.0, 0.01, 0.0, 1000, spent_seconds=12.0) == 0
+    counts = [iterations_for_budget(b, 0.007, 1.5, 5000, spent_seconds=2.0) for b in (60, 120, 300, 840, 3600)]
+    assert counts == sorted(counts) and counts[-1] > counts[0] > 0
+    # what the model counts fits in the budget, less the margin
+    n = iterations_for_budget(840.0, 0.007, 1.5, 5000, spent_seconds=2.0, round_to=1)
+    assert n * 0.007 + (n / 5000 + 2) * 1.5 + 2.0 <= (1 - MARGIN) * 840.0 < (n + 1) * 0.007 + ((n + 1) / 5000 + 2) * 1.5 + 2.0
+
+
+def test_auto_run_records_its_count_and_repeats_exactly(tmp_path):
+    """The chosen count is the run's configuration (schedules included); with that count given, the same seed
+    gives the same run, so the measurement drew nothing from the run's random streams."""
+    auto = fit(config(*TINY, "trainer.iterations=auto", "trainer.time_budget=6"), tmp_path / "auto")
+    n = auto["calibration"]["iterations"]
+    assert n >= 1 and auto["iteration"] == n
+    assert auto["config"]["trainer"]["iterations"] == n
+    assert auto["config"]["sigma"]["law"]["power"]["iterations"] == n and auto["config"]["optim"]["iterations"] == n
+    assert auto["total_seconds"] >= auto["calibration"]["spent_seconds"]  # the run's clock counts the measurement
+    assert f"trainer.iterations={n} repeats this run" in format_summary(auto, tmp_path / "auto")
+    fixed = fit(config(*TINY, f"trainer.iterations={n}"), tmp_path / "fixed")
+    assert "calibration" not in fixed
+    assert fixed["loss"] == auto["loss"] and fixed["log_mmd"] == auto["log_mmd"]
+
+
+def test_a_budget_too_small_for_one_iteration_is_an_error(tmp_path):
+    with pytest.raises(ConfigError, match=r"^trainer.time_budget=0.001: not even one iteration fits"):
+        fit(config(*TINY, "trainer.iterations=auto", "trainer.time_budget=0.001"), tmp_path)

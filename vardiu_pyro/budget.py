@@ -1,0 +1,105 @@
+"""A run sized to a wall-clock budget: ``trainer.iterations=auto trainer.time_budget=SECONDS``.
+
+The σ curriculum and the learning-rate schedule are laid out over ``trainer.iterations``, so a run
+cannot simply stop when its time is up: it would stop in the middle of its schedule. Instead the
+iteration count is chosen before the run starts, from this machine's measured cost of a step and
+of an evaluation of this very configuration, and then fixed: the run is an ordinary run of that many
+iterations (its configuration records the number, so ``trainer.iterations=N`` with the same seed
+reproduces it exactly, on any machine, and a resumed run keeps it).
+
+The cost model (``iterations_for_budget``): the budget pays for the measurement itself, one step per
+iteration, one evaluation every ``eval_every`` iterations plus the final one, and the plots and
+checkpoint at the end (counted as one more evaluation); a safety margin absorbs the noise of the
+measurement.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from .build import build_objective, build_problem
+from .evaluation import Evaluator
+
+__all__ = ["Calibration", "calibrate", "iterations_for_budget", "fit_to_budget", "MARGIN", "ROUND_TO"]
+
+MARGIN = 0.05  # the share of the budget kept free for what the measurement does not see (load, noise)
+ROUND_TO = 100  # iteration counts are rounded down to a multiple of this (readable, and the measurement is not finer)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """What the measurement found and what it chose (recorded in ``summary.json`` as ``calibration``)."""
+
+    time_budget: float  # seconds the whole run may take
+    step_seconds: float  # one training iteration (mean over the measured steps)
+    eval_seconds: float  # one evaluation of the generator
+    spent_seconds: float  # the measurement itself (building, warm-up, timed steps, one evaluation)
+    iterations: int  # what fits
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def iterations_for_budget(budget: float, step_seconds: float, eval_seconds: float, eval_every: int,
+                          spent_seconds: float = 0.0, margin: float = MARGIN, round_to: int = ROUND_TO) -> int:
+    """The largest N (a multiple of ``round_to`` when N >= ``round_to``) with
+    N step + (N / eval_every + 2) eval <= (1 - margin) budget - spent; 0 when nothing fits."""
+    available = (1.0 - margin) * budget - spent_seconds - 2.0 * eval_seconds  # the final evaluation, the plots
+    per_iteration = step_seconds + eval_seconds / eval_every
+    n = math.floor(available / per_iteration) if available > 0 else 0
+    return n - n % round_to if n >= round_to else max(n, 0)
+
+
+def calibrate(cfg: DictConfig, device: torch.device, warmup: int = 20, steps: int = 200) -> Calibration:
+    """Measure one iteration and one evaluation of ``cfg`` on ``device`` and choose the iteration count.
+
+    The measurement builds the configured problem and objective, takes ``warmup`` untimed steps and
+    ``steps`` timed ones, and evaluates the generator once, all with random states of their own (the
+    run's draws are not touched); what it builds is thrown away.
+    """
+    tick = time.perf_counter()
+    budget = float(cfg.trainer.time_budget)
+    probe = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
+    with open_dict(probe):
+        probe.trainer.iterations = warmup + steps  # any number: a step costs the same at every point of the schedule
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(int(cfg.seed))
+        problem = build_problem(probe, device)
+        objective = build_objective(probe, problem)
+        for i in range(warmup):
+            objective.step(i)
+        sync()
+        start = time.perf_counter()
+        for i in range(warmup, warmup + steps):
+            objective.step(i)
+        sync()
+        step_seconds = (time.perf_counter() - start) / steps
+        evaluator = Evaluator(problem.target, num_samples=int(cfg.trainer.eval_samples),
+                              bandwidths=list(cfg.trainer.mmd_bandwidths))
+        start = time.perf_counter()
+        evaluator(problem.generator)
+        sync()
+        eval_seconds = time.perf_counter() - start
+    spent = time.perf_counter() - tick
+    iterations = iterations_for_budget(budget, step_seconds, eval_seconds, int(cfg.trainer.eval_every), spent)
+    return Calibration(budget, step_seconds, eval_seconds, spent, iterations)
+
+
+def fit_to_budget(cfg: DictConfig, device: torch.device) -> Calibration:
+    """Set ``cfg.trainer.iterations`` (``auto``) to what fits in ``cfg.trainer.time_budget``; the calibration."""
+    from .validation import ConfigError
+
+    calibration = calibrate(cfg, device)
+    if calibration.iterations < 1:
+        raise ConfigError(f"trainer.time_budget={cfg.trainer.time_budget}: not even one iteration fits (one step "
+                          f"takes {calibration.step_seconds:.3g} s, one evaluation {calibration.eval_seconds:.3g} s, "
+                          f"the measurement took {calibration.spent_seconds:.3g} s)")
+    with open_dict(cfg):
+        cfg.trainer.iterations = calibration.iterations
+    return calibration
