@@ -29,6 +29,7 @@ from pathlib import Path
 import pyro
 import torch
 from hydra import compose, initialize_config_module
+from omegaconf import OmegaConf
 
 from provenance import git_commit, machine_line
 from vardiu_pyro.bound_gap import bound_gap
@@ -81,7 +82,8 @@ def quality_runs(families, seeds, overrides, out: Path, progress: bool, gap_draw
             precise = run_dir / "bound_gap_precise.json"
             if not precise.exists():
                 print(f"[{k}/{n}] {family} seed {seed}: bound gap from {gap_draws[0]} x {gap_draws[1]} draws")
-                precise.write_text(json.dumps(precise_bound_gap(cfg, run_dir, iterations, *gap_draws)))
+                run_cfg = OmegaConf.create(summary["config"])  # with its iteration count (trainer.iterations=auto)
+                precise.write_text(json.dumps(precise_bound_gap(run_cfg, run_dir, iterations, *gap_draws)))
             records.append({"family": family, "seed": seed, "iterations": iterations,
                             "log_mmd": summary["log_mmd"], "log_density": summary.get("log_density"),
                             "modes_covered": summary.get("modes_covered"), "bound_gap": summary.get("bound_gap"),
@@ -99,7 +101,7 @@ def interleaved_step_times(families, overrides, rounds: int, steps: int, warmup:
     objectives = {}
     for family in families:
         pyro.clear_param_store()
-        cfg = config([f"guide={family}", *overrides])
+        cfg = config([f"guide={family}", "trainer.iterations=50000", *overrides])  # any count: a step costs the same
         problem = build_problem(cfg, torch.device("cpu"))
         objectives[family] = build_objective(cfg, problem)
         for i in range(warmup):

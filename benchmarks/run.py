@@ -187,7 +187,7 @@ def efficiency_variants(b: dict) -> dict[str, dict]:
 
 
 def build_svi(batch: int, width: int, overrides: list[str], compile_networks: bool = False):
-    cfg = compose_config([*overrides, f"trainer.batch_size={batch}", f"generator.width={width}", f"guide.width={width}",
+    cfg = compose_config(["trainer.iterations=50000", *overrides, f"trainer.batch_size={batch}", f"generator.width={width}", f"guide.width={width}",
                           "device=cpu", "optim.schedule=constant"])
     from vardiu_pyro.build import build_objective, build_problem
 

@@ -40,6 +40,9 @@ def data_std_of(target, n: int = 10_000, seed: int = 0) -> float:
 
 def build_problem(cfg: DictConfig, device: torch.device) -> Problem:
     """Target, teacher, generator, σ law and weight, and factories for the guide and the optimiser."""
+    if cfg.trainer.get("iterations") == "auto":  # the schedules are laid out over the iteration count
+        raise ValueError("trainer.iterations=auto: fix the count first (vardiu_pyro.budget.fit_to_budget, as fit "
+                         "does) or give a number")
     target = instantiate(cfg.target).to(device)
     if OmegaConf.is_missing(cfg.teacher, "path"):
         raise MissingMandatoryValue("teacher.path is required: the directory of a trained teacher (train_teacher's run)")

@@ -13,6 +13,7 @@ SIGINT/SIGTERM checkpoint and exit with 130/143 and the command that resumes.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import sys
@@ -97,6 +98,7 @@ def _fit(cfg: DictConfig, run_dir: str | Path | None, parallel: DataParallel | N
     pyro.enable_validation(bool(cfg.trainer.pyro_validation))
     calibration = None
     if cfg.trainer.iterations == "auto":  # a fresh run sized to trainer.time_budget (a resumed one has its number)
+        cfg = copy.deepcopy(cfg)  # the caller's configuration stays as given
         calibration = fit_to_budget(cfg, device)
         config = OmegaConf.to_container(cfg, resolve=True)
     pyro.set_rng_seed(int(cfg.seed))
