@@ -31,7 +31,7 @@ def test_iterations_for_budget_is_the_cost_model():
     assert n * 0.007 + (n / 5000 + 2) * 1.5 + 2.0 <= (1 - MARGIN) * 840.0 < (n + 1) * 0.007 + ((n + 1) / 5000 + 2) * 1.5 + 2.0
 
 
-def test_auto_run_records_its_count_and_repeats_exactly(tmp_path):
+def test_auto_run_records_its_count_and_repeats_exactly(tmp_path, capsys):
     """The chosen count is the run's configuration (schedules included); with that count given, the same seed
     gives the same run, so the measurement drew nothing from the run's random streams."""
     auto = fit(config(*TINY, "trainer.iterations=auto", "trainer.time_budget=6"), tmp_path / "auto")
@@ -41,6 +41,7 @@ def test_auto_run_records_its_count_and_repeats_exactly(tmp_path):
     assert auto["config"]["sigma"]["law"]["power"]["iterations"] == n and auto["config"]["optim"]["iterations"] == n
     assert auto["total_seconds"] >= auto["calibration"]["spent_seconds"]  # the run's clock counts the measurement
     assert f"trainer.iterations={n} repeats this run" in format_summary(auto, tmp_path / "auto")
+    assert capsys.readouterr().out.count(f"trainer.iterations={n} repeats this run") == 2  # at the start and the end
     fixed = fit(config(*TINY, f"trainer.iterations={n}"), tmp_path / "fixed")
     assert "calibration" not in fixed
     assert fixed["loss"] == auto["loss"] and fixed["log_mmd"] == auto["log_mmd"]

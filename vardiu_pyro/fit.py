@@ -101,6 +101,8 @@ def _fit(cfg: DictConfig, run_dir: str | Path | None, parallel: DataParallel | N
         cfg = copy.deepcopy(cfg)  # the caller's configuration stays as given
         calibration = fit_to_budget(cfg, device)
         config = OmegaConf.to_container(cfg, resolve=True)
+        if main_process:
+            print(budget_line(calibration.as_dict()), flush=True)
     pyro.set_rng_seed(int(cfg.seed))
 
     problem = build_problem(cfg, device)
@@ -134,14 +136,18 @@ def _fit(cfg: DictConfig, run_dir: str | Path | None, parallel: DataParallel | N
     return summary if parallel is None else parallel.broadcast_object(summary)
 
 
+def budget_line(c: dict) -> str:
+    """What ``trainer.iterations=auto`` measured and chose (``Calibration.as_dict()``), in one line."""
+    return (f"  time budget    {c['time_budget']:8.0f} s (trainer.time_budget): {c['iterations']} iterations fitted, "
+            f"measuring {1000 * c['step_seconds']:.2f} ms a step and {c['eval_seconds']:.2f} s an evaluation "
+            f"(trainer.iterations={c['iterations']} repeats this run)")
+
+
 def format_summary(summary: dict, run_dir: Path) -> str:
     lines = [f"\nvardiu-pyro: {summary['iteration']} iterations in {summary['total_seconds']:.0f} s on {summary['device']}",
              *metric_lines(summary)]
     if "calibration" in summary:
-        c = summary["calibration"]
-        lines.append(f"  time budget    {c['time_budget']:8.0f} s (trainer.time_budget): {c['iterations']} iterations fitted, "
-                     f"measuring {1000 * c['step_seconds']:.2f} ms a step and {c['eval_seconds']:.2f} s an evaluation "
-                     f"(trainer.iterations={c['iterations']} repeats this run)")
+        lines.append(budget_line(summary["calibration"]))
     if "bound_gap" in summary:
         lines.append(f"  bound gap      {summary['bound_gap']:8.3f}   (± {summary['bound_gap_se']:.3f}, lower estimate "
                      f"{summary['bound_gap_lower']:.3f}; E w(σ) (U - KL), 0 for the exact posterior; the two estimates "
