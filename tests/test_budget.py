@@ -1,10 +1,13 @@
 """``trainer.iterations=auto``: a run sized to ``trainer.time_budget`` on the machine it runs on."""
 
+import json
+
 import pytest
 from hydra import compose, initialize_config_module
 
 from vardiu_pyro.budget import MARGIN, iterations_for_budget
 from vardiu_pyro.fit import fit, format_summary
+from vardiu_pyro.resume import load_run_checkpoint
 from vardiu_pyro.validation import ConfigError
 
 TINY = ["trainer.eval_every=10", "trainer.eval_samples=400", "trainer.batch_size=64", "generator.width=32",
@@ -40,6 +43,8 @@ def test_auto_run_records_its_count_and_repeats_exactly(tmp_path, capsys):
     assert auto["config"]["trainer"]["iterations"] == n
     assert auto["config"]["sigma"]["law"]["power"]["iterations"] == n and auto["config"]["optim"]["iterations"] == n
     assert auto["total_seconds"] >= auto["calibration"]["spent_seconds"]  # the run's clock counts the measurement
+    state, _ = load_run_checkpoint(tmp_path / "auto")  # what trainer.resume continues with: the count, not auto
+    assert json.loads(state["config"])["trainer"]["iterations"] == n
     assert f"trainer.iterations={n} repeats this run" in format_summary(auto, tmp_path / "auto")
     assert capsys.readouterr().out.count(f"trainer.iterations={n} repeats this run") == 2  # at the start and the end
     fixed = fit(config(*TINY, f"trainer.iterations={n}"), tmp_path / "fixed")
