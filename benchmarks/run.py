@@ -312,7 +312,7 @@ def load_student(run_dir: Path, device: str = "cpu") -> tuple[torch.nn.Module, t
         ema = AveragedModel(problem.generator, use_buffers=True)
         ema.load_state_dict(state["ema"])
         return ema.module.eval(), problem.target
-    problem.generator.load_state_dict(state["objective"]["generator"])
+    problem.generator.load_state_dict(state["objective"]["networks"]["generator"])
     return problem.generator.eval(), problem.target
 
 

@@ -131,3 +131,31 @@ def test_guides_table_from_the_finished_runs_only(tmp_path, capsys):
     text = guides.table(records, {}, ["gaussian", "flow", "mixture"], "# header")
     assert "| gaussian | 0, 1, 2 | -7 ± 1 |" in text  # mean ± sd over the three seeds
     assert "| flow | 0 | -6.4 |" in text and "| mixture | (none) |" in text
+
+
+def test_mode_stats_of_the_target_itself_and_of_a_run_without_ema(tmp_path):
+    """``mode_stats`` reads a mixture's own samples as near-perfect and a collapsed student as far off; the
+    student of a run without EMA loads (its generator from the checkpoint's networks)."""
+    mode_stats = pytest.importorskip("mode_stats")
+    from hydra import compose, initialize_config_module
+
+    from vardiu_pyro.fit import fit
+    from vardiu_pyro.models.targets import mog40
+
+    target = mog40()
+    torch.manual_seed(0)
+    own = mode_stats.mode_stats(target.sample(40_000), target.locs, float(target.scale), target.log_prob)
+    assert own["outside_modes"] < 0.02 and own["modes_below_half_share"] == 0
+    assert 0.85 < own["share_min"] and own["share_max"] < 1.15 and 0.9 < own["spread_median"] < 1.0
+    assert own["offset_median"] < 0.1
+
+    with initialize_config_module(version_base="1.3", config_module="vardiu_pyro.configs"):
+        cfg = compose("config", overrides=["trainer.iterations=4", "trainer.eval_every=4", "trainer.eval_samples=200",
+                                           "trainer.batch_size=64", "generator.width=16", "guide.width=16",
+                                           "trainer.progress=false", "trainer.ema_decay=0"])
+    fit(cfg, tmp_path)
+    student, loaded_target = run.load_student(tmp_path)
+    assert torch.equal(loaded_target.locs, target.locs)
+    with torch.no_grad():
+        far = mode_stats.mode_stats(student(torch.randn(4000, 2)), target.locs, float(target.scale), target.log_prob)
+    assert far["modes_below_half_share"] > 20 and far["log_density_mean"] < own["log_density_mean"]

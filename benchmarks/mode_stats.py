@@ -1,0 +1,87 @@
+"""Where a student's samples fall short of a Gaussian-mixture target, mode by mode.
+
+The three metrics of a run (log-MMD, mean log-density, modes covered) say how far a student is
+from the target, not why. This script splits the shortfall: samples far from every mode (bridges
+between modes, strays), the spread of the samples of each mode against the target's, how far each
+mode's sample mean sits from the component's mean, and how unevenly the mass is shared between
+modes. Every number is printed for the target's own samples too (the floor: with finitely many
+samples even the target is not perfect).
+
+    python benchmarks/mode_stats.py RUN_DIR [--samples 40000] [--seed 1] [--json OUT.json]
+
+RUN_DIR is a ``python -m vardiu_pyro.fit`` run directory (its EMA generator when it kept one); the
+target must be a ``GaussianMixture`` with one isotropic scale (MoG-40, MoG-9).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from run import load_student
+
+RADIUS = 3.0  # a sample belongs to a mode within this many component standard deviations of its mean
+
+
+def mode_stats(samples: torch.Tensor, locs: torch.Tensor, scale: float, log_prob) -> dict:
+    """Statistics of ``samples`` (N, D) against the mixture of N(locs[k], scale² I), equal weights."""
+    n, k = samples.shape[0], locs.shape[0]
+    distance, nearest = torch.cdist(samples, locs).min(dim=1)
+    inside = distance < RADIUS * scale
+    shares = torch.bincount(nearest[inside], minlength=k).double() * k / n  # 1: a fair share
+    spreads, offsets = [], []
+    for j in range(k):
+        own = samples[inside & (nearest == j)] - locs[j]
+        if own.shape[0] >= 20:  # too few samples say nothing about a mode's shape
+            spreads.append(own.var(dim=0).mean().sqrt().item() / scale)  # rms per-axis std over the component's
+            offsets.append(own.mean(dim=0).norm().item() / scale)
+    log_density = log_prob(samples)
+    return {"samples": n, "outside_modes": 1.0 - inside.double().mean().item(),
+            "share_min": shares.min().item(), "share_max": shares.max().item(),
+            "modes_below_half_share": int((shares < 0.5).sum().item()),
+            "spread_median": torch.tensor(spreads).median().item() if spreads else float("nan"),
+            "offset_median": torch.tensor(offsets).median().item() if offsets else float("nan"),
+            "log_density_mean": log_density.mean().item(), "log_density_median": log_density.median().item(),
+            "log_density_below_-12": (log_density < -12).double().mean().item(),
+            "log_density_mean_above_-12": log_density[log_density >= -12].mean().item()}
+
+
+LABELS = {"outside_modes": "samples farther than 3 std from every mode",
+          "modes_below_half_share": "modes with less than half a fair share",
+          "share_min": "smallest share of a mode (1: fair)", "share_max": "largest share of a mode",
+          "spread_median": "spread within a mode / the component's (median over modes)",
+          "offset_median": "distance of a mode's sample mean from its component's, in std (median)",
+          "log_density_mean": "mean target log-density", "log_density_median": "median target log-density",
+          "log_density_below_-12": "share of samples with log-density below -12 (strays)",
+          "log_density_mean_above_-12": "mean target log-density of the others"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--samples", type=int, default=40_000)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
+    args = parser.parse_args()
+    student, target = load_student(args.run_dir)
+    if not (hasattr(target, "locs") and hasattr(target, "scale")):
+        parser.error(f"{type(target).__name__} is not a Gaussian mixture with locs and one scale")
+    locs, scale = target.locs, float(target.scale)
+    torch.manual_seed(args.seed)
+    with torch.no_grad():
+        z = torch.randn(args.samples, *student.latent_shape)
+        result = {"student": mode_stats(student(z), locs, scale, target.log_prob),
+                  "target": mode_stats(target.sample(args.samples), locs, scale, target.log_prob)}
+    print(f"{args.run_dir}: {args.samples} samples each (seed {args.seed})")
+    print(f"{'':72s} {'student':>9s} {'target':>9s}")
+    for key, label in LABELS.items():
+        print(f"{label:72s} {result['student'][key]:9.3f} {result['target'][key]:9.3f}")
+    if args.json is not None:
+        args.json.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
