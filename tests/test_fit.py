@@ -150,6 +150,7 @@ def test_lr_overrides_reach_their_network(objective, network):
     (Diff-Instruct gives its generator and fake score separate optimisers: each gets its own override)."""
     cfg = config(*TINY, f"objective={objective}", f"optim.lr_overrides={{{network}: 3.0e-4}}", "optim.lr=2.0e-3")
     objective = build_objective(cfg, build_problem(cfg, torch.device("cpu")))
+    assert set(objective.networks) == set(type(objective).network_names)  # what validate_config checks names against
     lrs = {}
     for optim in {id(o): o for o in vars(objective).values() if isinstance(o, PerNetworkOptim)}.values():
         lrs.update(optim.base_lrs)

@@ -5,10 +5,11 @@ CPU (or CUDA when available). Every option is a Hydra override (see ``configs/``
 README); the run directory holds ``metrics.jsonl``, ``summary.json``, ``samples.png``,
 ``metrics.png`` and ``checkpoint.safetensors`` (and ``checkpoint.prev.safetensors``).
 
-``trainer.iterations=auto`` sizes the run to ``trainer.time_budget`` seconds on this machine (see
-``vardiu_pyro.budget``). ``trainer.resume=RUN_DIR`` continues an interrupted run in RUN_DIR, exactly, with that run's own
-configuration. Invalid settings are rejected before any work with one line and exit status 2;
-SIGINT/SIGTERM checkpoint and exit with 130/143 and the command that resumes.
+``trainer.iterations=auto`` (the default) sizes the run to ``trainer.time_budget`` seconds on this
+machine (see ``vardiu_pyro.budget``). ``trainer.resume=RUN_DIR`` continues an interrupted run in
+RUN_DIR, exactly, with that run's own configuration. Invalid settings are rejected before any
+work with one line and exit status 2; SIGINT/SIGTERM checkpoint and exit with 130/143 and the
+command that resumes.
 """
 
 from __future__ import annotations
