@@ -6,10 +6,11 @@ no traceback. What is checked:
 
 - the command line itself (``check_command_line``): unknown config-group options (``guide=nope``
   lists the valid ones), unknown keys and unparsable overrides, before Hydra sees them;
-- values (``validate_config``): seed, device (``cuda`` needs CUDA), iterations (or ``auto`` with a time budget), batch size (even
-  with antithetic pairs), evaluation, checkpoint and EMA settings, the σ range, Diff-Instruct's
-  inner steps, the learning rate and its per-network overrides (names the objective's networks), that every ``_target_`` imports, and a teacher directory (any
-  teacher with a ``path``);
+- values (``validate_config``): seed, device (``cuda`` needs CUDA), iterations (or ``auto`` with
+  a time budget), batch size (even with antithetic pairs), evaluation, checkpoint and EMA
+  settings, the σ range, Diff-Instruct's inner steps, the learning rate and its per-network
+  overrides (naming the objective's networks), that every ``_target_`` imports, and a teacher
+  directory (any teacher with a ``path``);
 - the built problem (``validate_problem``): the teacher's score has the target's shape.
 
 Resuming adds its own checks (``vardiu_pyro.resume``): the directory, its checkpoint, and that the
