@@ -28,7 +28,8 @@ from vardiu_pyro.torch_twin import TorchVarDiUStep
 
 def make_pair(batch_size: int, width: int, overrides: list[str], device: str = "cpu"):
     with initialize_config_module(version_base="1.3", config_module="vardiu_pyro.configs"):
-        cfg = compose("config", overrides=["trainer.iterations=50000", f"trainer.batch_size={batch_size}", f"generator.width={width}",
+        cfg = compose("config", overrides=["trainer.iterations=50000",  # any count: a step costs the same
+                                           f"trainer.batch_size={batch_size}", f"generator.width={width}",
                                            f"guide.width={width}", f"device={device}", "optim.schedule=constant",
                                            *overrides])
     pyro.set_rng_seed(0)

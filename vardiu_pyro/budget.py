@@ -15,12 +15,13 @@ measurement.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from dataclasses import asdict, dataclass
 
 import torch
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig
 
 from .build import build_objective, build_problem
 from .evaluation import Evaluator
@@ -64,9 +65,8 @@ def calibrate(cfg: DictConfig, device: torch.device, warmup: int = 20, steps: in
     """
     tick = time.perf_counter()
     budget = float(cfg.trainer.time_budget)
-    probe = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
-    with open_dict(probe):
-        probe.trainer.iterations = warmup + steps  # any number: a step costs the same at every point of the schedule
+    probe = copy.deepcopy(cfg)
+    probe.trainer.iterations = warmup + steps  # any number: a step costs the same at every point of the schedule
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(int(cfg.seed))
@@ -100,6 +100,5 @@ def fit_to_budget(cfg: DictConfig, device: torch.device) -> Calibration:
         raise ConfigError(f"trainer.time_budget={cfg.trainer.time_budget}: not even one iteration fits (one step "
                           f"takes {calibration.step_seconds:.3g} s, one evaluation {calibration.eval_seconds:.3g} s, "
                           f"the measurement took {calibration.spent_seconds:.3g} s)")
-    with open_dict(cfg):
-        cfg.trainer.iterations = calibration.iterations
+    cfg.trainer.iterations = calibration.iterations  # the schedules' ${trainer.iterations} follow
     return calibration
