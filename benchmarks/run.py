@@ -187,8 +187,9 @@ def efficiency_variants(b: dict) -> dict[str, dict]:
 
 
 def build_svi(batch: int, width: int, overrides: list[str], compile_networks: bool = False):
-    cfg = compose_config(["trainer.iterations=50000", *overrides, f"trainer.batch_size={batch}",  # any count: a step
-                          f"generator.width={width}", f"guide.width={width}", "device=cpu", "optim.schedule=constant"])
+    cfg = compose_config(["trainer.iterations=50000",  # any count: a step costs the same
+                          *overrides, f"trainer.batch_size={batch}", f"generator.width={width}", f"guide.width={width}",
+                          "device=cpu", "optim.schedule=constant"])
     from vardiu_pyro.build import build_objective, build_problem
 
     pyro.set_rng_seed(0)
