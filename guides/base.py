@@ -50,7 +50,13 @@ class NoiseConditioning(nn.Module):
 
 
 class Guide(nn.Module):
-    """Base class of guide families: q_φ(z | x_t, σ) as ``forward(x_t, sigma) -> Distribution``."""
+    """Base class of guide families: q_φ(z | x_t, σ) as ``forward(x_t, sigma) -> Distribution``.
+
+    ``reparameterized``: the family's distributions have ``rsample`` (pathwise draws), which the
+    importance-weighted bound (``objective.importance_samples > 0``) needs.
+    """
+
+    reparameterized = True
 
     def __init__(self, latent_shape: Sequence[int], data_shape: Sequence[int], data_std: float = 1.0):
         super().__init__()

@@ -29,6 +29,8 @@ class MixtureGuide(Guide):
     and, in pyro 1.9.2, fails to ``rsample`` a batched mixture with a ``sample_shape``.
     """
 
+    reparameterized = False  # no rsample: the choice of component is discrete
+
     def __init__(self, latent_shape: Sequence[int], data_shape: Sequence[int], data_std: float = 1.0,
                  components: int = 8, width: int = 256, depth: int = 3, activation: str = "silu",
                  embedding: str = "raw"):

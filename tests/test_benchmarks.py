@@ -159,3 +159,13 @@ def test_mode_stats_of_the_target_itself_and_of_a_run_without_ema(tmp_path):
     with torch.no_grad():
         far = mode_stats.mode_stats(student(torch.randn(4000, 2)), target.locs, float(target.scale), target.log_prob)
     assert far["modes_below_half_share"] > 20 and far["log_density_mean"] < own["log_density_mean"]
+
+
+def test_step_cost_measures_each_configuration_against_the_first(tmp_path, capsys):
+    step_cost = pytest.importorskip("step_cost")
+    tiny = "trainer.batch_size=32 generator.width=16 guide.width=16"
+    rows = step_cost.main([tiny, f"{tiny} objective.importance_samples=3", "--rounds", "3", "--steps", "2",
+                           "--warmup", "1", "--json", str(tmp_path / "cost.json")])
+    assert [r["overrides"] for r in rows] == [tiny, f"{tiny} objective.importance_samples=3"]
+    assert rows[0]["ratio_median"] == 1.0 and all(r["ms_per_step"] > 0 for r in rows)
+    assert "× first" in capsys.readouterr().out and (tmp_path / "cost.json").exists()

@@ -12,7 +12,8 @@ from vardiu_pyro.guides import DiagonalGaussianGuide, pyro_guide
 from vardiu_pyro.models import ExactTeacher, FixedSigma, ForwardDiffusion, MLPGenerator, PowerLawSigma, PowerWeight, Ramp, mog40
 from vardiu_pyro.objectives import Problem, VarDiU, VarDiUELBO
 from vardiu_pyro.optim import PerNetworkOptim
-from vardiu_pyro.torch_twin import vardiu_twin_loss
+from vardiu_pyro.guides import MixtureGuide
+from vardiu_pyro.torch_twin import vardiu_importance_twin_loss, vardiu_twin_loss
 
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available")
@@ -55,6 +56,50 @@ def test_pyro_gradients_equal_the_plain_torch_twin(antithetic, iteration, device
     assert any(g.abs().sum() > 0 for g in grads[: len(list(gen.parameters()))])
 
 
+def proposal_noise(guide, terms):
+    """η with proposals = μ(x_t, σ) + s(x_t, σ) η, for a ``DiagonalGaussianGuide``."""
+    with torch.no_grad():
+        q = guide(terms.x_t, terms.sigma)
+        return (terms.proposals - q.base_dist.loc) / q.base_dist.scale
+
+
+@pytest.mark.parametrize("antithetic", [False, True])
+@pytest.mark.parametrize("k", [1, 3])
+def test_importance_weighted_gradients_equal_the_plain_torch_twin(k, antithetic):
+    target, gen, guide, law, weight = mog40_parts()
+    teacher = ExactTeacher(target)
+    elbo = VarDiUELBO(teacher, weight, importance_samples=k)
+    model = ForwardDiffusion(gen, law, antithetic=antithetic)
+    params = list(gen.parameters()) + list(guide.parameters())
+
+    loss = elbo.differentiable_loss(model, pyro_guide(guide), 64, iteration=60)
+    grads = torch.autograd.grad(loss, params)
+    z, sigma, eps = draws_of(elbo.last_terms)
+    eta = proposal_noise(guide, elbo.last_terms)
+    assert eta.shape == (k, 64, 2)
+
+    surrogate, bound = vardiu_importance_twin_loss(gen, guide, teacher, weight, z, sigma, eps, eta, 60)
+    twin_grads = torch.autograd.grad(surrogate, params)
+    assert loss.item() == pytest.approx(bound.item(), rel=1e-10)
+    for g, t in zip(grads, twin_grads):
+        assert torch.allclose(g, t, rtol=1e-9, atol=1e-12)
+    # the proposals change the gradient: it is not the paper's bound's
+    plain, _ = vardiu_twin_loss(gen, guide, teacher, weight, z, sigma, eps, 60)
+    plain_grads = torch.autograd.grad(plain, params)
+    assert max((g - t).abs().max().item() for g, t in zip(grads, plain_grads)) > 1e-6
+
+
+def test_importance_samples_need_a_reparameterised_guide_and_a_count():
+    target, gen, _, law, weight = mog40_parts()
+    guide = MixtureGuide((2,), (2,), data_std=20.0, width=16, depth=1).double()
+    elbo = VarDiUELBO(ExactTeacher(target), weight, importance_samples=1)
+    with pytest.raises(ValueError, match="rsample"):
+        elbo.loss(ForwardDiffusion(gen, law), pyro_guide(guide), 8)
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="importance_samples"):
+            VarDiUELBO(None, None, importance_samples=bad)
+
+
 def test_svi_step_equals_twin_step_with_per_network_clipping():
     target, gen, guide, law, weight = mog40_parts()
     teacher = ExactTeacher(target)
@@ -80,9 +125,10 @@ def test_svi_step_equals_twin_step_with_per_network_clipping():
         assert torch.allclose(a, b, rtol=1e-9, atol=1e-12)
 
 
-def test_loss_is_the_bound_and_differentiable_loss_has_its_value(float64):
+@pytest.mark.parametrize("k", [0, 2])
+def test_loss_is_the_bound_and_differentiable_loss_has_its_value(float64, k):
     target, gen, guide, law, weight = mog40_parts()
-    elbo = VarDiUELBO(ExactTeacher(target), weight)
+    elbo = VarDiUELBO(ExactTeacher(target), weight, importance_samples=k)
     model = ForwardDiffusion(gen, law, antithetic=True)
     pyro.set_rng_seed(3)
     value = elbo.loss(model, pyro_guide(guide), 32)
@@ -96,7 +142,7 @@ def test_loss_is_the_bound_and_differentiable_loss_has_its_value(float64):
 SIGMA = 0.8
 
 
-def linear_parts(exact: bool):
+def linear_parts(exact: bool, importance_samples: int = 0):
     A, b, mu, S = make_problem()
     gen = LinearGenerator(A, b)
     guide = AffineGaussianGuide(2, 2).double()
@@ -104,14 +150,16 @@ def linear_parts(exact: bool):
         guide.set_exact_posterior(A, b, SIGMA)
     else:
         guide.set_exact_posterior(A * 1.3, b + 0.5, SIGMA * 1.5)
-    elbo = VarDiUELBO(GaussianTeacher(mu, S), PowerWeight(SIGMA, 2.0))  # w(σ) = 1 at σ = SIGMA
+    elbo = VarDiUELBO(GaussianTeacher(mu, S), PowerWeight(SIGMA, 2.0),  # w(σ) = 1 at σ = SIGMA
+                      importance_samples=importance_samples)
     model = ForwardDiffusion(gen, FixedSigma(SIGMA).double())
     return gen, guide, elbo, model, (A, b, mu, S)
 
 
-def test_bound_is_exact_per_sample_with_the_exact_posterior():
-    """With q = p_θ(z | x_t): U = log p_θ^σ(x_t) - log p_d^σ(x_t) for every single draw."""
-    gen, guide, elbo, model, (A, b, mu, S) = linear_parts(exact=True)
+@pytest.mark.parametrize("k", [0, 2])
+def test_bound_is_exact_per_sample_with_the_exact_posterior(k):
+    """With q = p_θ(z | x_t): U_K = log p_θ^σ(x_t) - log p_d^σ(x_t) for every single draw (every weight is p_θ^σ(x_t))."""
+    gen, guide, elbo, model, (A, b, mu, S) = linear_parts(exact=True, importance_samples=k)
     t = elbo.terms(model, pyro_guide(guide), 1000)
     eye = torch.eye(2, dtype=torch.float64)
     student = torch.distributions.MultivariateNormal(b, A @ A.T + SIGMA**2 * eye)
@@ -133,9 +181,24 @@ def test_bound_exceeds_the_diffusive_kl_and_equals_it_at_the_exact_posterior():
     assert mean - kl > 10 * se  # a wrong posterior gives a strictly larger bound
 
 
-def test_gradient_at_the_exact_posterior_is_the_closed_form_kl_gradient():
+def test_importance_weighted_bound_decreases_with_k_towards_the_diffusive_kl():
+    """With a wrong posterior: U_0 > U_1 > U_4 > KL (each estimate 200,000 draws; differences against their errors)."""
+    kl = diffusive_kl(*make_problem(), SIGMA).item()
+    estimates = []
+    for k in (0, 1, 4):
+        gen, guide, elbo, model, _ = linear_parts(exact=False, importance_samples=k)
+        u = elbo.terms(model, pyro_guide(guide), 200_000).bound
+        estimates.append((u.mean().item(), u.var().item() / len(u)))
+    for (m0, v0), (m1, v1) in zip(estimates, estimates[1:]):
+        assert m0 - m1 > 6 * (v0 + v1) ** 0.5, estimates
+    mean, var = estimates[-1]
+    assert mean - kl > 6 * var**0.5, (estimates, kl)
+
+
+@pytest.mark.parametrize("k", [0, 2])
+def test_gradient_at_the_exact_posterior_is_the_closed_form_kl_gradient(k):
     """z-test over R independent estimates: catches a wrong sign or factor in the surrogate."""
-    gen, guide, elbo, model, (A, b, mu, S) = linear_parts(exact=True)
+    gen, guide, elbo, model, (A, b, mu, S) = linear_parts(exact=True, importance_samples=k)
     A_ref, b_ref = A.clone().requires_grad_(), b.clone().requires_grad_()
     ref = torch.cat([g.flatten() for g in torch.autograd.grad(diffusive_kl(A_ref, b_ref, mu, S, SIGMA), [A_ref, b_ref])])
     estimates = []

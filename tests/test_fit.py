@@ -67,7 +67,10 @@ def test_default_config_is_the_documented_one():
 
 @pytest.mark.parametrize("overrides", [["target=mog9"], ["sigma=paper"], ["sigma=lognormal"],
                                        ["optim.schedule=constant", "objective.antithetic=false"],
-                                       ["generator.latent_dim=4", "guide.embedding=log"]])
+                                       ["generator.latent_dim=4", "guide.embedding=log"],
+                                       ["objective.importance_samples=2", "generator.latent_dim=3"],
+                                       ["objective.importance_samples=1", "guide=flow"],
+                                       ["objective.importance_samples=1", "guide=full_gaussian"]])
 def test_config_groups_build_and_step(overrides):
     cfg = config(*TINY, *overrides)
     problem = build_problem(cfg, torch.device("cpu"))

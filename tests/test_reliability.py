@@ -437,6 +437,8 @@ BAD_VALUES = [
      "optim.lr_overrides.guide=0.001: no such network in vardiu_pyro.objectives.DiffInstruct"),
     (["optim.lr_overrides={guide: -1}"], "optim.lr_overrides.guide=-1: must be a number > 0"),
     (["optim.lr_overrides=0.1"], "optim.lr_overrides=0.1: must be a mapping"),
+    (["objective.importance_samples=-1"], "objective.importance_samples=-1: must be >= 0"),
+    (["guide=mixture", "objective.importance_samples=2"], "objective.importance_samples=2: needs a guide with rsample"),
     (["device=gpu"], "device=gpu: not a device"),
     (["guide._target_=no_such_module.Guide"], "guide._target_=no_such_module.Guide: cannot be imported"),
     (["+teacher.path=/no/such/teacher"], "teacher.path=/no/such/teacher: no such directory"),

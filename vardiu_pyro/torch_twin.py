@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["diagonal_gaussian_log_q", "vardiu_twin_loss", "TorchVarDiUStep"]
+__all__ = ["diagonal_gaussian_log_q", "vardiu_twin_loss", "vardiu_importance_twin_loss", "TorchVarDiUStep"]
 
 
 def diagonal_gaussian_log_q(guide, z: Tensor, x_t: Tensor, sigma: Tensor) -> Tensor:
@@ -46,6 +46,45 @@ def vardiu_twin_loss(generator: nn.Module, guide, teacher, weight, z: Tensor, si
         u = log_prior + log_lik - log_q
         if getattr(teacher, "has_log_prob", False):
             u = u - teacher.log_prob(x_t, sigma)
+        bound = (w * u).mean()
+    return surrogate, bound
+
+
+def vardiu_importance_twin_loss(generator: nn.Module, guide, teacher, weight, z: Tensor, sigma: Tensor, eps: Tensor,
+                                eta: Tensor, iteration: int = 0) -> tuple[Tensor, Tensor]:
+    """(surrogate, weighted bound) of the importance-weighted bound U_K for given draws (2-D tensors only):
+    x0 = g(z), x_t = x0 + σ ε, proposals z_k = μ(x_t, σ) + s(x_t, σ) η_k with η of shape (K, B, latent_dim).
+
+    log w_0 = log N(z) + log N(ε σ; 0, σ²) - log q(z | x_t),  log w_k = log N(z_k) + log N(x_t; g(z_k), σ²) - log q(z_k | x_t)
+    surrogate = mean  w(σ) [log mean_k w_k - s_d(x_t, σ) · x0]
+    bound     = mean  w(σ) [log mean_k w_k - log p_d^σ(x_t)]
+    """
+    k, b, d = eta.shape[0], z.shape[0], z.shape[1]
+    x0 = generator(z)
+    x_t = x0 + sigma[:, None] * eps
+    loc, rho = guide.net(guide.conditioning(x_t, sigma)).chunk(2, dim=-1)
+    scale = F.softplus(rho) * sigma[:, None]
+    half_log_2pi = 0.5 * math.log(2 * math.pi)
+
+    def log_q(v: Tensor) -> Tensor:
+        return (-0.5 * ((v - loc) / scale) ** 2 - scale.log() - half_log_2pi).sum(-1)
+
+    def log_prior(v: Tensor) -> Tensor:
+        return (-0.5 * v**2 - half_log_2pi).sum(-1)
+
+    z_k = loc + scale * eta
+    x0_k = generator(z_k.reshape(k * b, d)).reshape(k, b, -1)
+    n = x_t.shape[1]
+    log_lik_0 = (-0.5 * eps**2).sum(-1) - n * sigma.log() - n * half_log_2pi
+    log_lik_k = (-0.5 * (x_t - x0_k) ** 2).sum(-1) / sigma**2 - n * sigma.log() - n * half_log_2pi
+    log_w = torch.cat([(log_prior(z) + log_lik_0 - log_q(z))[None], log_prior(z_k) + log_lik_k - log_q(z_k)])
+    log_mean_w = torch.logsumexp(log_w, 0) - math.log(k + 1)
+    w = weight(sigma, iteration)
+    with torch.no_grad():
+        score = teacher.score(x_t, sigma)
+    surrogate = (w * (log_mean_w - (score * x0).sum(-1))).mean()
+    with torch.no_grad():
+        u = log_mean_w - (teacher.log_prob(x_t, sigma) if getattr(teacher, "has_log_prob", False) else 0.0)
         bound = (w * u).mean()
     return surrogate, bound
 

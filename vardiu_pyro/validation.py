@@ -156,6 +156,12 @@ def validate_config(cfg: DictConfig | Mapping) -> None:
     if _select(config, "objective.antithetic", False) and batch % 2:
         _fail("trainer.batch_size", batch, "must be even with objective.antithetic=true (each draw is used with ε and -ε)")
     _integer(config, "objective.inner_steps", minimum=1, optional=True)  # Diff-Instruct's fake-score steps
+    _integer(config, "objective.importance_samples", minimum=0, optional=True)  # VarDiU's U_K
+    guide_target = _select(config, "guide._target_")
+    if _select(config, "objective.importance_samples", 0) and guide_target is not None \
+            and not getattr(_locate(str(guide_target)), "reparameterized", True):
+        _fail("objective.importance_samples", _select(config, "objective.importance_samples"),
+              f"needs a guide with rsample; {guide_target} has none (use 0, or guide=gaussian, full_gaussian or flow)")
     _integer(config, "trainer.eval_every", minimum=1)
     _integer(config, "trainer.eval_samples", minimum=2)
     _integer(config, "trainer.checkpoint_every", minimum=0)

@@ -18,14 +18,16 @@ class VarDiU(Objective):
 
     :param problem: the distillation problem (generator, teacher, σ law, weight, guide, optimiser).
     :param antithetic: use each (z, σ) with ε and -ε (halves the independent draws per batch).
+    :param importance_samples: K guide proposals per x_t for the tighter bound U_K (``VarDiUELBO``); 0: the
+        paper's bound U.
     """
 
     network_names = ("generator", "guide")
 
-    def __init__(self, problem: Problem, antithetic: bool = True):
+    def __init__(self, problem: Problem, antithetic: bool = True, importance_samples: int = 0):
         self.guide = problem.make_guide()
         self.model = ForwardDiffusion(problem.generator, problem.sigma_law, antithetic=antithetic, name="generator")
-        self.elbo = VarDiUELBO(problem.teacher, problem.weight)
+        self.elbo = VarDiUELBO(problem.teacher, problem.weight, importance_samples=importance_samples)
         self.networks = {"generator": problem.generator, "guide": self.guide}
         self.optim = problem.make_optim(self.networks)
         self.svi = SVI(self.model, pyro_guide(self.guide, name="guide"), self.optim, self.elbo)

@@ -18,6 +18,18 @@ The gradient of the bound is therefore that of the surrogate
     L = -E[ w(σ) (log q_φ(z | x_t, σ) + stopgrad(s_d(x_t, σ)) · x0) ]          (x0 = g_θ(z); ∂x0/∂θ = ∂x_t/∂θ)
 
 an unbiased Monte Carlo estimate over (z, ε, σ) for θ and φ alike.
+
+Importance-weighted bound (``importance_samples=K > 0``, off by default). With K proposals
+z_1..z_K ~ q_φ(z | x_t, σ) beside the model's z_0 ~ p_θ(z | x_t) and weights
+w_k = N(z_k) N(x_t; g_θ(z_k), σ²I) / q_φ(z_k | x_t, σ),
+
+    U_K = E [log (1/(K+1)) Σ_{k=0}^K w_k - log p_d^σ(x_t)]
+
+is again an upper bound on KL_σ, U_0 = U, and it decreases with K to KL_σ as K → ∞ (the upper-bound
+twin of IWAE: Sobolev & Vetrov 2019, "Importance Weighted Hierarchical Variational Inference").
+Every draw is reparameterised (z_k = μ_φ + s_φ η_k for the diagonal Gaussian), so its gradient is
+that of the surrogate  w(σ) (U_K-term - stopgrad(s_d) · x0), again unbiased; each proposal costs one
+more generator forward and backward, and the guide family must have ``rsample``.
 """
 
 from __future__ import annotations
@@ -31,12 +43,37 @@ from pyro.infer import ELBO
 from pyro.infer.util import torch_item
 from torch import Tensor
 
-__all__ = ["VarDiUELBO", "VarDiUTerms", "vardiu_surrogate_terms"]
+__all__ = ["VarDiUELBO", "VarDiUTerms", "vardiu_surrogate_terms", "importance_weighted_log_mean",
+           "importance_surrogate_terms"]
 
 
 def vardiu_surrogate_terms(log_q: Tensor, score: Tensor, x0: Tensor, weight: Tensor) -> Tensor:
     """Per-sample surrogate  -w(σ) (log q_φ(z | x_t, σ) + s_d(x_t, σ) · x0),  shape (B,)."""
     return -weight * (log_q + (score.detach() * x0).flatten(1).sum(-1))
+
+
+def importance_weighted_log_mean(log_w: Tensor) -> Tensor:
+    """log (1/(K+1)) Σ_{k=0}^K w_k over the leading dimension of log_w, shape (K+1, B) -> (B,)."""
+    return torch.logsumexp(log_w, 0) - math.log(log_w.shape[0])
+
+
+def importance_surrogate_terms(log_mean_w: Tensor, score: Tensor, x0: Tensor, weight: Tensor) -> Tensor:
+    """Per-sample surrogate of U_K  w(σ) (log (1/(K+1)) Σ_k w_k - s_d(x_t, σ) · x0),  shape (B,)."""
+    return weight * (log_mean_w - (score.detach() * x0).flatten(1).sum(-1))
+
+
+def standard_normal_log_prob(z: Tensor, event_dims: int) -> Tensor:
+    """log N(z; 0, I) summed over the last ``event_dims`` dimensions."""
+    d = math.prod(z.shape[z.dim() - event_dims:])
+    return -0.5 * z.square().flatten(z.dim() - event_dims).sum(-1) - 0.5 * d * math.log(2 * math.pi)
+
+
+def isotropic_normal_log_prob(x: Tensor, mean: Tensor, sigma: Tensor, event_dims: int) -> Tensor:
+    """log N(x; mean, σ² I) summed over the last ``event_dims`` dimensions; σ has the batch shape."""
+    diff = x - mean
+    d = math.prod(diff.shape[diff.dim() - event_dims:])
+    sq = diff.square().flatten(diff.dim() - event_dims).sum(-1)
+    return -0.5 * sq / sigma.square() - d * sigma.log() - 0.5 * d * math.log(2 * math.pi)
 
 
 @dataclass
@@ -52,6 +89,7 @@ class VarDiUTerms:
     x0: Tensor  # (B, *data_shape), differentiable
     x_t: Tensor  # (B, *data_shape), differentiable
     has_teacher_density: bool
+    proposals: Tensor | None = None  # (K, B, *latent_shape): the guide's z_1..z_K when importance_samples = K > 0
 
 
 class VarDiUELBO(ELBO):
@@ -66,13 +104,19 @@ class VarDiUELBO(ELBO):
     The model is called as ``model(*args, **kwargs)`` and must have sites ``z``, ``sigma``,
     ``x0`` and ``x_t``; the guide as ``guide(x_t, sigma)`` with a site ``z``. The weight is read
     at ``kwargs["iteration"]`` (default 0), so curricula on w(σ) follow the training clock.
+
+    With ``importance_samples=K > 0`` the bound is U_K (module docstring): the guide also draws K
+    proposals per x_t, and the model must expose its ``generator`` (``ForwardDiffusion`` does).
     """
 
-    def __init__(self, teacher, weight, **kwargs):
+    def __init__(self, teacher, weight, importance_samples: int = 0, **kwargs):
         super().__init__(**kwargs)
         if self.num_particles != 1:
             raise ValueError("VarDiUELBO averages over the batch plate; use a larger batch instead of num_particles")
+        if isinstance(importance_samples, bool) or not isinstance(importance_samples, int) or importance_samples < 0:
+            raise ValueError(f"importance_samples must be an integer >= 0, got {importance_samples!r}")
         self.teacher, self.weight = teacher, weight
+        self.importance_samples = importance_samples
         self.last_terms: VarDiUTerms | None = None
 
     def _get_trace(self, model, guide, args, kwargs):
@@ -90,20 +134,49 @@ class VarDiUELBO(ELBO):
         nodes = model_trace.nodes
         z, sigma = nodes["z"]["value"], nodes["sigma"]["value"]
         x0, x_t = nodes["x0"]["value"], nodes["x_t"]["value"]
-        log_q = guide_trace.nodes["z"]["fn"].log_prob(z)
+        q = guide_trace.nodes["z"]["fn"]
+        log_q = q.log_prob(z)
 
         iteration = kwargs.get("iteration", 0)
         weight = self.weight(sigma, iteration).detach()
         score = self.teacher.score(x_t.detach(), sigma)
-        surrogate = vardiu_surrogate_terms(log_q, score, x0, weight)
         with torch.no_grad():
-            # U = log N(z) + log N(x_t; x0, σ²I) - log q(z | x_t, σ) - log p_d^σ(x_t)
-            u = nodes["z"]["fn"].log_prob(z) + nodes["x_t"]["fn"].log_prob(x_t) - log_q
-            if self.teacher.has_log_prob:
+            log_joint = nodes["z"]["fn"].log_prob(z) + nodes["x_t"]["fn"].log_prob(x_t)  # log N(z) + log N(x_t; x0, σ²I)
+        proposals = None
+        if self.importance_samples:
+            proposals, log_w = self._proposal_log_weights(model, q, x_t, sigma)
+            # log w_0 varies with (θ, φ) only through log q (x_t - g(z_0) = σ ε)
+            log_mean_w = importance_weighted_log_mean(torch.cat([(log_joint - log_q).unsqueeze(0), log_w]))
+            surrogate = importance_surrogate_terms(log_mean_w, score, x0, weight)
+            u = log_mean_w.detach()
+        else:
+            surrogate = vardiu_surrogate_terms(log_q, score, x0, weight)
+            u = log_joint - log_q.detach()  # U = log N(z) + log N(x_t; x0, σ²I) - log q(z | x_t, σ) - log p_d^σ(x_t)
+        if self.teacher.has_log_prob:
+            with torch.no_grad():
                 u = u - self.teacher.log_prob(x_t, sigma)
-        terms = VarDiUTerms(surrogate, weight * u, sigma, weight, log_q, z, x0, x_t, self.teacher.has_log_prob)
+        terms = VarDiUTerms(surrogate, weight * u, sigma, weight, log_q, z, x0, x_t, self.teacher.has_log_prob,
+                            proposals)
         self.last_terms = terms
         return terms
+
+    def _proposal_log_weights(self, model, q, x_t: Tensor, sigma: Tensor) -> tuple[Tensor, Tensor]:
+        """K proposals z_k ~ q(z | x_t, σ) (reparameterised) and their log weights, each (K, B, ...).
+
+        log w_k = log N(z_k) + log N(x_t; g(z_k), σ²I) - log q(z_k | x_t, σ)
+        """
+        if not q.has_rsample:
+            raise ValueError(f"importance_samples > 0 needs a guide family with rsample; {type(q).__name__} has none "
+                             "(the mixture guide's component choice is discrete)")
+        generator = getattr(model, "generator", None)
+        if generator is None:
+            raise ValueError("importance_samples > 0 needs a model with a `generator` attribute (as ForwardDiffusion)")
+        k, b = self.importance_samples, x_t.shape[0]
+        z_k = q.rsample((k,))
+        x0_k = generator(z_k.flatten(0, 1)).unflatten(0, (k, b))
+        log_w = (standard_normal_log_prob(z_k, len(q.event_shape))
+                 + isotropic_normal_log_prob(x_t, x0_k, sigma, x_t.dim() - 1) - q.log_prob(z_k))
+        return z_k, log_w
 
     def differentiable_loss(self, model, guide, *args, **kwargs) -> Tensor:
         t = self.terms(model, guide, *args, **kwargs)

@@ -1,0 +1,93 @@
+"""The cost of a training step under several configurations, measured side by side in one process.
+
+Each argument is one set of Hydra overrides (quoted, space-separated; "" for the default). Every
+configuration is built once; their steps are then timed in interleaved rounds (the order rotates
+from round to round) so that machine noise hits all alike. The headline is the median over rounds
+of each configuration's step time divided by the first's, with its interquartile range: the factor
+by which ``trainer.iterations=auto`` will give that configuration fewer iterations.
+
+    python benchmarks/step_cost.py "" "objective.importance_samples=1" "guide=flow"
+    python benchmarks/step_cost.py "" "generator.depth=4" --threads 1 --rounds 20 --steps 50
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+
+import pyro
+import torch
+from hydra import compose, initialize_config_module
+
+from vardiu_pyro.build import build_objective, build_problem
+
+
+def make_step(overrides: list[str]):
+    """The ``step(iteration)`` of the objective a configuration builds (CPU, seed 0)."""
+    with initialize_config_module(version_base="1.3", config_module="vardiu_pyro.configs"):
+        cfg = compose("config", overrides=["trainer.iterations=50000", "device=cpu", *overrides])  # any count
+    pyro.set_rng_seed(0)
+    pyro.enable_validation(bool(cfg.trainer.pyro_validation))  # as `python -m vardiu_pyro.fit` runs
+    problem = build_problem(cfg, torch.device("cpu"))
+    return build_objective(cfg, problem).step
+
+
+def time_steps(step, start: int, n: int) -> float:
+    tick = time.perf_counter()
+    for i in range(n):
+        step(start + i)
+    return (time.perf_counter() - tick) / n
+
+
+def measure(configs: list[str], rounds: int, steps: int, warmup: int) -> list[dict]:
+    """Median step seconds of each configuration and the median over rounds of its ratio to the first's."""
+    pyro.clear_param_store()
+    step_fns = [make_step(c.split()) for c in configs]
+    for fn in step_fns:
+        time_steps(fn, 0, warmup)
+    times = [[] for _ in configs]
+    for r in range(rounds):
+        order = [(r + j) % len(configs) for j in range(len(configs))]
+        for i in order:
+            times[i].append(time_steps(step_fns[i], warmup + r * steps, steps))
+    rows = []
+    for c, t in zip(configs, times):
+        ratios = [a / b for a, b in zip(t, times[0])]
+        q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
+        rows.append({"overrides": c, "ms_per_step": 1e3 * statistics.median(t), "ratio_median": statistics.median(ratios),
+                     "ratio_q1": q[0], "ratio_q3": q[2]})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("configs", nargs="+", help='override sets, each quoted ("" for the default); the first is the reference')
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--steps", type=int, default=40, help="steps per configuration per round")
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--json", default=None, help="also write the rows to this file")
+    args = parser.parse_args(argv)
+    if args.rounds < 1 or args.steps < 1 or args.warmup < 0:
+        parser.error("--rounds and --steps must be >= 1, --warmup >= 0")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rows = measure(args.configs, args.rounds, args.steps, args.warmup)
+    print(f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} thread(s), "
+          f"{args.rounds} rounds x {args.steps} steps, interleaved")
+    print("| overrides | ms/step (median) | × first (median) | IQR |")
+    print("|---|---:|---:|---|")
+    for row in rows:
+        print(f"| `{row['overrides'] or '(default)'}` | {row['ms_per_step']:.2f} | {row['ratio_median']:.3f} | "
+              f"{row['ratio_q1']:.3f}–{row['ratio_q3']:.3f} |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
