@@ -16,12 +16,12 @@ import argparse
 import json
 import platform
 import statistics
-import time
 
 import pyro
 import torch
 from hydra import compose, initialize_config_module
 
+from step_overhead import time_steps  # noqa: E402 (benchmarks/ is on the path when run as a script)
 from vardiu_pyro.build import build_objective, build_problem
 
 
@@ -33,13 +33,6 @@ def make_step(overrides: list[str]):
     pyro.enable_validation(bool(cfg.trainer.pyro_validation))  # as `python -m vardiu_pyro.fit` runs
     problem = build_problem(cfg, torch.device("cpu"))
     return build_objective(cfg, problem).step
-
-
-def time_steps(step, start: int, n: int) -> float:
-    tick = time.perf_counter()
-    for i in range(n):
-        step(start + i)
-    return (time.perf_counter() - tick) / n
 
 
 def measure(configs: list[str], rounds: int, steps: int, warmup: int) -> list[dict]:
