@@ -166,8 +166,7 @@ class VarDiUELBO(ELBO):
         log w_k = log N(z_k) + log N(x_t; g(z_k), σ²I) - log q(z_k | x_t, σ)
         """
         if not q.has_rsample:
-            raise ValueError(f"importance_samples > 0 needs a guide family with rsample; {type(q).__name__} has none "
-                             "(the mixture guide's component choice is discrete)")
+            raise ValueError(f"importance_samples > 0 needs a guide family with rsample; its {type(q).__name__} has none")
         generator = getattr(model, "generator", None)
         if generator is None:
             raise ValueError("importance_samples > 0 needs a model with a `generator` attribute (as ForwardDiffusion)")
