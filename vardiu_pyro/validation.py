@@ -8,7 +8,8 @@ no traceback. What is checked:
   lists the valid ones), unknown keys and unparsable overrides, before Hydra sees them;
 - values (``validate_config``): seed, device (``cuda`` needs CUDA), iterations (or ``auto`` with
   a time budget), batch size (even with antithetic pairs), evaluation, checkpoint and EMA
-  settings, the σ range, Diff-Instruct's inner steps, the learning rate and its per-network
+  settings, the σ range, Diff-Instruct's inner steps, VarDiU's importance samples (a guide with
+  ``rsample``), the learning rate and its per-network
   overrides (naming the objective's networks), that every ``_target_`` imports, and a teacher
   directory (any teacher with a ``path``);
 - the built problem (``validate_problem``): the teacher's score has the target's shape.
@@ -157,10 +158,9 @@ def validate_config(cfg: DictConfig | Mapping) -> None:
         _fail("trainer.batch_size", batch, "must be even with objective.antithetic=true (each draw is used with ε and -ε)")
     _integer(config, "objective.inner_steps", minimum=1, optional=True)  # Diff-Instruct's fake-score steps
     _integer(config, "objective.importance_samples", minimum=0, optional=True)  # VarDiU's U_K
-    guide_target = _select(config, "guide._target_")
-    if _select(config, "objective.importance_samples", 0) and guide_target is not None \
-            and not getattr(_locate(str(guide_target)), "reparameterized", True):
-        _fail("objective.importance_samples", _select(config, "objective.importance_samples"),
+    importance_samples, guide_target = _select(config, "objective.importance_samples"), _select(config, "guide._target_")
+    if importance_samples and guide_target and not getattr(_locate(str(guide_target)), "reparameterized", True):
+        _fail("objective.importance_samples", importance_samples,
               f"needs a guide with rsample; {guide_target} has none (use 0, or guide=gaussian, full_gaussian or flow)")
     _integer(config, "trainer.eval_every", minimum=1)
     _integer(config, "trainer.eval_samples", minimum=2)

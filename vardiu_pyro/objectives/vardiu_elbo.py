@@ -43,6 +43,8 @@ from pyro.infer import ELBO
 from pyro.infer.util import torch_item
 from torch import Tensor
 
+from vardiu_pyro.bound_gap import log_joint
+
 __all__ = ["VarDiUELBO", "VarDiUTerms", "vardiu_surrogate_terms", "importance_weighted_log_mean",
            "importance_surrogate_terms"]
 
@@ -60,20 +62,6 @@ def importance_weighted_log_mean(log_w: Tensor) -> Tensor:
 def importance_surrogate_terms(log_mean_w: Tensor, score: Tensor, x0: Tensor, weight: Tensor) -> Tensor:
     """Per-sample surrogate of U_K  w(σ) (log (1/(K+1)) Σ_k w_k - s_d(x_t, σ) · x0),  shape (B,)."""
     return weight * (log_mean_w - (score.detach() * x0).flatten(1).sum(-1))
-
-
-def standard_normal_log_prob(z: Tensor, event_dims: int) -> Tensor:
-    """log N(z; 0, I) summed over the last ``event_dims`` dimensions."""
-    d = math.prod(z.shape[z.dim() - event_dims:])
-    return -0.5 * z.square().flatten(z.dim() - event_dims).sum(-1) - 0.5 * d * math.log(2 * math.pi)
-
-
-def isotropic_normal_log_prob(x: Tensor, mean: Tensor, sigma: Tensor, event_dims: int) -> Tensor:
-    """log N(x; mean, σ² I) summed over the last ``event_dims`` dimensions; σ has the batch shape."""
-    diff = x - mean
-    d = math.prod(diff.shape[diff.dim() - event_dims:])
-    sq = diff.square().flatten(diff.dim() - event_dims).sum(-1)
-    return -0.5 * sq / sigma.square() - d * sigma.log() - 0.5 * d * math.log(2 * math.pi)
 
 
 @dataclass
@@ -141,17 +129,17 @@ class VarDiUELBO(ELBO):
         weight = self.weight(sigma, iteration).detach()
         score = self.teacher.score(x_t.detach(), sigma)
         with torch.no_grad():
-            log_joint = nodes["z"]["fn"].log_prob(z) + nodes["x_t"]["fn"].log_prob(x_t)  # log N(z) + log N(x_t; x0, σ²I)
+            log_joint_0 = nodes["z"]["fn"].log_prob(z) + nodes["x_t"]["fn"].log_prob(x_t)  # log N(z) + log N(x_t; x0, σ²I)
         proposals = None
         if self.importance_samples:
             proposals, log_w = self._proposal_log_weights(model, q, x_t, sigma)
             # log w_0 varies with (θ, φ) only through log q (x_t - g(z_0) = σ ε)
-            log_mean_w = importance_weighted_log_mean(torch.cat([(log_joint - log_q).unsqueeze(0), log_w]))
+            log_mean_w = importance_weighted_log_mean(torch.cat([(log_joint_0 - log_q).unsqueeze(0), log_w]))
             surrogate = importance_surrogate_terms(log_mean_w, score, x0, weight)
             u = log_mean_w.detach()
         else:
             surrogate = vardiu_surrogate_terms(log_q, score, x0, weight)
-            u = log_joint - log_q.detach()  # U = log N(z) + log N(x_t; x0, σ²I) - log q(z | x_t, σ) - log p_d^σ(x_t)
+            u = log_joint_0 - log_q.detach()  # U = log N(z) + log N(x_t; x0, σ²I) - log q(z | x_t, σ) - log p_d^σ(x_t)
         if self.teacher.has_log_prob:
             with torch.no_grad():
                 u = u - self.teacher.log_prob(x_t, sigma)
@@ -172,10 +160,12 @@ class VarDiUELBO(ELBO):
             raise ValueError("importance_samples > 0 needs a model with a `generator` attribute (as ForwardDiffusion)")
         k, b = self.importance_samples, x_t.shape[0]
         z_k = q.rsample((k,))
-        x0_k = generator(z_k.flatten(0, 1)).unflatten(0, (k, b))
-        log_w = (standard_normal_log_prob(z_k, len(q.event_shape))
-                 + isotropic_normal_log_prob(x_t, x0_k, sigma, x_t.dim() - 1) - q.log_prob(z_k))
-        return z_k, log_w
+
+        def k_copies(t: Tensor) -> Tensor:  # (B, ...) -> (K B, ...), copy k of row i at k B + i
+            return t.expand(k, *t.shape).flatten(0, 1)
+
+        log_p = log_joint(generator, z_k.flatten(0, 1), k_copies(x_t), k_copies(sigma)).unflatten(0, (k, b))
+        return z_k, log_p - q.log_prob(z_k)
 
     def differentiable_loss(self, model, guide, *args, **kwargs) -> Tensor:
         t = self.terms(model, guide, *args, **kwargs)
