@@ -9,9 +9,9 @@ no traceback. What is checked:
 - values (``validate_config``): seed, device (``cuda`` needs CUDA), iterations (or ``auto`` with
   a time budget), batch size (even with antithetic pairs), evaluation, checkpoint and EMA
   settings, the σ range, Diff-Instruct's inner steps, VarDiU's importance samples (a guide with
-  ``rsample``), the learning rate and its per-network
-  overrides (naming the objective's networks), that every ``_target_`` imports, and a teacher
-  directory (any teacher with a ``path``);
+  ``rsample``), the learning rate and its per-network overrides (naming the objective's
+  networks), that every ``_target_`` imports, and a teacher directory (any teacher with a
+  ``path``);
 - the built problem (``validate_problem``): the teacher's score has the target's shape.
 
 Resuming adds its own checks (``vardiu_pyro.resume``): the directory, its checkpoint, and that the
