@@ -24,6 +24,19 @@ def test_analytic_flops_match_the_flop_counter(batch, width):
     assert counted == run.analytic_step_flops(batch, *layers, teacher_matmul=(40, 2))
 
 
+def test_the_replayed_matrix_products_are_the_steps_own():
+    """The efficiency ceiling replays exactly the step's products: same FLOPs, and each product recomputes its output."""
+    objective = run.build_svi(16, 8, [])
+    calls = run.record_matmuls(lambda: objective.step(0))
+    layers = run.linear_shapes(objective.generator), run.linear_shapes(objective.guide)
+    # forward + weight gradient for every layer, input gradient for all but the generator's first; one teacher product
+    assert len(calls) == 3 * sum(map(len, layers)) - 1 + 1
+    assert run.counted_flops(lambda: run.replay_matmuls(calls)) == run.counted_flops(lambda: objective.step(1))
+    op, args, kwargs = next(c for c in calls if c[0] is torch.ops.aten.addmm.default)
+    assert not args[2].is_contiguous()  # nn.Linear's transposed weight, strides kept
+    assert torch.allclose(op(*args, **kwargs), torch.addmm(args[0], args[1], args[2].contiguous()))
+
+
 def test_matmul_rate_is_positive_and_reports_every_size():
     rate = run.matmul_rate(sizes=(32, 64), seconds=0.01)
     assert set(rate["by_size"]) == {"32", "64"}
@@ -47,6 +60,9 @@ def test_smoke_run_writes_the_page_and_plots(tmp_path):
         assert f"**{row['ratio_median']:.3f}**" in page
     fractions = [r["fraction"] for r in results["efficiency"]["rows"]]
     assert fractions and all(f > 0 for f in fractions)
+    ceilings = [r for r in results["efficiency"]["rows"] if r["ceiling"]]
+    assert [r["recipe"] for r in ceilings] == ["default", "published recipe"]
+    assert "its matrix products alone (1 thread)" in page
     for name in ("overhead", "efficiency"):
         assert (tmp_path / "results" / f"{name}.png").stat().st_size > 1000
     assert (tmp_path / "results.json").exists()
