@@ -3,7 +3,8 @@
 A guide family is an ``nn.Module`` whose ``forward(x_t, sigma)`` returns a Pyro distribution over
 z with batch shape (B,) and event shape ``latent_shape`` (a conditional distribution factory, as
 zuko's ``LazyDistribution``). Training only *scores* the guide at the model's z, so a family needs
-a cheap, exact ``log_prob``; ``rsample`` is used only by analysis tools.
+a cheap, exact ``log_prob``; ``rsample`` is used by the importance-weighted bound
+(``objective.importance_samples > 0``) and by analysis tools.
 
 Every family is built as ``Family(latent_shape=..., data_shape=..., data_std=..., **hyperparameters)``
 (hyperparameters come from ``configs/guide/<family>.yaml``), which is what lets

@@ -44,7 +44,7 @@ class FlowGuide(Guide):
     **Direction.** Training only *scores* the guide at the model's z, so what must be cheap is
     ``log_prob(z)``: it runs the flow backwards, z → u, one hypernetwork pass per layer, and adds
     every layer's log |det ∂T/∂u| (coupling layers have triangular Jacobians, so it is exact and
-    free). Coupling layers are just as cheap forwards, so ``rsample`` (analysis only) also costs
+    free). Coupling layers are just as cheap forwards, so ``rsample`` (U_K's proposals, analysis) also costs
     one pass per layer; an autoregressive flow would have made one of the two directions cost
     ``latent_dim`` passes. Every Jacobian term is included: ``log_prob`` integrates to one
     (``tests/test_guides.py`` checks it on a grid), unlike the published spline guide.

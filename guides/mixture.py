@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pyro.distributions as dist
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -12,7 +13,7 @@ from vardiu_pyro.nn import mlp
 
 from .base import Guide, NoiseConditioning, with_event_shape
 
-__all__ = ["MixtureGuide"]
+__all__ = ["MixtureGuide", "DiagNormalMixture"]
 
 
 class MixtureGuide(Guide):
@@ -23,13 +24,12 @@ class MixtureGuide(Guide):
     posterior of a multimodal generator is itself multimodal in z, which a single Gaussian
     cannot follow; ``components`` sets how many modes the guide can represent.
 
-    The distribution is ``MixtureSameFamily`` (exact ``log_prob`` by a log-sum-exp over
-    components; ``sample`` without pathwise gradients, which training never needs: it only scores
-    the guide). Pyro's ``MixtureOfDiagNormals`` has ``rsample`` but rejects one-dimensional latents
-    and, in pyro 1.9.2, fails to ``rsample`` a batched mixture with a ``sample_shape``.
+    The distribution is Pyro's ``MixtureOfDiagNormals`` (exact ``log_prob`` by a log-sum-exp over
+    components, and ``rsample`` with the pathwise gradient of Jankowiak & Karaletsos 2019, which the
+    importance-weighted bound needs; ``DiagNormalMixture`` below works around a shape bug of its
+    draws). That class rejects one-dimensional latents; for those the guide is a ``MixtureSameFamily``,
+    the same density without ``rsample`` (training with the paper's bound only scores the guide).
     """
-
-    reparameterized = False  # no rsample: the choice of component is discrete
 
     def __init__(self, latent_shape: Sequence[int], data_shape: Sequence[int], data_std: float = 1.0,
                  components: int = 8, width: int = 256, depth: int = 3, activation: str = "silu",
@@ -48,5 +48,23 @@ class MixtureGuide(Guide):
         logits, params = out.split([k, 2 * k * d], dim=-1)
         loc, rho = params.unflatten(-1, (k, 2 * d)).chunk(2, dim=-1)  # (B, K, d) each
         scale = F.softplus(rho) * sigma[:, None, None]
-        mixture = dist.MixtureSameFamily(dist.Categorical(logits=logits), dist.Normal(loc, scale).to_event(1))
+        if d > 1:
+            mixture = DiagNormalMixture(loc, scale, logits)
+        else:
+            mixture = dist.MixtureSameFamily(dist.Categorical(logits=logits), dist.Normal(loc, scale).to_event(1))
         return with_event_shape(mixture, self.latent_shape)
+
+
+class DiagNormalMixture(dist.MixtureOfDiagNormals):
+    """Pyro's ``MixtureOfDiagNormals``, whose draws with a ``sample_shape`` also work on batched parameters.
+
+    In pyro 1.9.2 ``rsample(sample_shape)`` gathers each draw's component from parameters of batch
+    shape only, which fails once the sample shape is larger than one: the parameters are expanded to
+    ``sample_shape + batch_shape`` first, and that mixture is drawn from once (the same law).
+    """
+
+    def rsample(self, sample_shape=torch.Size()) -> Tensor:
+        sample_shape = torch.Size(sample_shape)
+        if not sample_shape:
+            return super().rsample()
+        return self.expand(sample_shape + self.batch_shape).rsample()

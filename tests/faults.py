@@ -1,4 +1,5 @@
-"""Test-only teachers that inject faults into a run, given by ``teacher._target_=tests.faults.X``.
+"""Test-only teachers that inject faults into a run, given by ``teacher._target_=tests.faults.X``,
+and a guide family without ``rsample`` (``guide._target_=tests.faults.ScoreOnlyGuide``).
 
 The library has no test hooks: these are ordinary teachers (the exact MoG score) that misbehave
 on purpose. Each counts its own ``score`` calls in this process; call 1 is the shape check made
@@ -10,9 +11,11 @@ from __future__ import annotations
 import os
 import signal
 
+import pyro.distributions as dist
 import torch
 from torch import Tensor
 
+from vardiu_pyro.guides import DiagonalGaussianGuide
 from vardiu_pyro.models import ExactTeacher
 
 KILL_ENV = "VARDIU_PYRO_TEST_SIGNAL_AT"  # "KILL:12" sends SIGKILL to this process on score call 12
@@ -73,3 +76,16 @@ class PathTeacher(ExactTeacher):
     def __init__(self, target, path: str):
         super().__init__(target)
         self.path = path
+
+
+class ScoreOnlyGuide(DiagonalGaussianGuide):
+    """A user's own family that can only be scored: the diagonal Gaussian as a one-component mixture (same
+    density, no ``rsample``), declared by ``reparameterized = False``."""
+
+    reparameterized = False
+
+    def forward(self, x_t: Tensor, sigma: Tensor) -> dist.TorchDistribution:
+        gaussian = super().forward(x_t, sigma)
+        one = dist.Categorical(logits=x_t.new_zeros(x_t.shape[0], 1))
+        return dist.MixtureSameFamily(one, dist.Normal(gaussian.base_dist.loc.unsqueeze(1),
+                                                       gaussian.base_dist.scale.unsqueeze(1)).to_event(1))

@@ -70,7 +70,8 @@ def test_default_config_is_the_documented_one():
                                        ["generator.latent_dim=4", "guide.embedding=log"],
                                        ["objective.importance_samples=2", "generator.latent_dim=3"],
                                        ["objective.importance_samples=1", "guide=flow"],
-                                       ["objective.importance_samples=1", "guide=full_gaussian"]])
+                                       ["objective.importance_samples=1", "guide=full_gaussian"],
+                                       ["objective.importance_samples=2", "guide=mixture"]])
 def test_config_groups_build_and_step(overrides):
     cfg = config(*TINY, *overrides)
     problem = build_problem(cfg, torch.device("cpu"))

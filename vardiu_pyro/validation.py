@@ -161,7 +161,7 @@ def validate_config(cfg: DictConfig | Mapping) -> None:
     importance_samples, guide_target = _select(config, "objective.importance_samples"), _select(config, "guide._target_")
     if importance_samples and guide_target and not getattr(_locate(str(guide_target)), "reparameterized", True):
         _fail("objective.importance_samples", importance_samples,
-              f"needs a guide with rsample; {guide_target} has none (use 0, or guide=gaussian, full_gaussian or flow)")
+              f"needs a guide with rsample; {guide_target} has none (use 0, or a family with rsample)")
     _integer(config, "trainer.eval_every", minimum=1)
     _integer(config, "trainer.eval_samples", minimum=2)
     _integer(config, "trainer.checkpoint_every", minimum=0)
