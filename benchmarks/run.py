@@ -125,7 +125,7 @@ def linear_shapes(net: torch.nn.Module) -> list[tuple[int, int]]:
 
 
 def analytic_step_flops(batch: int, generator_layers: list[tuple[int, int]], guide_layers: list[tuple[int, int]],
-                        teacher_matmul: tuple[int, int] = (0, 0)) -> int:
+                        teacher_matmul: tuple[int, int] = (0, 0), importance_samples: int = 0) -> int:
     """Matrix-multiply FLOPs of one VarDiU step with MLP generator and guide (2 per multiply-add).
 
     ``teacher_matmul`` = (K, D) adds the exact mixture teacher's one product, responsibilities (B, K)
@@ -134,12 +134,15 @@ def analytic_step_flops(batch: int, generator_layers: list[tuple[int, int]], gui
     Forward: 2·B·in·out per layer. Backward: the weight gradient (2·B·in·out) for every layer and the
     input gradient (2·B·in·out) for every layer whose input needs one: all but the generator's first
     (z needs no gradient); the guide's first layer does (x_t carries the generator's gradient).
+    ``importance_samples`` = K adds the generator's pass over the K·B proposals, forward and backward with
+    every input gradient (a proposal carries the guide's gradient); the guide runs once per x_t either way.
     """
-    def layer(i, o):
-        return 2 * batch * i * o
+    def layer(i, o, rows=batch):
+        return 2 * rows * i * o
     gen = sum(2 * layer(i, o) for i, o in generator_layers) + sum(layer(i, o) for i, o in generator_layers[1:])
+    proposals = sum(3 * layer(i, o, importance_samples * batch) for i, o in generator_layers)
     gui = sum(3 * layer(i, o) for i, o in guide_layers)
-    return gen + gui + 2 * batch * teacher_matmul[0] * teacher_matmul[1]
+    return gen + proposals + gui + 2 * batch * teacher_matmul[0] * teacher_matmul[1]
 
 
 def teacher_matmul_shape(teacher) -> tuple[int, int]:
@@ -281,7 +284,7 @@ def bench_efficiency(b: dict, recipes: dict[str, list[str]]) -> dict:
                     step()
                 times[name].append((time.perf_counter() - tick) / b["steps"])
         analytic = analytic_step_flops(batch, linear_shapes(obj.generator), linear_shapes(obj.guide),
-                                       teacher_matmul_shape(obj.elbo.teacher))
+                                       teacher_matmul_shape(obj.elbo.teacher), obj.elbo.importance_samples)
         for name, t in times.items():
             seconds = statistics.median(t)
             peak = rates[runners[name][0]]["peak"]

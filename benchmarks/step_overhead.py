@@ -40,6 +40,7 @@ def make_pair(batch_size: int, width: int, overrides: list[str], device: str = "
     twin = TorchVarDiUStep(copy.deepcopy(problem.generator), copy.deepcopy(objective.guide), problem.teacher,
                            problem.sigma_law, problem.weight, batch_size=batch_size, lr=cfg.optim.lr,
                            max_grad_norm=cfg.optim.max_grad_norm, antithetic=cfg.objective.antithetic,
+                           importance_samples=cfg.objective.importance_samples,
                            betas=tuple(cfg.optim.betas), **{k: cfg.optim[k] for k in ("fused", "foreach") if k in cfg.optim})
     return objective, twin
 

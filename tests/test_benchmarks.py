@@ -15,18 +15,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 run = pytest.importorskip("run")
 
 
+@pytest.mark.parametrize("k", [0, 2])
 @pytest.mark.parametrize("batch,width", [(8, 16), (32, 24)])
-def test_analytic_flops_match_the_flop_counter(batch, width):
-    objective = run.build_svi(batch, width, [])
+def test_analytic_flops_match_the_flop_counter(batch, width, k):
+    objective = run.build_svi(batch, width, [f"objective.importance_samples={k}"])
     counted = run.counted_flops(lambda: objective.step(0))
     layers = run.linear_shapes(objective.generator), run.linear_shapes(objective.guide)
     assert run.teacher_matmul_shape(objective.elbo.teacher) == (40, 2)  # MoG-40 in 2-D
-    assert counted == run.analytic_step_flops(batch, *layers, teacher_matmul=(40, 2))
+    assert counted == run.analytic_step_flops(batch, *layers, teacher_matmul=(40, 2), importance_samples=k)
 
 
 def test_the_replayed_matrix_products_are_the_steps_own():
     """The efficiency ceiling replays exactly the step's products: same FLOPs, and each product recomputes its output."""
-    objective = run.build_svi(16, 8, [])
+    objective = run.build_svi(16, 8, ["objective.importance_samples=0"])
     calls = run.record_matmuls(lambda: objective.step(0))
     layers = run.linear_shapes(objective.generator), run.linear_shapes(objective.guide)
     # forward + weight gradient for every layer, input gradient for all but the generator's first; one teacher product

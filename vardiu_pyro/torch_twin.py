@@ -90,13 +90,17 @@ def vardiu_importance_twin_loss(generator: nn.Module, guide, teacher, weight, z:
 
 
 class TorchVarDiUStep:
-    """One VarDiU training step in plain torch: draws, loss, backward, per-network clip, Adam."""
+    """One VarDiU training step in plain torch: draws, loss, backward, per-network clip, Adam.
+
+    ``importance_samples=K > 0``: the step of the importance-weighted bound U_K (``vardiu_importance_twin_loss``).
+    """
 
     def __init__(self, generator, guide, teacher, sigma_law, weight, batch_size: int, lr: float = 1e-3,
-                 max_grad_norm: float = 10.0, antithetic: bool = True, **adam_kwargs):
+                 max_grad_norm: float = 10.0, antithetic: bool = True, importance_samples: int = 0, **adam_kwargs):
         self.generator, self.guide, self.teacher = generator, guide, teacher
         self.sigma_law, self.weight = sigma_law, weight
         self.batch_size, self.max_grad_norm, self.antithetic = batch_size, max_grad_norm, antithetic
+        self.importance_samples = importance_samples
         self.optimizers = [torch.optim.Adam(net.parameters(), lr=lr, **adam_kwargs) for net in (generator, guide)]
 
     def draws(self, iteration: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -111,7 +115,13 @@ class TorchVarDiUStep:
 
     def __call__(self, iteration: int) -> float:
         z, sigma, eps = self.draws(iteration)
-        surrogate, bound = vardiu_twin_loss(self.generator, self.guide, self.teacher, self.weight, z, sigma, eps, iteration)
+        if self.importance_samples:
+            eta = torch.randn(self.importance_samples, *z.shape, device=z.device, dtype=z.dtype)
+            surrogate, bound = vardiu_importance_twin_loss(self.generator, self.guide, self.teacher, self.weight, z,
+                                                           sigma, eps, eta, iteration)
+        else:
+            surrogate, bound = vardiu_twin_loss(self.generator, self.guide, self.teacher, self.weight, z, sigma, eps,
+                                                iteration)
         surrogate.backward()
         for net, opt in zip((self.generator, self.guide), self.optimizers):
             nn.utils.clip_grad_norm_(net.parameters(), self.max_grad_norm, foreach=True)
