@@ -6,8 +6,9 @@ Why not Pyro's own: ``pyro.optim.ClippedAdam`` clamps every gradient *element* t
 parameter *tensor* separately. The published recipe clips the norm of each *network's* whole
 gradient (``torch.nn.utils.clip_grad_norm_(net.parameters(), 10)``): that preserves the
 direction of the gradient of the network, which per-element or per-tensor clipping does not.
-This class does exactly that, and keeps Pyro's interface (``__call__(params)``,
-``get_state``/``set_state``) so that ``SVI`` can drive it.
+This class does exactly that (our default norm is 100, not 10: ``configs/optim/adam.yaml`` says
+why), and keeps Pyro's interface (``__call__(params)``, ``get_state``/``set_state``) so that
+``SVI`` can drive it.
 
 It is also the non-finite guard: it sees every gradient of every network before any of them is
 stepped, so when one is NaN/Inf (or no gradient arrived at all, which is how an objective drops a
