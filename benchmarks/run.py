@@ -126,7 +126,8 @@ def linear_shapes(net: torch.nn.Module) -> list[tuple[int, int]]:
 
 
 def analytic_step_flops(batch: int, generator_layers: list[tuple[int, int]], guide_layers: list[tuple[int, int]],
-                        teacher_matmul: tuple[int, int] = (0, 0), importance_samples: int = 0) -> int:
+                        teacher_matmul: tuple[int, int] = (0, 0), importance_samples: int = 0,
+                        antithetic: bool = True) -> int:
     """Matrix-multiply FLOPs of one VarDiU step with MLP generator and guide (2 per multiply-add).
 
     ``teacher_matmul`` = (K, D) adds the exact mixture teacher's one product, responsibilities (B, K)
@@ -137,10 +138,12 @@ def analytic_step_flops(batch: int, generator_layers: list[tuple[int, int]], gui
     (z needs no gradient); the guide's first layer does (x_t carries the generator's gradient).
     ``importance_samples`` = K adds the generator's pass over the K·B proposals, forward and backward with
     every input gradient (a proposal carries the guide's gradient); the guide runs once per x_t either way.
+    ``antithetic``: the model's generator pass runs once per pair of z, on batch / 2 rows.
     """
     def layer(i, o, rows=batch):
         return 2 * rows * i * o
-    gen = sum(2 * layer(i, o) for i, o in generator_layers) + sum(layer(i, o) for i, o in generator_layers[1:])
+    rows = batch // 2 if antithetic else batch
+    gen = sum(2 * layer(i, o, rows) for i, o in generator_layers) + sum(layer(i, o, rows) for i, o in generator_layers[1:])
     proposals = sum(3 * layer(i, o, importance_samples * batch) for i, o in generator_layers)
     gui = sum(3 * layer(i, o) for i, o in guide_layers)
     return gen + proposals + gui + 2 * batch * teacher_matmul[0] * teacher_matmul[1]
@@ -285,7 +288,8 @@ def bench_efficiency(b: dict, recipes: dict[str, list[str]]) -> dict:
                     step()
                 times[name].append((time.perf_counter() - tick) / b["steps"])
         analytic = analytic_step_flops(batch, linear_shapes(obj.generator), linear_shapes(obj.guide),
-                                       teacher_matmul_shape(obj.elbo.teacher), obj.elbo.importance_samples)
+                                       teacher_matmul_shape(obj.elbo.teacher), obj.elbo.importance_samples,
+                                       obj.model.antithetic)
         for name, t in times.items():
             seconds = statistics.median(t)
             peak = rates[runners[name][0]]["peak"]

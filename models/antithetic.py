@@ -9,6 +9,9 @@ from the mean: x_{n+i} = μ_{n+i} - (x_i - μ_i), so that N(x0, σ²) with paire
 A Normal base (the forward diffusion's) mirrors the standard noise instead, x = μ + σ [ε, -ε]:
 pairs of the same law when σ is paired (half as many random numbers), fewer ops to backpropagate
 through, and exact marginals even where σ is not paired.
+
+Paired latents also halve the student's work: ``generate_once_per_pair`` evaluates g once per pair
+(z = [z', z'] gives g(z) = [g(z'), g(z')]), which the forward diffusion uses for x0.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import torch
 from pyro.distributions import TorchDistribution
 from torch.distributions import Independent, Normal, constraints
 
-__all__ = ["AntitheticPairs"]
+__all__ = ["AntitheticPairs", "generate_once_per_pair"]
 
 
 class AntitheticPairs(TorchDistribution):
@@ -87,3 +90,17 @@ class AntitheticPairs(TorchDistribution):
         if torch.Size(batch_shape) == self.batch_shape:  # Pyro's plates expand every site, mostly to its own shape
             return self
         return AntitheticPairs(self.base.expand(batch_shape), self.sign)
+
+
+def generate_once_per_pair(generator: torch.nn.Module, z: torch.Tensor) -> torch.Tensor:
+    """x0 = g(z), with g run once per pair when the batch repeats itself: z = [z', z']  =>  g(z) = [g(z'), g(z')].
+
+    The same values and gradients as ``generator(z)`` for any row-wise generator (and for batch statistics: a
+    repeated batch has its half's), at half the generator's cost. A batch whose halves differ (e.g. z conditioned
+    to other values) is generated whole.
+    """
+    n = z.shape[0] // 2
+    if n == 0 or z.shape[0] % 2 or not torch.equal(z[:n], z[n:]):
+        return generator(z)
+    half = generator(z[:n])
+    return torch.cat([half, half])

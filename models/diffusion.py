@@ -4,7 +4,7 @@
 
 One plate over the batch; every site has batch shape (B,). ``x_t`` is drawn by ``rsample``
 (``Normal(x0, σ).rsample() = x0 + σ ε``), so gradients reach θ through it. With ``antithetic=True``
-each (z, σ) is used twice, with ε and -ε.
+each (z, σ) is used twice, with ε and -ε, and g runs once per pair (``generate_once_per_pair``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from torch import nn
 
 from vardiu_pyro.param_store import register_network
 
-from .antithetic import AntitheticPairs
+from .antithetic import AntitheticPairs, generate_once_per_pair
 from .sigma import SigmaLaw
 
 __all__ = ["ForwardDiffusion"]
@@ -65,7 +65,7 @@ class ForwardDiffusion:
             z = pyro.sample("z", prior)
             law = self.sigma_law.distribution(iteration).expand((batch_size,))
             sigma = pyro.sample("sigma", self._pairs(law, +1.0))
-            x0 = self.generator(z)
+            x0 = generate_once_per_pair(self.generator, z) if self.antithetic else self.generator(z)
             event_dims = x0.dim() - 1
             pyro.deterministic("x0", x0, event_dim=event_dims)
             # x_t = x0 + σ ε by Normal.rsample; with pairs the second draw of each pair is x0 - σ ε

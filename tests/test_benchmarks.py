@@ -15,14 +15,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 run = pytest.importorskip("run")
 
 
+@pytest.mark.parametrize("antithetic", [True, False])
 @pytest.mark.parametrize("k", [0, 2])
 @pytest.mark.parametrize("batch,width", [(8, 16), (32, 24)])
-def test_analytic_flops_match_the_flop_counter(batch, width, k):
-    objective = run.build_svi(batch, width, [f"objective.importance_samples={k}"])
+def test_analytic_flops_match_the_flop_counter(batch, width, k, antithetic):
+    objective = run.build_svi(batch, width, [f"objective.importance_samples={k}", f"objective.antithetic={antithetic}"])
     counted = run.counted_flops(lambda: objective.step(0))
     layers = run.linear_shapes(objective.generator), run.linear_shapes(objective.guide)
     assert run.teacher_matmul_shape(objective.elbo.teacher) == (40, 2)  # MoG-40 in 2-D
-    assert counted == run.analytic_step_flops(batch, *layers, teacher_matmul=(40, 2), importance_samples=k)
+    assert counted == run.analytic_step_flops(batch, *layers, teacher_matmul=(40, 2), importance_samples=k,
+                                              antithetic=antithetic)
+    if antithetic:  # the model's generator pass runs once per pair: fewer FLOPs than the whole batch
+        assert counted < run.analytic_step_flops(batch, *layers, teacher_matmul=(40, 2), importance_samples=k,
+                                                 antithetic=False)
 
 
 def test_the_replayed_matrix_products_are_the_steps_own():

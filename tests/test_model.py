@@ -5,7 +5,7 @@ import torch
 from pyro import poutine
 
 from vardiu_pyro.models import ForwardDiffusion, MLPGenerator, PowerLawSigma
-from vardiu_pyro.models.antithetic import AntitheticPairs
+from vardiu_pyro.models.antithetic import AntitheticPairs, generate_once_per_pair
 
 
 def trace(model, *args, **kwargs):
@@ -78,3 +78,47 @@ def test_mirrored_normal_rsample_is_marginally_exact_and_differentiable():
     assert (x[:, 2000:] - loc[2000:]).std().item() == pytest.approx(2.0, rel=0.05)  # its own σ, not its partner's
     x.sum().backward()
     assert torch.equal(loc.grad, torch.full_like(loc, 3.0))
+
+
+class RowCounter(torch.nn.Module):
+    """A generator that records how many rows each call saw."""
+
+    def __init__(self, generator):
+        super().__init__()
+        self.generator, self.rows = generator, []
+        self.latent_shape, self.data_shape = generator.latent_shape, generator.data_shape
+
+    def forward(self, z):
+        self.rows.append(z.shape[0])
+        return self.generator(z)
+
+
+def test_paired_latents_run_the_generator_once_per_pair_with_the_same_values_and_gradients():
+    torch.manual_seed(0)
+    g = MLPGenerator((3,), latent_dim=2, width=16, depth=2).double()
+    counter = RowCounter(g)
+    half = torch.randn(5, 2, dtype=torch.float64)
+    z = torch.cat([half, half])
+    x0 = generate_once_per_pair(counter, z)
+    assert counter.rows == [5]
+    assert torch.allclose(x0, g(z), rtol=1e-12, atol=1e-12)
+    weights = torch.randn(10, 3, dtype=torch.float64)  # a loss that treats the partners differently
+    grads = torch.autograd.grad((weights * x0).sum(), list(g.parameters()))
+    expected = torch.autograd.grad((weights * g(z)).sum(), list(g.parameters()))
+    for a, b in zip(grads, expected):
+        assert torch.allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_unpaired_latents_are_generated_whole():
+    """z conditioned to values whose halves differ (e.g. by an analysis tool): every row goes through g."""
+    g = MLPGenerator((2,), width=16, depth=1)
+    counter = RowCounter(g)
+    z = torch.randn(6, 2)
+    assert torch.equal(generate_once_per_pair(counter, z), g(z)) and counter.rows == [6]
+    model = ForwardDiffusion(counter, PowerLawSigma(0.1, 20.0, 1.0), antithetic=True)
+    counter.rows.clear()
+    tr = trace(poutine.condition(model, data={"z": z}), 6)
+    assert counter.rows == [6] and torch.equal(tr.nodes["x0"]["value"], g(z))
+    counter.rows.clear()
+    trace(model, 6)  # the model's own paired draws: half the rows
+    assert counter.rows == [3]

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["diagonal_gaussian_log_q", "vardiu_twin_loss", "vardiu_importance_twin_loss", "TorchVarDiUStep"]
+__all__ = ["diagonal_gaussian_log_q", "paired_generator_output", "vardiu_twin_loss", "vardiu_importance_twin_loss", "TorchVarDiUStep"]
 
 
 def diagonal_gaussian_log_q(guide, z: Tensor, x_t: Tensor, sigma: Tensor) -> Tensor:
@@ -24,14 +24,21 @@ def diagonal_gaussian_log_q(guide, z: Tensor, x_t: Tensor, sigma: Tensor) -> Ten
     return (-0.5 * ((z - loc) / scale) ** 2 - scale.log() - 0.5 * math.log(2 * math.pi)).sum(-1)
 
 
+def paired_generator_output(generator: nn.Module, z: Tensor) -> Tensor:
+    """x0 = g(z) for antithetic draws z = [z', z']: g runs on z' alone and its output is repeated."""
+    half = generator(z[: z.shape[0] // 2])
+    return torch.cat([half, half])
+
+
 def vardiu_twin_loss(generator: nn.Module, guide, teacher, weight, z: Tensor, sigma: Tensor, eps: Tensor,
-                     iteration: int = 0) -> tuple[Tensor, Tensor]:
-    """(surrogate, weighted bound) for given draws: x0 = g(z), x_t = x0 + σ ε.
+                     iteration: int = 0, paired: bool = False) -> tuple[Tensor, Tensor]:
+    """(surrogate, weighted bound) for given draws: x0 = g(z), x_t = x0 + σ ε (``paired``: z = [z', z'],
+    g run once per pair).
 
     surrogate = mean -w(σ) [log q(z | x_t, σ) + s_d(x_t, σ) · x0]
     bound     = mean  w(σ) [log N(z) + log N(x_t; x0, σ²) - log q(z | x_t, σ) - log p_d^σ(x_t)]
     """
-    x0 = generator(z)
+    x0 = paired_generator_output(generator, z) if paired else generator(z)
     s = sigma.view(-1, *([1] * (x0.dim() - 1)))
     x_t = x0 + s * eps
     log_q = diagonal_gaussian_log_q(guide, z, x_t, sigma)
@@ -51,16 +58,17 @@ def vardiu_twin_loss(generator: nn.Module, guide, teacher, weight, z: Tensor, si
 
 
 def vardiu_importance_twin_loss(generator: nn.Module, guide, teacher, weight, z: Tensor, sigma: Tensor, eps: Tensor,
-                                eta: Tensor, iteration: int = 0) -> tuple[Tensor, Tensor]:
+                                eta: Tensor, iteration: int = 0, paired: bool = False) -> tuple[Tensor, Tensor]:
     """(surrogate, weighted bound) of the importance-weighted bound U_K for given draws (2-D tensors only):
-    x0 = g(z), x_t = x0 + σ ε, proposals z_k = μ(x_t, σ) + s(x_t, σ) η_k with η of shape (K, B, latent_dim).
+    x0 = g(z), x_t = x0 + σ ε, proposals z_k = μ(x_t, σ) + s(x_t, σ) η_k with η of shape (K, B, latent_dim)
+    (``paired``: z = [z', z'], g(z) run once per pair; the proposals differ between partners).
 
     log w_0 = log N(z) + log N(ε σ; 0, σ²) - log q(z | x_t),  log w_k = log N(z_k) + log N(x_t; g(z_k), σ²) - log q(z_k | x_t)
     surrogate = mean  w(σ) [log mean_k w_k - s_d(x_t, σ) · x0]
     bound     = mean  w(σ) [log mean_k w_k - log p_d^σ(x_t)]
     """
     k, b, d = eta.shape[0], z.shape[0], z.shape[1]
-    x0 = generator(z)
+    x0 = paired_generator_output(generator, z) if paired else generator(z)
     x_t = x0 + sigma[:, None] * eps
     loc, rho = guide.net(guide.conditioning(x_t, sigma)).chunk(2, dim=-1)
     scale = F.softplus(rho) * sigma[:, None]
@@ -118,10 +126,10 @@ class TorchVarDiUStep:
         if self.importance_samples:
             eta = torch.randn(self.importance_samples, *z.shape, device=z.device, dtype=z.dtype)
             surrogate, bound = vardiu_importance_twin_loss(self.generator, self.guide, self.teacher, self.weight, z,
-                                                           sigma, eps, eta, iteration)
+                                                           sigma, eps, eta, iteration, paired=self.antithetic)
         else:
             surrogate, bound = vardiu_twin_loss(self.generator, self.guide, self.teacher, self.weight, z, sigma, eps,
-                                                iteration)
+                                                iteration, paired=self.antithetic)
         surrogate.backward()
         for net, opt in zip((self.generator, self.guide), self.optimizers):
             nn.utils.clip_grad_norm_(net.parameters(), self.max_grad_norm, foreach=True)
