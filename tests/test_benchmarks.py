@@ -191,3 +191,25 @@ def test_step_cost_measures_each_configuration_against_the_first(tmp_path, capsy
     assert [r["overrides"] for r in rows] == [tiny, f"{tiny} objective.importance_samples=3"]
     assert rows[0]["ratio_median"] == 1.0 and all(r["ms_per_step"] > 0 for r in rows)
     assert "× first" in capsys.readouterr().out and (tmp_path / "cost.json").exists()
+
+
+def test_paired_generator_ab_times_both_variants_and_the_whole_batch_variant_runs_every_row():
+    paired_generator = pytest.importorskip("paired_generator")
+    tiny = ["trainer.batch_size=16", "generator.width=8", "guide.width=8", "objective.importance_samples=0"]
+    threads = torch.get_num_threads()
+    try:
+        row = paired_generator.main([*tiny, "--rounds", "2", "--steps", "1", "--warmup", "1", "--threads", "1"])
+    finally:
+        torch.set_num_threads(threads)
+        pyro.enable_validation(True)
+    assert row["ms_whole_batch"] > 0 and row["ms_once_per_pair"] > 0 and row["ratio_median"] > 0
+    rows_seen = []
+
+    def generator(z):
+        rows_seen.append(z.shape[0])
+        return z
+
+    paired = torch.ones(4, 1)  # z = [z', z']
+    paired_generator.whole_batch(lambda i: paired_generator.diffusion.generate_once_per_pair(generator, paired))(0)
+    paired_generator.diffusion.generate_once_per_pair(generator, paired)
+    assert rows_seen == [4, 2]  # patched: the paired batch generated whole; as it is: once per pair
