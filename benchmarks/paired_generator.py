@@ -20,7 +20,7 @@ from unittest import mock
 import pyro
 import torch
 
-from step_cost import make_step  # noqa: E402 (benchmarks/ is on the path when run as a script)
+from step_cost import add_timing_arguments, make_step, parse_timing_arguments  # noqa: E402 (benchmarks/ is on the path when run as a script)
 from step_overhead import time_steps
 from vardiu_pyro.models import diffusion
 
@@ -53,15 +53,8 @@ def measure(overrides: list[str], rounds: int, steps: int, warmup: int) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("overrides", nargs="*", help="Hydra overrides of the configuration to time")
-    parser.add_argument("--rounds", type=int, default=30)
-    parser.add_argument("--steps", type=int, default=10, help="steps per variant per round")
-    parser.add_argument("--warmup", type=int, default=10)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    args = parser.parse_args(argv)
-    if args.rounds < 1 or args.steps < 1 or args.warmup < 0:
-        parser.error("--rounds and --steps must be >= 1, --warmup >= 0")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    add_timing_arguments(parser, rounds=30, steps=10, warmup=10)
+    args = parse_timing_arguments(parser, argv)
     row = measure(args.overrides, args.rounds, args.steps, args.warmup)
     print(f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} "
           f"thread(s), {args.rounds} rounds x {args.steps} steps, interleaved; overrides: {' '.join(args.overrides) or '(none)'}")

@@ -55,19 +55,30 @@ def measure(configs: list[str], rounds: int, steps: int, warmup: int) -> list[di
     return rows
 
 
-def main(argv: list[str] | None = None) -> list[dict]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("configs", nargs="+", help='override sets, each quoted ("" for the default); the first is the reference')
-    parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--steps", type=int, default=40, help="steps per configuration per round")
-    parser.add_argument("--warmup", type=int, default=20)
+def add_timing_arguments(parser: argparse.ArgumentParser, rounds: int, steps: int, warmup: int) -> None:
+    """--rounds, --steps (per configuration per round), --warmup and --threads, shared by the step-timing scripts."""
+    parser.add_argument("--rounds", type=int, default=rounds)
+    parser.add_argument("--steps", type=int, default=steps, help="steps per configuration per round")
+    parser.add_argument("--warmup", type=int, default=warmup)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--json", default=None, help="also write the rows to this file")
+
+
+def parse_timing_arguments(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Parse, check the timing arguments, and set torch's thread count when --threads is given."""
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.steps < 1 or args.warmup < 0:
         parser.error("--rounds and --steps must be >= 1, --warmup >= 0")
     if args.threads:
         torch.set_num_threads(args.threads)
+    return args
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("configs", nargs="+", help='override sets, each quoted ("" for the default); the first is the reference')
+    add_timing_arguments(parser, rounds=15, steps=40, warmup=20)
+    parser.add_argument("--json", default=None, help="also write the rows to this file")
+    args = parse_timing_arguments(parser, argv)
     rows = measure(args.configs, args.rounds, args.steps, args.warmup)
     print(f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} thread(s), "
           f"{args.rounds} rounds x {args.steps} steps, interleaved")
