@@ -20,7 +20,8 @@ from unittest import mock
 import pyro
 import torch
 
-from step_cost import add_timing_arguments, make_step, parse_timing_arguments  # noqa: E402 (benchmarks/ is on the path when run as a script)
+# benchmarks/ is on the path when run as a script
+from step_cost import add_timing_arguments, make_step, parse_timing_arguments  # noqa: E402
 from step_overhead import time_steps
 from vardiu_pyro.models import diffusion
 
@@ -57,7 +58,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_timing_arguments(parser, argv)
     row = measure(args.overrides, args.rounds, args.steps, args.warmup)
     print(f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} "
-          f"thread(s), {args.rounds} rounds x {args.steps} steps, interleaved; overrides: {' '.join(args.overrides) or '(none)'}")
+          f"thread(s), {args.rounds} rounds x {args.steps} steps, interleaved; "
+          f"overrides: {' '.join(args.overrides) or '(none)'}")
     print(f"whole batch {row['ms_whole_batch']:.2f} ms, once per pair {row['ms_once_per_pair']:.2f} ms a step; "
           f"ratio {row['ratio_median']:.3f} (median; IQR {row['ratio_q1']:.3f}–{row['ratio_q3']:.3f})")
     return row

@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["diagonal_gaussian_log_q", "paired_generator_output", "vardiu_twin_loss", "vardiu_importance_twin_loss", "TorchVarDiUStep"]
+__all__ = ["diagonal_gaussian_log_q", "paired_generator_output", "vardiu_twin_loss", "vardiu_importance_twin_loss",
+           "TorchVarDiUStep"]
 
 
 def diagonal_gaussian_log_q(guide, z: Tensor, x_t: Tensor, sigma: Tensor) -> Tensor:
