@@ -71,19 +71,20 @@ SECTIONS = ("overhead", "efficiency", "quality", "sampling")
 # w = (σ/σ_max)², Adam lr 1e-4, batch 1024, per-network clip 10, width-400 SiLU networks, constant learning rate.
 PAPER_RECIPE = ["objective.importance_samples=0", "sigma=paper", "optim.lr=1e-4", "optim.schedule=constant",
                 "optim.max_grad_norm=10", "trainer.batch_size=1024", "generator.width=400", "guide.width=400",
+                "generator.depth=3",  # 3 hidden layers, as both networks had in the default until 2026-12-02
                 "generator.activation=silu", "guide.activation=silu"]
 
 BUDGETS = {
     "full": {
-        "overhead": {"batch_sizes": [256, 1024], "width": 256, "rounds": 30, "steps": 20, "warmup": 20},
-        "efficiency": {"shapes": {"default": (512, 256), "published recipe": (1024, 400)}, "rounds": 15, "steps": 10,
+        "overhead": {"batch_sizes": [256, 1024], "width": None, "rounds": 30, "steps": 20, "warmup": 20},
+        "efficiency": {"shapes": {"default": (512, None), "published recipe": (1024, 400)}, "rounds": 15, "steps": 10,
                        "warmup": 10, "compile": True},
         "quality": {"seeds": [0, 1, 2], "fit": [], "guides": [], "tvd": [], "teacher": []},
         "sampling": {"num_samples": 10_000, "rounds": 5, "steps": [10, 35, 100], "eval_samples": 10_000},
     },
     "quick": {
-        "overhead": {"batch_sizes": [256, 1024], "width": 256, "rounds": 4, "steps": 3, "warmup": 3},
-        "efficiency": {"shapes": {"default": (512, 256), "published recipe": (1024, 400)}, "rounds": 3, "steps": 3,
+        "overhead": {"batch_sizes": [256, 1024], "width": None, "rounds": 4, "steps": 3, "warmup": 3},
+        "efficiency": {"shapes": {"default": (512, None), "published recipe": (1024, 400)}, "rounds": 3, "steps": 3,
                        "warmup": 2, "compile": False},
         "quality": {"seeds": [0], "fit": ["trainer.iterations=150", "trainer.eval_every=50", "trainer.eval_samples=2000"],
                     "guides": ["--quick"], "tvd": ["--quick", "--seeds", "0"], "teacher": tvd.QUICK["teacher"]},
@@ -114,7 +115,7 @@ def bench_overhead(b: dict) -> dict:
     """SVI step vs plain-torch twin at each batch size (``step_overhead.measure``: interleaved A/B rounds)."""
     rows = []
     for batch in b["batch_sizes"]:
-        print(f"[overhead] batch {batch}, width {b['width']}: {b['rounds']} rounds x {b['steps']} steps per side", flush=True)
+        print(f"[overhead] batch {batch}, width {b['width'] or 'of the configuration'}: {b['rounds']} rounds x {b['steps']} steps per side", flush=True)
         rows.append(step_overhead.measure(batch, b["width"], b["rounds"], b["steps"], b["warmup"], []))
     return {"rows": rows, "targets": {"256": 1.15, "1024": 1.05}}
 
@@ -225,9 +226,10 @@ def efficiency_variants(b: dict) -> dict[str, dict]:
     return variants
 
 
-def build_svi(batch: int, width: int, overrides: list[str], compile_networks: bool = False):
+def build_svi(batch: int, width: int | None, overrides: list[str], compile_networks: bool = False):
+    """The SVI objective at batch ``batch``, both networks at ``width`` (None: the configuration's networks)."""
     cfg = compose_config(["trainer.iterations=50000",  # any count: a step costs the same
-                          *overrides, f"trainer.batch_size={batch}", f"generator.width={width}", f"guide.width={width}",
+                          *overrides, f"trainer.batch_size={batch}", *step_overhead.width_overrides(width),
                           "device=cpu", "optim.schedule=constant"])
     from vardiu_pyro.build import build_objective, build_problem
 
@@ -294,6 +296,7 @@ def bench_efficiency(b: dict, recipes: dict[str, list[str]]) -> dict:
             seconds = statistics.median(t)
             peak = rates[runners[name][0]]["peak"]
             rows.append({"recipe": recipe, "setting": name, "batch_size": batch, "width": width,
+                         "networks": step_overhead.network_shapes(obj),
                          "flops_counted": flops, "flops_analytic": analytic, "ms_per_step": 1e3 * seconds,
                          "gflops_per_s": flops / seconds / 1e9, "matmul_gflops_per_s": peak / 1e9,
                          "fraction": flops / seconds / peak, "times": t, "ceiling": name == ceiling})
@@ -577,11 +580,11 @@ def page(results: dict, mode: str, command: str, docs: Path, figs: dict[str, str
                   *from_earlier(results, "overhead"),
                   "Same networks (copies of one initialisation), batch, optimiser (Adam, per-network clipping), σ law "
                   "and weight; steps timed in interleaved rounds (A B, B A, ...); ratio = SVI / twin per round.", "",
-                  "| batch | width | rounds × steps | SVI ms/step | twin ms/step | ratio (median) | IQR | min–max | target |",
-                  "|---:|---:|---|---:|---:|---:|---|---|---:|"]
+                  "| batch | generator / guide (layers × width) | rounds × steps | SVI ms/step | twin ms/step | ratio (median) | IQR | min–max | target |",
+                  "|---:|---|---|---:|---:|---:|---|---|---:|"]
         for r in o["rows"]:
             target = o["targets"].get(str(r["batch_size"]))
-            lines.append(f"| {r['batch_size']} | {r['width']} | {r['rounds']} × {r['steps_per_round']} | {r['svi_ms']:.2f} | "
+            lines.append(f"| {r['batch_size']} | {r.get('networks', r['width'])} | {r['rounds']} × {r['steps_per_round']} | {r['svi_ms']:.2f} | "
                          f"{r['twin_ms']:.2f} | **{r['ratio_median']:.3f}** | {r['ratio_q1']:.3f}–{r['ratio_q3']:.3f} | "
                          f"{r['ratio_min']:.3f}–{r['ratio_max']:.3f} | {'≤ ' + str(target) if target else ''} |")
         lines += ["", f"![overhead]({figs['overhead']})", ""]
@@ -598,13 +601,13 @@ def page(results: dict, mode: str, command: str, docs: Path, figs: dict[str, str
                   "with nothing else: the fraction the step could reach if its activations, bias additions, reductions, "
                   "teacher, optimiser and Python cost nothing; the step's fraction over that one is the share of its "
                   "time spent in matrix products.", "",
-                  "| recipe | setting | batch | width | GFLOP/step (counted / analytic) | ms/step | GFLOP/s | matmul GFLOP/s | fraction |",
-                  "|---|---|---:|---:|---|---:|---:|---:|---:|"]
+                  "| recipe | setting | batch | generator / guide (layers × width) | GFLOP/step (counted / analytic) | ms/step | GFLOP/s | matmul GFLOP/s | fraction |",
+                  "|---|---|---:|---|---|---:|---:|---:|---:|"]
         for r in e["rows"]:
             if "error" in r:
                 lines.append(f"| {r['recipe']} | {r['setting']} | | | | | | | failed: {r['error']} |")
                 continue
-            lines.append(f"| {r['recipe']} | {r['setting']} | {r['batch_size']} | {r['width']} | "
+            lines.append(f"| {r['recipe']} | {r['setting']} | {r['batch_size']} | {r.get('networks', r['width'])} | "
                          f"{r['flops_counted'] / 1e9:.3f} / {r['flops_analytic'] / 1e9:.3f} | {r['ms_per_step']:.2f} | "
                          f"{r['gflops_per_s']:.1f} | {r['matmul_gflops_per_s']:.1f} | **{100 * r['fraction']:.0f}%** |")
         lines += ["", f"![efficiency]({figs['efficiency']})", ""]

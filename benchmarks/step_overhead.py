@@ -5,7 +5,7 @@ gradient-norm clipping at 10), same σ law and weight. Steps are timed in interl
 (A B B A ...) so that machine noise hits both sides alike; the headline is the median over rounds
 of the per-round ratio SVI / twin, with its interquartile range.
 
-    python benchmarks/step_overhead.py                     # batch 256 and 1024
+    python benchmarks/step_overhead.py                     # batch 256 and 1024, the default networks
     python benchmarks/step_overhead.py --batch-sizes 512 --width 256 --rounds 30
 """
 
@@ -26,12 +26,24 @@ from vardiu_pyro.build import build_objective, build_problem
 from vardiu_pyro.torch_twin import TorchVarDiUStep
 
 
-def make_pair(batch_size: int, width: int, overrides: list[str], device: str = "cpu"):
+def width_overrides(width: int | None) -> list[str]:
+    """Both networks at ``width``; None: the configuration's own networks (the default run's shapes)."""
+    return [] if width is None else [f"generator.width={width}", f"guide.width={width}"]
+
+
+def network_shapes(objective) -> str:
+    """'generator D×W, guide D×W' (hidden layers × units) of a built objective, for the tables."""
+    def shape(net):
+        hidden = [m.out_features for m in net.modules() if isinstance(m, torch.nn.Linear)][:-1]
+        return f"{len(hidden)}×{hidden[0]}" if len(set(hidden)) == 1 else "-".join(map(str, hidden))
+    return f"{shape(objective.generator)} / {shape(objective.guide)}"
+
+
+def make_pair(batch_size: int, width: int | None, overrides: list[str], device: str = "cpu"):
     with initialize_config_module(version_base="1.3", config_module="vardiu_pyro.configs"):
         cfg = compose("config", overrides=["trainer.iterations=50000",  # any count: a step costs the same
-                                           f"trainer.batch_size={batch_size}", f"generator.width={width}",
-                                           f"guide.width={width}", f"device={device}", "optim.schedule=constant",
-                                           *overrides])
+                                           f"trainer.batch_size={batch_size}", *width_overrides(width),
+                                           f"device={device}", "optim.schedule=constant", *overrides])
     pyro.set_rng_seed(0)
     pyro.clear_param_store()
     pyro.enable_validation(bool(cfg.trainer.pyro_validation))  # as `python -m vardiu_pyro.fit` runs
@@ -54,7 +66,7 @@ def time_steps(step, start: int, n: int, sync=lambda: None) -> float:
     return (time.perf_counter() - tick) / n
 
 
-def measure(batch_size: int, width: int, rounds: int, steps: int, warmup: int, overrides: list[str],
+def measure(batch_size: int, width: int | None, rounds: int, steps: int, warmup: int, overrides: list[str],
             device: str = "cpu") -> dict:
     objective, twin = make_pair(batch_size, width, overrides, device)
     sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
@@ -69,7 +81,8 @@ def measure(batch_size: int, width: int, rounds: int, steps: int, warmup: int, o
         torch_times.append(got["twin"])
         ratios.append(got["svi"] / got["twin"])
     q = statistics.quantiles(ratios, n=4)
-    return {"batch_size": batch_size, "width": width, "rounds": rounds, "steps_per_round": steps,
+    return {"batch_size": batch_size, "width": width, "networks": network_shapes(objective), "rounds": rounds,
+            "steps_per_round": steps,
             "svi_ms": 1e3 * statistics.median(svi), "twin_ms": 1e3 * statistics.median(torch_times),
             "ratio_median": statistics.median(ratios), "ratio_q1": q[0], "ratio_q3": q[2],
             "ratio_min": min(ratios), "ratio_max": max(ratios), "ratios": ratios}
@@ -78,7 +91,7 @@ def measure(batch_size: int, width: int, rounds: int, steps: int, warmup: int, o
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[256, 1024])
-    parser.add_argument("--width", type=int, default=256)
+    parser.add_argument("--width", type=int, default=None, help="both networks' width (default: the configuration's)")
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--steps", type=int, default=20, help="steps per side per round")
     parser.add_argument("--warmup", type=int, default=20)
@@ -92,10 +105,10 @@ def main() -> None:
     meta = {"machine": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
             "torch": torch.__version__, "pyro": pyro.__version__}
     print(f"SVI step vs plain-torch twin ({meta['threads']} threads, torch {meta['torch']}, pyro {meta['pyro']})")
-    print("| batch | width | SVI ms/step | torch ms/step | ratio (median) | IQR |")
-    print("|---:|---:|---:|---:|---:|---|")
+    print("| batch | generator / guide (layers × width) | SVI ms/step | torch ms/step | ratio (median) | IQR |")
+    print("|---:|---|---:|---:|---:|---|")
     for r in rows:
-        print(f"| {r['batch_size']} | {r['width']} | {r['svi_ms']:.2f} | {r['twin_ms']:.2f} | "
+        print(f"| {r['batch_size']} | {r['networks']} | {r['svi_ms']:.2f} | {r['twin_ms']:.2f} | "
               f"{r['ratio_median']:.3f} | {r['ratio_q1']:.3f}–{r['ratio_q3']:.3f} |")
     if args.json:
         with open(args.json, "w") as f:
