@@ -42,7 +42,7 @@ import run  # benchmarks/run.py
 import step_overhead
 
 # benchmark 1 on CUDA: the same measurement as step_overhead.py, networks and draws on the GPU
-overhead = [step_overhead.measure(b, 256, 10, 20, 10, [], device="cuda") for b in (256, 1024)]
+overhead = [step_overhead.measure(b, None, 10, 20, 10, [], device="cuda") for b in (256, 1024)]  # the default networks
 sampling = run.bench_sampling({"num_samples": 10_000, "rounds": 3, "steps": [10, 35, 100], "eval_samples": 10_000},
                               out / "fit", run.train_teacher(out, ["device=cuda", "trainer.iterations=1500",
                                                                    "trainer.eval_every=1500"]), device="cuda")

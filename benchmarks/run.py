@@ -115,7 +115,8 @@ def bench_overhead(b: dict) -> dict:
     """SVI step vs plain-torch twin at each batch size (``step_overhead.measure``: interleaved A/B rounds)."""
     rows = []
     for batch in b["batch_sizes"]:
-        print(f"[overhead] batch {batch}, width {b['width'] or 'of the configuration'}: {b['rounds']} rounds x {b['steps']} steps per side", flush=True)
+        width = b["width"] or "of the configuration"
+        print(f"[overhead] batch {batch}, width {width}: {b['rounds']} rounds x {b['steps']} steps per side", flush=True)
         rows.append(step_overhead.measure(batch, b["width"], b["rounds"], b["steps"], b["warmup"], []))
     return {"rows": rows, "targets": {"256": 1.15, "1024": 1.05}}
 

@@ -32,7 +32,7 @@ def width_overrides(width: int | None) -> list[str]:
 
 
 def network_shapes(objective) -> str:
-    """'generator D×W, guide D×W' (hidden layers × units) of a built objective, for the tables."""
+    """'D×W / D×W': the generator's and the guide's hidden layers × units (a built objective), for the tables."""
     def shape(net):
         hidden = [m.out_features for m in net.modules() if isinstance(m, torch.nn.Linear)][:-1]
         return f"{len(hidden)}×{hidden[0]}" if len(set(hidden)) == 1 else "-".join(map(str, hidden))
