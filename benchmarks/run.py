@@ -62,6 +62,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
 import step_overhead  # noqa: E402
+from step_overhead import linear_shapes  # noqa: E402
 from provenance import git_commit, machine  # noqa: E402
 import teachers_vs_diff_instruct as tvd  # noqa: E402
 
@@ -122,11 +123,6 @@ def bench_overhead(b: dict) -> dict:
 
 
 # ---------------------------------------------------------------- 2. hardware efficiency
-def linear_shapes(net: torch.nn.Module) -> list[tuple[int, int]]:
-    """(in_features, out_features) of every ``nn.Linear`` in a network, in order."""
-    return [(m.in_features, m.out_features) for m in net.modules() if isinstance(m, torch.nn.Linear)]
-
-
 def analytic_step_flops(batch: int, generator_layers: list[tuple[int, int]], guide_layers: list[tuple[int, int]],
                         teacher_matmul: tuple[int, int] = (0, 0), importance_samples: int = 0,
                         antithetic: bool = True) -> int:
@@ -293,11 +289,11 @@ def bench_efficiency(b: dict, recipes: dict[str, list[str]]) -> dict:
         analytic = analytic_step_flops(batch, linear_shapes(obj.generator), linear_shapes(obj.guide),
                                        teacher_matmul_shape(obj.elbo.teacher), obj.elbo.importance_samples,
                                        obj.model.antithetic)
+        networks = step_overhead.network_shapes(obj)
         for name, t in times.items():
             seconds = statistics.median(t)
             peak = rates[runners[name][0]]["peak"]
-            rows.append({"recipe": recipe, "setting": name, "batch_size": batch, "width": width,
-                         "networks": step_overhead.network_shapes(obj),
+            rows.append({"recipe": recipe, "setting": name, "batch_size": batch, "width": width, "networks": networks,
                          "flops_counted": flops, "flops_analytic": analytic, "ms_per_step": 1e3 * seconds,
                          "gflops_per_s": flops / seconds / 1e9, "matmul_gflops_per_s": peak / 1e9,
                          "fraction": flops / seconds / peak, "times": t, "ceiling": name == ceiling})

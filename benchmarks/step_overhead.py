@@ -31,10 +31,15 @@ def width_overrides(width: int | None) -> list[str]:
     return [] if width is None else [f"generator.width={width}", f"guide.width={width}"]
 
 
+def linear_shapes(net: torch.nn.Module) -> list[tuple[int, int]]:
+    """(in_features, out_features) of every ``nn.Linear`` in a network, in order."""
+    return [(m.in_features, m.out_features) for m in net.modules() if isinstance(m, torch.nn.Linear)]
+
+
 def network_shapes(objective) -> str:
     """'D×W / D×W': the generator's and the guide's hidden layers × units (a built objective), for the tables."""
     def shape(net):
-        hidden = [m.out_features for m in net.modules() if isinstance(m, torch.nn.Linear)][:-1]
+        hidden = [out for _, out in linear_shapes(net)][:-1]
         return f"{len(hidden)}×{hidden[0]}" if len(set(hidden)) == 1 else "-".join(map(str, hidden))
     return f"{shape(objective.generator)} / {shape(objective.guide)}"
 
