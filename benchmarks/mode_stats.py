@@ -4,8 +4,9 @@ The three metrics of a run (log-MMD, mean log-density, modes covered) say how fa
 from the target, not why. This script splits the shortfall: samples far from every mode (bridges
 between modes, strays), the spread of the samples of each mode against the target's, how far each
 mode's sample mean sits from the component's mean, and how unevenly the mass is shared between
-modes. Every number is printed for the target's own samples too (the floor: with finitely many
-samples even the target is not perfect).
+modes; and how much of log-MMD the shares explain (the log-MMD of perfect modes at the student's
+shares, and of the student's modes resampled to fair shares). Every number is printed for the
+target's own samples too (the floor: with finitely many samples even the target is not perfect).
 
     python benchmarks/mode_stats.py RUN_DIR [--samples 40000] [--seed 1] [--json OUT.json]
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
 import torch
@@ -24,6 +26,8 @@ import torch
 from run import load_student
 
 RADIUS = 3.0  # a sample belongs to a mode within this many component standard deviations of its mean
+MMD_SAMPLES = 10_000  # the fit's evaluation size (trainer.eval_samples)
+BANDWIDTHS = (0.25, 0.5, 1.0, 2.0, 4.0)  # the fit's (trainer.mmd_bandwidths)
 
 
 def mode_stats(samples: torch.Tensor, locs: torch.Tensor, scale: float, log_prob) -> dict:
@@ -49,6 +53,27 @@ def mode_stats(samples: torch.Tensor, locs: torch.Tensor, scale: float, log_prob
             "log_density_mean_above_-12": log_density[log_density >= -12].mean().item()}
 
 
+def shares_against_shape(samples: torch.Tensor, reference: torch.Tensor, locs: torch.Tensor, scale: float) -> dict:
+    """How much of log-MMD the shares of mass between modes explain, and how much the modes' shapes.
+
+    ``log_mmd``: the fit's metric of ``samples`` against ``reference`` (the first ``MMD_SAMPLES`` of each);
+    ``log_mmd_shares_only``: the target's own components weighted by the samples' shares (each sample counts for
+    its nearest mode): perfect modes, the samples' shares; ``log_mmd_fair_shares``: the samples resampled so that
+    every mode has its fair share: the samples' modes, perfect shares.
+    """
+    from vardiu_pyro.metrics import mmd_squared
+    from vardiu_pyro.models.targets import GaussianMixture
+
+    x, y = samples[:MMD_SAMPLES], reference[:MMD_SAMPLES]
+    k, n = locs.shape[0], x.shape[0]
+    nearest = torch.cdist(x, locs).argmin(dim=1)
+    counts = torch.bincount(nearest, minlength=k).double()
+    shares_only = GaussianMixture(locs, scale, weights=(counts / n).float()).sample(n)
+    fair = x[torch.multinomial((1.0 / counts[nearest]).float(), n, replacement=True)]  # each mode's samples, 1/k of the draws
+    log_mmd = lambda a: math.log(mmd_squared(a, y, BANDWIDTHS).mean().item())  # noqa: E731
+    return {"log_mmd": log_mmd(x), "log_mmd_shares_only": log_mmd(shares_only), "log_mmd_fair_shares": log_mmd(fair)}
+
+
 LABELS = {"outside_modes": "samples farther than 3 std from every mode",
           "modes_below_half_share": "modes with less than half a fair share",
           "share_min": "smallest share of a mode (1: fair)", "share_max": "largest share of a mode",
@@ -56,7 +81,10 @@ LABELS = {"outside_modes": "samples farther than 3 std from every mode",
           "offset_median": "distance of a mode's sample mean from its component's, in std (median)",
           "log_density_mean": "mean target log-density", "log_density_median": "median target log-density",
           "log_density_below_-12": "share of samples with log-density below -12 (strays)",
-          "log_density_mean_above_-12": "mean target log-density of the others"}
+          "log_density_mean_above_-12": "mean target log-density of the others",
+          "log_mmd": "log-MMD against an independent target set (10,000 each, the fit's metric)",
+          "log_mmd_shares_only": "... of the target's components at these shares of mass",
+          "log_mmd_fair_shares": "... of these samples resampled to fair shares"}
 
 
 def main() -> None:
@@ -73,8 +101,11 @@ def main() -> None:
     torch.manual_seed(args.seed)
     with torch.no_grad():
         z = torch.randn(args.samples, *student.latent_shape)
-        result = {"student": mode_stats(student(z), locs, scale, target.log_prob),
-                  "target": mode_stats(target.sample(args.samples), locs, scale, target.log_prob)}
+        samples, own, reference = student(z), target.sample(args.samples), target.sample(MMD_SAMPLES)
+        result = {"student": mode_stats(samples, locs, scale, target.log_prob),
+                  "target": mode_stats(own, locs, scale, target.log_prob)}
+        result["student"].update(shares_against_shape(samples, reference, locs, scale))
+        result["target"].update(shares_against_shape(own, reference, locs, scale))
     print(f"{args.run_dir}: {args.samples} samples each (seed {args.seed})")
     print(f"{'':72s} {'student':>9s} {'target':>9s}")
     for key, label in LABELS.items():

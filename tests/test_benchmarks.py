@@ -213,3 +213,50 @@ def test_paired_generator_ab_times_both_variants_and_the_whole_batch_variant_run
     paired_generator.whole_batch(lambda i: paired_generator.diffusion.generate_once_per_pair(generator, paired))(0)
     paired_generator.diffusion.generate_once_per_pair(generator, paired)
     assert rows_seen == [4, 2]  # patched: the paired batch generated whole; as it is: once per pair
+
+
+def test_ema_decays_reproduces_the_fit_run_at_its_own_decay(tmp_path):
+    """The script trains the very run of ``vardiu_pyro.fit`` (same seed, same draws): its average at the
+    configuration's decay scores what the fit's metrics.jsonl says, and another decay scores otherwise."""
+    import json
+
+    ema_decays = pytest.importorskip("ema_decays")
+    from hydra import compose, initialize_config_module
+
+    from vardiu_pyro.fit import fit
+
+    tiny = ["trainer.iterations=30", "trainer.eval_every=15", "trainer.eval_samples=300", "trainer.batch_size=64",
+            "generator.width=16", "guide.width=16", "trainer.progress=false", "trainer.ema_decay=0.9"]
+    with initialize_config_module(version_base="1.3", config_module="vardiu_pyro.configs"):
+        cfg = compose("config", overrides=["seed=3", *tiny])
+    fit(cfg, tmp_path)
+    fitted = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    rows = ema_decays.run(tiny, seed=3, decays=[0.9, 0.5, 0.0], eval_every=15)
+    assert [r["iteration"] for r in rows] == [15, 15, 15, 30, 30, 30]
+    for expected in fitted:
+        own = next(r for r in rows if r["iteration"] == expected["iteration"] and r["decay"] == 0.9)
+        other = next(r for r in rows if r["iteration"] == expected["iteration"] and r["decay"] == 0.5)
+        assert own["log_mmd"] == pytest.approx(expected["log_mmd"], rel=1e-6)
+        assert own["log_density"] == pytest.approx(expected["log_density"], rel=1e-6)
+        assert other["log_mmd"] != pytest.approx(expected["log_mmd"], rel=1e-6)
+    assert "| **30** |" in ema_decays.report(rows, [0.9, 0.5, 0.0], "cmd")
+
+
+def test_shares_against_shape_splits_log_mmd_between_shares_and_shapes():
+    """Perfect modes at unfair shares: the shares explain all of log-MMD (perfect modes at those shares score
+    the same) and fair shares bring most of it back; the target's own samples sit at the floor."""
+    mode_stats = pytest.importorskip("mode_stats")
+    from vardiu_pyro.models.targets import GaussianMixture, mog40
+
+    target = mog40()
+    torch.manual_seed(0)
+    weights = torch.ones(40)
+    weights[:10] = 0.1  # ten modes at a tenth of their fair share
+    unfair = GaussianMixture(target.locs, target.scale, weights=weights / weights.sum())
+    reference = target.sample(4000)
+    own = mode_stats.shares_against_shape(target.sample(4000), reference, target.locs, float(target.scale))
+    skew = mode_stats.shares_against_shape(unfair.sample(4000), reference, target.locs, float(target.scale))
+    assert skew["log_mmd"] > own["log_mmd"] + 1.0
+    assert skew["log_mmd_shares_only"] == pytest.approx(skew["log_mmd"], abs=0.3)
+    assert skew["log_mmd_fair_shares"] < skew["log_mmd"] - 0.6  # less than the whole way: the poor modes' few draws repeat
+    assert abs(own["log_mmd_fair_shares"] - own["log_mmd"]) < 0.5
