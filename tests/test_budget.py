@@ -22,9 +22,10 @@ def config(*overrides):
 
 
 def test_iterations_for_budget_is_the_cost_model():
-    # (1 - 0.05) 100 - 2 spent - 2 evaluations (the final one, the plots) = 91 s at 0.01 + 1/1000 s an iteration
-    assert iterations_for_budget(100.0, 0.01, 1.0, 1000, spent_seconds=2.0) == 8200  # 8272 rounded down
-    assert iterations_for_budget(100.0, 0.01, 1.0, 1000, spent_seconds=2.0, round_to=1) == 8272
+    # (1 - 0.1) 100 - 2 spent - 2 evaluations (the final one, the plots) = 86 s at 0.01 + 1/1000 s an iteration
+    assert MARGIN == 0.1
+    assert iterations_for_budget(100.0, 0.01, 1.0, 1000, spent_seconds=2.0) == 7800  # 7818 rounded down
+    assert iterations_for_budget(100.0, 0.01, 1.0, 1000, spent_seconds=2.0, round_to=1) == 7818
     assert iterations_for_budget(1.0, 0.01, 0.0, 1000, margin=0.0) == 100
     assert iterations_for_budget(0.5, 0.01, 0.0, 1000, margin=0.0) == 50  # below round_to: not rounded away
     assert iterations_for_budget(10.0, 0.01, 6.0, 1000) == 0  # two evaluations do not fit
@@ -68,3 +69,24 @@ def test_auto_run_records_its_count_and_repeats_exactly(tmp_path, capsys, monkey
 def test_a_budget_too_small_for_one_iteration_is_an_error(tmp_path):
     with pytest.raises(ConfigError, match=r"^trainer.time_budget=0.001: not even one iteration fits"):
         fit(config(*TINY, "trainer.iterations=auto", "trainer.time_budget=0.001"), tmp_path)
+
+
+def test_the_measured_steps_see_the_start_of_the_schedule_as_a_runs_steps_do(monkeypatch):
+    """The probe's schedule is PROBE_LENGTH times its steps: every timed step's σ law has a power near the ramp's
+    start (0.3), not its end (2.5), which a probe as short as its steps reached at once (and overestimated the step)."""
+    from vardiu_pyro import build
+
+    seen = []
+    real = build.build_objective
+
+    def recording(cfg, problem):
+        objective = real(cfg, problem)
+        step = objective.step
+        objective.step = lambda i: (seen.append(problem.sigma_law.power(i)), step(i))[1]
+        return objective
+
+    monkeypatch.setattr(budget, "build_objective", recording)
+    calibrate(config(*TINY, "trainer.iterations=auto", "trainer.time_budget=100"), torch.device("cpu"),
+              warmup=2, steps=10)
+    assert len(seen) == 12 and budget.PROBE_LENGTH >= 100
+    assert max(seen) <= 0.3 + 0.02 * (2.5 - 0.3) + 1e-9  # the first 1% of the schedule: 2% of a ramp that ends halfway

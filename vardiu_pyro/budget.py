@@ -28,7 +28,9 @@ from .evaluation import Evaluator
 
 __all__ = ["Calibration", "calibrate", "iterations_for_budget", "fit_to_budget", "MARGIN", "ROUND_TO"]
 
-MARGIN = 0.05  # the share of the budget kept free for what the measurement does not see (load, noise)
+MARGIN = 0.10  # the share of the budget kept free for what the measurement does not see: a shared VM's speed drifts by
+               # 5-10% within a run (a 2-core Xeon, 2026-12-03: measured 13.67 ms a step, then 14.2-15.2 ms)
+PROBE_LENGTH = 100  # the measurement's schedule is this many times its steps: they lie in its first 1%
 ROUND_TO = 100  # iteration counts are rounded down to a multiple of this (readable, and the measurement is not finer)
 
 
@@ -66,7 +68,11 @@ def calibrate(cfg: DictConfig, device: torch.device, warmup: int = 20, steps: in
     tick = time.perf_counter()
     budget = float(cfg.trainer.time_budget)
     probe = copy.deepcopy(cfg)
-    probe.trainer.iterations = warmup + steps  # any number: a step costs the same at every point of the schedule
+    # The timed steps must see what a run's steps see. A run's step time is flat from start to end (the default on a
+    # 2-core Xeon: 13.2-14.2 ms in every 5,000 iterations), but the untrained networks at the END of the σ schedule
+    # (small σ) cost 10-25% more a step; a probe as long as its own steps ended its ramps at once and overestimated
+    # the step by about 10% (docs/default_fit.md). So the probe's schedule is long and the timed steps lie in its start.
+    probe.trainer.iterations = PROBE_LENGTH * (warmup + steps)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(int(cfg.seed))
