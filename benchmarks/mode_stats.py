@@ -74,6 +74,16 @@ def shares_against_shape(samples: torch.Tensor, reference: torch.Tensor, locs: t
     return {"log_mmd": log_mmd(x), "log_mmd_shares_only": log_mmd(shares_only), "log_mmd_fair_shares": log_mmd(fair)}
 
 
+def poorest_modes(samples: torch.Tensor, locs: torch.Tensor, scale: float, count: int = 5) -> list[dict]:
+    """The ``count`` modes with the smallest shares: index, share (1: fair), distance to the nearest other mode."""
+    k = locs.shape[0]
+    distance, nearest = torch.cdist(samples, locs).min(dim=1)
+    shares = torch.bincount(nearest[distance < RADIUS * scale], minlength=k).double() * k / samples.shape[0]
+    apart = (torch.cdist(locs, locs) + torch.diag(torch.full((k,), math.inf))).min(dim=1).values
+    return [{"mode": int(j), "share": shares[j].item(), "nearest_mode_distance": apart[j].item()}
+            for j in shares.argsort()[:count]]
+
+
 LABELS = {"outside_modes": "samples farther than 3 std from every mode",
           "modes_below_half_share": "modes with less than half a fair share",
           "share_min": "smallest share of a mode (1: fair)", "share_max": "largest share of a mode",
@@ -106,10 +116,14 @@ def main() -> None:
                   "target": mode_stats(own, locs, scale, target.log_prob)}
         result["student"].update(shares_against_shape(samples, reference, locs, scale))
         result["target"].update(shares_against_shape(own, reference, locs, scale))
+        result["poorest_modes"] = poorest_modes(samples, locs, scale)
     print(f"{args.run_dir}: {args.samples} samples each (seed {args.seed})")
     print(f"{'':72s} {'student':>9s} {'target':>9s}")
     for key, label in LABELS.items():
         print(f"{label:72s} {result['student'][key]:9.3f} {result['target'][key]:9.3f}")
+    print(f"poorest modes of the student (component std {scale:.2f}): " + ", ".join(
+        f"{m['mode']} ({m['share']:.2f} of a fair share, {m['nearest_mode_distance']:.1f} from its nearest mode)"
+        for m in result["poorest_modes"]))
     if args.json is not None:
         args.json.write_text(json.dumps(result, indent=2))
 

@@ -260,3 +260,7 @@ def test_shares_against_shape_splits_log_mmd_between_shares_and_shapes():
     assert skew["log_mmd_shares_only"] == pytest.approx(skew["log_mmd"], abs=0.3)
     assert skew["log_mmd_fair_shares"] < skew["log_mmd"] - 0.6  # less than the whole way: the poor modes' few draws repeat
     assert abs(own["log_mmd_fair_shares"] - own["log_mmd"]) < 0.5
+    poorest = mode_stats.poorest_modes(unfair.sample(4000), target.locs, float(target.scale))
+    assert len(poorest) == 5 and all(m["mode"] < 10 and m["share"] < 0.5 for m in poorest)
+    assert all(m["nearest_mode_distance"] == pytest.approx(
+        (target.locs[m["mode"]] - target.locs).norm(dim=1).sort().values[1].item(), rel=1e-5) for m in poorest)
