@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from pathlib import Path
 
@@ -27,8 +26,6 @@ from tqdm import tqdm
 from provenance import git_commit, machine_line  # noqa: E402 (benchmarks/ is on the path when run as a script)
 from vardiu_pyro.build import build_objective, build_problem
 from vardiu_pyro.evaluation import Evaluator
-
-METRICS = ("log_mmd", "log_density", "modes_covered")
 
 
 def run(overrides: list[str], seed: int, decays: list[float], eval_every: int) -> list[dict]:

@@ -69,7 +69,8 @@ def shares_against_shape(samples: torch.Tensor, reference: torch.Tensor, locs: t
     nearest = torch.cdist(x, locs).argmin(dim=1)
     counts = torch.bincount(nearest, minlength=k).double()
     shares_only = GaussianMixture(locs, scale, weights=(counts / n).float()).sample(n)
-    fair = x[torch.multinomial((1.0 / counts[nearest]).float(), n, replacement=True)]  # each mode's samples, 1/k of the draws
+    # each mode's own samples, drawn with replacement so that every mode gets 1/k of the draws
+    fair = x[torch.multinomial((1.0 / counts[nearest]).float(), n, replacement=True)]
     log_mmd = lambda a: math.log(mmd_squared(a, y, BANDWIDTHS).mean().item())  # noqa: E731
     return {"log_mmd": log_mmd(x), "log_mmd_shares_only": log_mmd(shares_only), "log_mmd_fair_shares": log_mmd(fair)}
 
