@@ -30,12 +30,18 @@ MMD_SAMPLES = 10_000  # the fit's evaluation size (trainer.eval_samples)
 BANDWIDTHS = (0.25, 0.5, 1.0, 2.0, 4.0)  # the fit's (trainer.mmd_bandwidths)
 
 
+def mode_shares(samples: torch.Tensor, locs: torch.Tensor, scale: float) -> tuple[torch.Tensor, ...]:
+    """(each mode's share, 1: fair; each sample's nearest mode; whether it lies within RADIUS std of it)."""
+    distance, nearest = torch.cdist(samples, locs).min(dim=1)
+    inside = distance < RADIUS * scale
+    shares = torch.bincount(nearest[inside], minlength=locs.shape[0]).double() * locs.shape[0] / samples.shape[0]
+    return shares, nearest, inside
+
+
 def mode_stats(samples: torch.Tensor, locs: torch.Tensor, scale: float, log_prob) -> dict:
     """Statistics of ``samples`` (N, D) against the mixture of N(locs[k], scale² I), equal weights."""
     n, k = samples.shape[0], locs.shape[0]
-    distance, nearest = torch.cdist(samples, locs).min(dim=1)
-    inside = distance < RADIUS * scale
-    shares = torch.bincount(nearest[inside], minlength=k).double() * k / n  # 1: a fair share
+    shares, nearest, inside = mode_shares(samples, locs, scale)
     spreads, offsets = [], []
     for j in range(k):
         own = samples[inside & (nearest == j)] - locs[j]
@@ -77,10 +83,8 @@ def shares_against_shape(samples: torch.Tensor, reference: torch.Tensor, locs: t
 
 def poorest_modes(samples: torch.Tensor, locs: torch.Tensor, scale: float, count: int = 5) -> list[dict]:
     """The ``count`` modes with the smallest shares: index, share (1: fair), distance to the nearest other mode."""
-    k = locs.shape[0]
-    distance, nearest = torch.cdist(samples, locs).min(dim=1)
-    shares = torch.bincount(nearest[distance < RADIUS * scale], minlength=k).double() * k / samples.shape[0]
-    apart = (torch.cdist(locs, locs) + torch.diag(torch.full((k,), math.inf))).min(dim=1).values
+    shares = mode_shares(samples, locs, scale)[0]
+    apart = (torch.cdist(locs, locs) + torch.diag(torch.full((locs.shape[0],), math.inf))).min(dim=1).values
     return [{"mode": int(j), "share": shares[j].item(), "nearest_mode_distance": apart[j].item()}
             for j in shares.argsort()[:count]]
 
