@@ -5,7 +5,7 @@ reports log-MMD, log-density, modes covered and wall-clock seconds per seed, wit
 against the targets of issue 2 (log-MMD <= -6.9, log-density >= -7.3, >= 39 of 40 modes,
 <= 15 minutes on a 2-core CPU).
 
-    python benchmarks/default_fit.py                       # seeds 0 1 2, writes outputs/default_fit/default_fit.{md,json}
+    python benchmarks/default_fit.py                       # seeds 0 1 2, writes outputs/default_fit/
     python benchmarks/default_fit.py --seeds 0 --out /tmp/quick -- trainer.iterations=2000
     python benchmarks/default_fit.py --jobs 3 --reuse      # seeds side by side (1 thread each); keep finished runs
 
@@ -47,7 +47,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", default="outputs/default_fit",
-                        help="folder for default_fit.md / default_fit.json and the runs (not docs/: its default_fit.md is written by hand)")
+                        help="folder for default_fit.md / default_fit.json and the runs "
+                             "(not docs/, whose default_fit.md is written by hand)")
     parser.add_argument("--jobs", type=int, default=1, help="seeds run at once (each with trainer.threads=1 if > 1)")
     parser.add_argument("--reuse", action="store_true", help="keep runs that already have a summary.json")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides passed to every run")
