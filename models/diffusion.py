@@ -63,7 +63,8 @@ class ForwardDiffusion:
         prior = self._prior(batch_size, next(self.generator.parameters()))
         with pyro.plate("batch", batch_size, dim=-1):
             z = pyro.sample("z", prior)
-            law = self.sigma_law.distribution(iteration).expand((batch_size,))
+            # a stratified law stratifies each half of the batch on its own: pairs repeat the first half
+            law = self.sigma_law.batch(iteration, batch_size, blocks=2 if self.antithetic else 1)
             sigma = pyro.sample("sigma", self._pairs(law, +1.0))
             x0 = generate_once_per_pair(self.generator, z) if self.antithetic else self.generator(z)
             event_dims = x0.dim() - 1

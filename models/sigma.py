@@ -16,6 +16,8 @@ from torch import Tensor, nn
 from torch.distributions import constraints
 from torch.distributions.transforms import CumulativeDistributionTransform
 
+from .stratified import Stratified
+
 __all__ = ["Ramp", "SigmaLaw", "PowerLawSigma", "PowerLaw", "LogNormalSigma", "LogUniformSigma", "FixedSigma", "PowerWeight"]
 
 
@@ -61,17 +63,31 @@ def _check_range(sigma_min: float, sigma_max: float) -> None:
 
 
 class SigmaLaw(nn.Module):
-    """Base class: ``distribution(iteration)`` is a Pyro distribution over σ (scalar event)."""
+    """Base class: ``distribution(iteration)`` is a Pyro distribution over σ (scalar event);
+    ``batch(iteration, batch_size, blocks)`` the law of a training batch's σ.
 
-    def __init__(self, sigma_min: float, sigma_max: float):
+    ``stratified``: a batch's σ are drawn one per stratum of equal probability (``Stratified``), in
+    ``blocks`` independent blocks, instead of independently: the same marginal law, a batch mean of
+    lower variance. The law's distributions must then have an inverse CDF (``icdf``).
+    """
+
+    def __init__(self, sigma_min: float, sigma_max: float, stratified: bool = False):
         super().__init__()
         _check_range(sigma_min, sigma_max)
+        if not isinstance(stratified, bool):
+            raise ValueError(f"stratified must be true or false, got {stratified!r}")
         self.sigma_min, self.sigma_max = float(sigma_min), float(sigma_max)
+        self.stratified = bool(stratified)
         # a buffer gives the law a device: .to(device) moves every distribution it builds
         self.register_buffer("_anchor", torch.zeros(()), persistent=False)
 
     def distribution(self, iteration: int = 0) -> dist.TorchDistribution:
         raise NotImplementedError
+
+    def batch(self, iteration: int, batch_size: int, blocks: int = 1) -> dist.TorchDistribution:
+        """The law of ``batch_size`` σ at ``iteration``: iid, or stratified in ``blocks`` blocks."""
+        law = self.distribution(iteration).expand((batch_size,))
+        return Stratified(law, blocks, self._anchor) if self.stratified else law
 
 
 class PowerLawSigma(SigmaLaw):
@@ -81,8 +97,8 @@ class PowerLawSigma(SigmaLaw):
     ``Ramp`` on p gives the coarse-to-fine curriculum.
     """
 
-    def __init__(self, sigma_min: float, sigma_max: float, power: Ramp | float = 1.0):
-        super().__init__(sigma_min, sigma_max)
+    def __init__(self, sigma_min: float, sigma_max: float, power: Ramp | float = 1.0, stratified: bool = False):
+        super().__init__(sigma_min, sigma_max, stratified)
         self.power = as_ramp(power)
 
     def distribution(self, iteration: int = 0) -> dist.TorchDistribution:
@@ -117,8 +133,13 @@ class PowerLaw(dist.TorchDistribution):
 
     def rsample(self, sample_shape=torch.Size()):
         shape = self._extended_shape(sample_shape)
-        u = torch.rand(shape, dtype=self.low.dtype, device=self.low.device)
-        return self.low + self.span * u.pow(self.power)  # σ = low + span u^p
+        return self.icdf(torch.rand(shape, dtype=self.low.dtype, device=self.low.device))
+
+    def icdf(self, value):
+        return self.low + self.span * value.pow(self.power)  # σ = low + span u^p
+
+    def cdf(self, value):
+        return ((value - self.low) / self.span).clamp(0, 1).pow(1 / self.power)  # F(σ) = ((σ - low) / span)^(1/p)
 
     def log_prob(self, value):
         if self._validate_args:
@@ -135,8 +156,9 @@ class LogNormalSigma(SigmaLaw):
     a, b the standardised log σ_min, log σ_max.
     """
 
-    def __init__(self, sigma_min: float, sigma_max: float, mean: Ramp | float = 0.0, std: float = 1.2):
-        super().__init__(sigma_min, sigma_max)
+    def __init__(self, sigma_min: float, sigma_max: float, mean: Ramp | float = 0.0, std: float = 1.2,
+                 stratified: bool = False):
+        super().__init__(sigma_min, sigma_max, stratified)
         if not std > 0:
             raise ValueError(f"LogNormalSigma needs std > 0, got {std}")
         self.mean, self.std = as_ramp(mean), float(std)

@@ -116,7 +116,7 @@ class TorchVarDiUStep:
         p = next(self.generator.parameters())
         n = self.batch_size // 2 if self.antithetic else self.batch_size
         z = torch.randn(n, *self.generator.latent_shape, device=p.device, dtype=p.dtype)
-        sigma = self.sigma_law.distribution(iteration).sample((n,))
+        sigma = self.sigma_law.batch(iteration, n).sample()  # stratified over the n draws if the law is
         eps = torch.randn(n, *self.generator.data_shape, device=p.device, dtype=p.dtype)
         if self.antithetic:
             z, sigma, eps = torch.cat([z, z]), torch.cat([sigma, sigma]), torch.cat([eps, -eps])
