@@ -4,6 +4,7 @@ Benchmarks are not tests: these only run the smallest budget (``--smoke``) of th
 need no training, and check the analytic FLOP count of a step against torch's FLOP counter.
 """
 
+import json
 import sys
 from pathlib import Path
 
@@ -264,3 +265,22 @@ def test_shares_against_shape_splits_log_mmd_between_shares_and_shapes():
     assert len(poorest) == 5 and all(m["mode"] < 10 and m["share"] < 0.5 for m in poorest)
     assert all(m["nearest_mode_distance"] == pytest.approx(
         (target.locs[m["mode"]] - target.locs).norm(dim=1).sort().values[1].item(), rel=1e-5) for m in poorest)
+
+
+def test_stratified_sigma_compares_the_two_spreads_at_a_trained_state(tmp_path):
+    stratified_sigma = pytest.importorskip("stratified_sigma")
+    stratified_sigma.main(["--quick", "--out", str(tmp_path), "generator.width=16", "guide.width=16"])
+    report = json.loads((tmp_path / "stratified_sigma.json").read_text())
+    assert report["repeats"] == 8 and report["iteration"] == 60 and report["batch_size"] == 64
+    for name in ("generator", "guide"):
+        row = report["result"][name]
+        for mode in ("iid", "stratified"):
+            s = row[mode]
+            assert 0 < s["q50"] <= s["q90"] <= s["q99"] and s["variance_trace"] > 0
+        assert row["ratio_q50"] == pytest.approx(row["stratified"]["q50"] / row["iid"]["q50"])
+        lo, hi = row["ratio_q50_interval"]
+        assert 0 < lo <= hi
+    assert "median squared deviation" in (tmp_path / "stratified_sigma.md").read_text()
+    objective, problem, iteration = stratified_sigma.load_state(tmp_path / "run")
+    stratified_sigma.compare(objective, problem, iteration, repeats=2, seed=0, progress=False)
+    assert problem.sigma_law.stratified is False  # the run's own setting: the comparison toggles it and restores it
