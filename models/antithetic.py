@@ -18,31 +18,23 @@ from __future__ import annotations
 
 import torch
 from pyro.distributions import TorchDistribution
-from torch.distributions import Independent, Normal, constraints
+from torch.distributions import Independent, Normal
+
+from .joint_draws import JointDraws
 
 __all__ = ["AntitheticPairs", "generate_once_per_pair"]
 
 
-class AntitheticPairs(TorchDistribution):
+class AntitheticPairs(JointDraws):
     """``base`` with batch shape (B, ...), B even, drawn as [x, sign · x] along the first batch dim."""
-
-    arg_constraints: dict = {}
 
     def __init__(self, base: TorchDistribution, sign: float = 1.0, validate_args=None):
         if len(base.batch_shape) == 0 or base.batch_shape[0] % 2:
             raise ValueError(f"antithetic pairs need an even leading batch size, got batch shape {tuple(base.batch_shape)}")
         if sign not in (1.0, -1.0):
             raise ValueError(f"sign must be +1 (repeat) or -1 (mirror), got {sign}")
-        self.base, self.sign = base, float(sign)
-        super().__init__(base.batch_shape, base.event_shape, validate_args=False)
-
-    @constraints.dependent_property
-    def support(self):
-        return self.base.support
-
-    @property
-    def has_rsample(self) -> bool:
-        return self.base.has_rsample
+        super().__init__(base)
+        self.sign = float(sign)
 
     def _pair(self, x: torch.Tensor, sample_dims: int) -> torch.Tensor:
         n = self.batch_shape[0] // 2
@@ -75,20 +67,7 @@ class AntitheticPairs(TorchDistribution):
         with torch.no_grad():
             return self._pair(self.base.sample(sample_shape), len(sample_shape))
 
-    def log_prob(self, value):
-        return self.base.log_prob(value)
-
-    @property
-    def mean(self):
-        return self.base.mean
-
-    @property
-    def variance(self):
-        return self.base.variance
-
-    def expand(self, batch_shape, _instance=None):
-        if torch.Size(batch_shape) == self.batch_shape:  # Pyro's plates expand every site, mostly to its own shape
-            return self
+    def _expanded(self, batch_shape):
         return AntitheticPairs(self.base.expand(batch_shape), self.sign)
 
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import torch
 from pyro.distributions import TorchDistribution
-from torch.distributions import constraints
+
+from .joint_draws import JointDraws
 
 __all__ = ["Stratified", "stratified_uniform"]
 
@@ -30,13 +31,11 @@ def stratified_uniform(blocks: int, n: int, sample_shape: torch.Size = torch.Siz
     return u.flatten(-2)
 
 
-class Stratified(TorchDistribution):
+class Stratified(JointDraws):
     """``base`` (batch shape (B,), scalar event, with ``icdf``) drawn stratified in ``blocks`` blocks of B / blocks.
 
     ``anchor``: a tensor whose dtype and device the uniforms take (a ``SigmaLaw``'s buffer).
     """
-
-    arg_constraints: dict = {}
 
     def __init__(self, base: TorchDistribution, blocks: int = 1, anchor: torch.Tensor | None = None,
                  validate_args=None):
@@ -46,17 +45,9 @@ class Stratified(TorchDistribution):
         size = base.batch_shape[0]
         if blocks < 1 or size % blocks:
             raise ValueError(f"a batch of {size} does not split into {blocks} equal stratified blocks")
-        self.base, self.blocks = base, int(blocks)
+        super().__init__(base)
+        self.blocks = int(blocks)
         self.anchor = torch.zeros(()) if anchor is None else anchor
-        super().__init__(base.batch_shape, validate_args=False)
-
-    @constraints.dependent_property
-    def support(self):
-        return self.base.support
-
-    @property
-    def has_rsample(self) -> bool:
-        return self.base.has_rsample
 
     def rsample(self, sample_shape=torch.Size()):
         u = stratified_uniform(self.blocks, self.batch_shape[0] // self.blocks, torch.Size(sample_shape),
@@ -67,21 +58,8 @@ class Stratified(TorchDistribution):
         with torch.no_grad():
             return self.rsample(sample_shape)
 
-    def log_prob(self, value):
-        return self.base.log_prob(value)
-
     def icdf(self, value):
         return self.base.icdf(value)
 
-    @property
-    def mean(self):
-        return self.base.mean
-
-    @property
-    def variance(self):
-        return self.base.variance
-
-    def expand(self, batch_shape, _instance=None):
-        if torch.Size(batch_shape) == self.batch_shape:  # Pyro's plates expand every site, mostly to its own shape
-            return self
+    def _expanded(self, batch_shape):
         raise ValueError("a stratified batch cannot be expanded: stratify the expanded law instead")
