@@ -423,6 +423,7 @@ BAD_VALUES = [
     (["sigma=lognormal", "sigma.min=5", "sigma.max=5"], "sigma.min=5: must be < sigma.max=5"),
     (["sigma.curriculum=0"], "sigma.curriculum=0: must be a number in (0, 1]"),
     (["sigma.curriculum=1.5"], "sigma.curriculum=1.5: must be a number in (0, 1]"),
+    (["sigma.stratified=yes"], "sigma.stratified=yes: must be true or false"),
     (["trainer.batch_size=63"], "trainer.batch_size=63: must be even with objective.antithetic=true"),
     (["trainer.iterations=-5"], "trainer.iterations=-5: must be >= 1"),
     (["trainer.iterations=many"], "trainer.iterations=many: must be an integer, or auto"),

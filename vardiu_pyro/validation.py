@@ -184,6 +184,9 @@ def validate_config(cfg: DictConfig | Mapping) -> None:
     curriculum = _select(config, "sigma.curriculum")
     if curriculum is not None and (not _is_number(curriculum) or not 0 < curriculum <= 1):
         _fail("sigma.curriculum", curriculum, "must be a number in (0, 1] (the fraction of the run the σ ramps take)")
+    stratified = _select(config, "sigma.stratified")
+    if stratified is not None and not isinstance(stratified, bool):
+        _fail("sigma.stratified", stratified, "must be true or false")
     lr = _select(config, "optim.lr")
     if lr is not None and (not _is_number(lr) or lr <= 0):
         _fail("optim.lr", lr, "must be a number > 0")
