@@ -70,9 +70,14 @@ def gradients(objective: VarDiU, iteration: int) -> dict[str, torch.Tensor]:
     return {name: flat_grad(loss, params[name], retain_graph=name != NETWORKS[-1]) for name in NETWORKS}
 
 
+def squared_deviations(samples: torch.Tensor) -> torch.Tensor:
+    """||g_r - mean||² of each of R gradients (R, P), shape (R,)."""
+    return (samples - samples.mean(0)).square().sum(1).double()
+
+
 def spread(samples: torch.Tensor) -> dict:
     """Trace of the covariance and quantiles of the squared deviation from the mean, of (R, P) gradients."""
-    d2 = (samples - samples.mean(0)).square().sum(1).double()
+    d2 = squared_deviations(samples)
     out = {"variance_trace": float(d2.sum() / (len(d2) - 1))}
     out.update({f"q{round(100 * q)}": float(torch.quantile(d2, q)) for q in QUANTILES})
     out["squared_norm_of_mean"] = float(samples.mean(0).double().square().sum())
@@ -110,8 +115,8 @@ def compare(objective: VarDiU, problem, iteration: int, repeats: int, seed: int,
         row = {"iid": spread(iid), "stratified": spread(strat)}
         for key in ("variance_trace", "q50"):
             row[f"ratio_{key}"] = row["stratified"][key] / row["iid"][key]
-        row["ratio_q50_interval"] = bootstrap_ratio(
-            (iid - iid.mean(0)).square().sum(1), (strat - strat.mean(0)).square().sum(1), torch.median, 1000)
+        row["ratio_q50_interval"] = bootstrap_ratio(squared_deviations(iid), squared_deviations(strat), torch.median,
+                                                    1000)
         result[name] = row
     return result
 

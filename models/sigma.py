@@ -77,7 +77,7 @@ class SigmaLaw(nn.Module):
         if not isinstance(stratified, bool):
             raise ValueError(f"stratified must be true or false, got {stratified!r}")
         self.sigma_min, self.sigma_max = float(sigma_min), float(sigma_max)
-        self.stratified = bool(stratified)
+        self.stratified = stratified
         # a buffer gives the law a device: .to(device) moves every distribution it builds
         self.register_buffer("_anchor", torch.zeros(()), persistent=False)
 

@@ -58,8 +58,5 @@ class Stratified(JointDraws):
         with torch.no_grad():
             return self.rsample(sample_shape)
 
-    def icdf(self, value):
-        return self.base.icdf(value)
-
     def _expanded(self, batch_shape):
         raise ValueError("a stratified batch cannot be expanded: stratify the expanded law instead")
