@@ -63,8 +63,8 @@ def test_default_config_is_the_documented_one():
     assert cfg.guide._target_.endswith("DiagonalGaussianGuide")
     assert cfg.objective._target_.endswith("VarDiU")
     assert cfg.device == "auto" and cfg.seed == 0
-    # the recipe the README's table and docs/default_fit.md report: U_2, ramps ending halfway, w exponent 0.5, clip 100
-    assert cfg.objective.importance_samples == 2
+    # the recipe the README's table and docs/default_fit.md report: U_3, ramps ending halfway, w exponent 0.5, clip 100
+    assert cfg.objective.importance_samples == 3
     assert (cfg.sigma.curriculum, cfg.sigma.weight_end, cfg.optim.max_grad_norm) == (0.5, 0.5, 100)
 
 
