@@ -7,7 +7,7 @@ import torch
 from hydra import compose, initialize_config_module
 
 from vardiu_pyro import budget
-from vardiu_pyro.budget import MARGIN, Calibration, calibrate, iterations_for_budget
+from vardiu_pyro.budget import MARGIN, Calibration, calibrate, iterations_for_budget, median_step_seconds
 from vardiu_pyro.fit import fit, format_summary
 from vardiu_pyro.resume import load_run_checkpoint
 from vardiu_pyro.validation import ConfigError
@@ -45,6 +45,23 @@ def test_calibrate_measures_and_leaves_the_random_state_alone():
     assert c.step_seconds > 0 and c.eval_seconds > 0 and c.spent_seconds > 0 and c.time_budget == 100
     assert c.iterations == iterations_for_budget(100, c.step_seconds, c.eval_seconds, 10, c.spent_seconds)
     assert cfg.trainer.iterations == "auto"  # measuring changes nothing; fit_to_budget sets the count
+
+
+@pytest.mark.parametrize("first, steps", [(20, 200), (0, 25), (5, 7)])
+def test_the_step_is_the_median_window_so_a_burst_of_other_work_does_not_move_it(monkeypatch, first, steps):
+    """Every step runs once, in order; a burst that slows a tenth of them fiftyfold (the mean of the steps: about 5
+    times the step) leaves the median window's step as it is."""
+    clock, seen = [0.0], []
+    burst = range(first + steps // 5, first + steps // 5 + max(1, steps // 10))
+
+    def step(i):
+        seen.append(i)
+        clock[0] += 0.5 if i in burst else 0.01
+
+    monkeypatch.setattr(budget.time, "perf_counter", lambda: clock[0])
+    assert median_step_seconds(step, first, steps) == pytest.approx(0.01)
+    assert seen == list(range(first, first + steps))
+    assert clock[0] / steps > 0.04  # what the mean would have said
 
 
 def test_auto_run_records_its_count_and_repeats_exactly(tmp_path, capsys, monkeypatch):

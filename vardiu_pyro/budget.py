@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import copy
 import math
+import statistics
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
@@ -26,12 +28,15 @@ from omegaconf import DictConfig
 from .build import build_objective, build_problem
 from .evaluation import Evaluator
 
-__all__ = ["Calibration", "calibrate", "iterations_for_budget", "fit_to_budget", "MARGIN", "ROUND_TO"]
+__all__ = ["Calibration", "calibrate", "iterations_for_budget", "median_step_seconds", "fit_to_budget", "MARGIN",
+           "ROUND_TO"]
 
 MARGIN = 0.10  # the share of the budget kept free for what the measurement does not see: a shared VM's speed drifts by
                # 5-10% within a run (a 2-core Xeon, 2026-12-03: measured 13.67 ms a step, then 14.2-15.2 ms)
 PROBE_LENGTH = 100  # the measurement's schedule is this many times its steps: they lie in its first 1%
 ROUND_TO = 100  # iteration counts are rounded down to a multiple of this (readable, and the measurement is not finer)
+WINDOWS = 10  # the timed steps are timed in this many windows and the step is the median window's: a few seconds of
+              # other work on a 2-core machine (a command typed beside the run) once made the mean of 200 steps 2x too high
 
 
 @dataclass(frozen=True)
@@ -39,7 +44,7 @@ class Calibration:
     """What the measurement found and what it chose (recorded in ``summary.json`` as ``calibration``)."""
 
     time_budget: float  # seconds the whole run may take
-    step_seconds: float  # one training iteration (mean over the measured steps)
+    step_seconds: float  # one training iteration (the median over windows of the measured steps' mean)
     eval_seconds: float  # one evaluation of the generator
     spent_seconds: float  # the measurement itself (building, warm-up, timed steps, one evaluation)
     iterations: int  # what fits
@@ -58,12 +63,28 @@ def iterations_for_budget(budget: float, step_seconds: float, eval_seconds: floa
     return n - n % round_to if n >= round_to else max(n, 0)
 
 
+def median_step_seconds(step: Callable[[int], object], first: int, steps: int, windows: int = WINDOWS,
+                        sync: Callable[[], object] = lambda: None) -> float:
+    """Seconds a step: ``step(i)`` for i = first .. first + steps - 1, timed in ``windows`` consecutive windows of
+    (nearly) equal length; the median over windows of each window's mean. A burst of other work hits one window."""
+    windows = max(1, min(windows, steps))
+    bounds = [first + round(w * steps / windows) for w in range(windows + 1)]
+    per_step = []
+    for lo, hi in zip(bounds, bounds[1:]):
+        start = time.perf_counter()
+        for i in range(lo, hi):
+            step(i)
+        sync()
+        per_step.append((time.perf_counter() - start) / (hi - lo))
+    return statistics.median(per_step)
+
+
 def calibrate(cfg: DictConfig, device: torch.device, warmup: int = 20, steps: int = 200) -> Calibration:
     """Measure one iteration and one evaluation of ``cfg`` on ``device`` and choose the iteration count.
 
     The measurement builds the configured problem and objective, takes ``warmup`` untimed steps and
-    ``steps`` timed ones, and evaluates the generator once, all with random states of their own (the
-    run's draws are not touched); what it builds is thrown away.
+    ``steps`` timed ones (``median_step_seconds``), and evaluates the generator once, all with random
+    states of their own (the run's draws are not touched); what it builds is thrown away.
     """
     tick = time.perf_counter()
     budget = float(cfg.trainer.time_budget)
@@ -81,11 +102,7 @@ def calibrate(cfg: DictConfig, device: torch.device, warmup: int = 20, steps: in
         for i in range(warmup):
             objective.step(i)
         sync()
-        start = time.perf_counter()
-        for i in range(warmup, warmup + steps):
-            objective.step(i)
-        sync()
-        step_seconds = (time.perf_counter() - start) / steps
+        step_seconds = median_step_seconds(objective.step, warmup, steps, sync=sync)
         evaluator = Evaluator(problem.target, num_samples=int(cfg.trainer.eval_samples),
                               bandwidths=list(cfg.trainer.mmd_bandwidths))
         start = time.perf_counter()
