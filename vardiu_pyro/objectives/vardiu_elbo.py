@@ -19,7 +19,7 @@ The gradient of the bound is therefore that of the surrogate
 
 an unbiased Monte Carlo estimate over (z, ε, σ) for θ and φ alike.
 
-Importance-weighted bound (``importance_samples=K > 0``; 0 here, 2 in ``configs/objective/vardiu.yaml``). With K proposals
+Importance-weighted bound (``importance_samples=K > 0``; 0 here, 3 in ``configs/objective/vardiu.yaml``). With K proposals
 z_1..z_K ~ q_φ(z | x_t, σ) beside the model's z_0 ~ p_θ(z | x_t) and weights
 w_k = N(z_k) N(x_t; g_θ(z_k), σ²I) / q_φ(z_k | x_t, σ),
 
