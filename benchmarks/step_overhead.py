@@ -16,12 +16,12 @@ import copy
 import json
 import platform
 import statistics
-import time
 
 import pyro
 import torch
 from hydra import compose, initialize_config_module
 
+from vardiu_pyro.budget import time_steps
 from vardiu_pyro.build import build_objective, build_problem
 from vardiu_pyro.torch_twin import TorchVarDiUStep
 
@@ -60,15 +60,6 @@ def make_pair(batch_size: int, width: int | None, overrides: list[str], device: 
                            importance_samples=cfg.objective.importance_samples,
                            betas=tuple(cfg.optim.betas), **{k: cfg.optim[k] for k in ("fused", "foreach") if k in cfg.optim})
     return objective, twin
-
-
-def time_steps(step, start: int, n: int, sync=lambda: None) -> float:
-    sync()
-    tick = time.perf_counter()
-    for i in range(n):
-        step(start + i)
-    sync()
-    return (time.perf_counter() - tick) / n
 
 
 def measure(batch_size: int, width: int | None, rounds: int, steps: int, warmup: int, overrides: list[str],

@@ -28,8 +28,8 @@ from omegaconf import DictConfig
 from .build import build_objective, build_problem
 from .evaluation import Evaluator
 
-__all__ = ["Calibration", "calibrate", "iterations_for_budget", "median_step_seconds", "fit_to_budget", "MARGIN",
-           "ROUND_TO"]
+__all__ = ["Calibration", "calibrate", "iterations_for_budget", "time_steps", "median_step_seconds", "fit_to_budget",
+           "MARGIN", "ROUND_TO"]
 
 MARGIN = 0.10  # the share of the budget kept free for what the measurement does not see: a shared VM's speed drifts by
                # 5-10% within a run (a 2-core Xeon, 2026-12-03: measured 13.67 ms a step, then 14.2-15.2 ms)
@@ -63,20 +63,23 @@ def iterations_for_budget(budget: float, step_seconds: float, eval_seconds: floa
     return n - n % round_to if n >= round_to else max(n, 0)
 
 
+def time_steps(step: Callable[[int], object], first: int, n: int, sync: Callable[[], object] = lambda: None) -> float:
+    """Mean seconds of ``step(i)`` for i = first .. first + n - 1 (``sync`` waits for a device before each clock read)."""
+    sync()
+    tick = time.perf_counter()
+    for i in range(first, first + n):
+        step(i)
+    sync()
+    return (time.perf_counter() - tick) / n
+
+
 def median_step_seconds(step: Callable[[int], object], first: int, steps: int, windows: int = WINDOWS,
                         sync: Callable[[], object] = lambda: None) -> float:
     """Seconds a step: ``step(i)`` for i = first .. first + steps - 1, timed in ``windows`` consecutive windows of
     (nearly) equal length; the median over windows of each window's mean. A burst of other work hits one window."""
     windows = max(1, min(windows, steps))
     bounds = [first + round(w * steps / windows) for w in range(windows + 1)]
-    per_step = []
-    for lo, hi in zip(bounds, bounds[1:]):
-        start = time.perf_counter()
-        for i in range(lo, hi):
-            step(i)
-        sync()
-        per_step.append((time.perf_counter() - start) / (hi - lo))
-    return statistics.median(per_step)
+    return statistics.median(time_steps(step, lo, hi - lo, sync) for lo, hi in zip(bounds, bounds[1:]))
 
 
 def calibrate(cfg: DictConfig, device: torch.device, warmup: int = 20, steps: int = 200) -> Calibration:
