@@ -5,6 +5,8 @@
 One plate over the batch; every site has batch shape (B,). ``x_t`` is drawn by ``rsample``
 (``Normal(x0, σ).rsample() = x0 + σ ε``), so gradients reach θ through it. With ``antithetic=True``
 each (z, σ) is used twice, with ε and -ε, and g runs once per pair (``generate_once_per_pair``).
+With ``quasi_random=True`` a batch's z are a randomised quasi-Monte Carlo draw (``QuasiRandomNormal``):
+each z is still N(0, I), the batch covers z-space evenly.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from torch import nn
 from vardiu_pyro.param_store import register_network
 
 from .antithetic import AntitheticPairs, generate_once_per_pair
+from .quasi_random import QuasiRandomNormal
 from .sigma import SigmaLaw
 
 __all__ = ["ForwardDiffusion"]
@@ -35,9 +38,11 @@ class ForwardDiffusion:
     """
 
     def __init__(self, generator: nn.Module, sigma_law: SigmaLaw, antithetic: bool = False,
-                 name: str = "generator"):
+                 name: str = "generator", quasi_random: bool = False):
+        if not isinstance(quasi_random, bool):
+            raise ValueError(f"quasi_random must be true or false, got {quasi_random!r}")
         self.generator, self.sigma_law = generator, sigma_law
-        self.antithetic, self.name = bool(antithetic), name
+        self.antithetic, self.name, self.quasi_random = bool(antithetic), name, quasi_random
         self._prior_cache: tuple | None = None  # (key, p(z)) of the last batch size, device and dtype
         register_network(name, generator)
 
@@ -54,6 +59,8 @@ class ForwardDiffusion:
         if self._prior_cache is None or self._prior_cache[0] != key:
             latent = self.latent_shape
             prior = dist.Normal(anchor.new_zeros(()), 1.0).expand((batch_size, *latent)).to_event(len(latent))
+            if self.quasi_random:  # with pairs the batch repeats its first half: the first B/2 Sobol points, a net too
+                prior = QuasiRandomNormal(prior)
             self._prior_cache = (key, self._pairs(prior, +1.0))
         return self._prior_cache[1]
 

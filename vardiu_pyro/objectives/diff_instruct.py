@@ -109,11 +109,13 @@ class DiffInstruct(Objective):
     :param antithetic: use each (z, σ) with ε and -ε, in both the fake-score and the generator steps.
     :param fake_score: a factory ``fake_score(data_shape=..., sigma_data=...)`` of the fake score's
         ``EDMDenoiser`` (from ``configs/objective/diff_instruct.yaml``).
+    :param quasi_random: draw a batch's z as a randomised quasi-Monte Carlo batch (``QuasiRandomNormal``).
     """
 
     network_names = ("generator", "fake_score")
 
-    def __init__(self, problem: Problem, fake_score, inner_steps: int = 10, antithetic: bool = True):
+    def __init__(self, problem: Problem, fake_score, inner_steps: int = 10, antithetic: bool = True,
+                 quasi_random: bool = False):
         if inner_steps < 1:
             raise ValueError(f"objective.inner_steps must be >= 1, got {inner_steps}")
         generator = problem.generator
@@ -121,7 +123,8 @@ class DiffInstruct(Objective):
         self.fake_score = fake_score(data_shape=list(generator.data_shape),
                                      sigma_data=float(getattr(generator, "data_std", 1.0))).to(anchor.device)
         self.inner_steps, self.batch_size = int(inner_steps), problem.batch_size
-        self.model = ForwardDiffusion(generator, problem.sigma_law, antithetic=antithetic, name="generator")
+        self.model = ForwardDiffusion(generator, problem.sigma_law, antithetic=antithetic, name="generator",
+                                      quasi_random=quasi_random)
         self.loss = DiffInstructLoss(problem.teacher, self.fake_score, problem.weight)
         self.networks = {"generator": generator, "fake_score": self.fake_score}
         self.generator_optim = problem.make_optim({"generator": generator})

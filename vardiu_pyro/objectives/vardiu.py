@@ -20,13 +20,16 @@ class VarDiU(Objective):
     :param antithetic: use each (z, σ) with ε and -ε (halves the independent draws per batch).
     :param importance_samples: K guide proposals per x_t for the tighter bound U_K (``VarDiUELBO``); 0: the
         paper's bound U.
+    :param quasi_random: draw a batch's z as a randomised quasi-Monte Carlo batch (``QuasiRandomNormal``).
     """
 
     network_names = ("generator", "guide")
 
-    def __init__(self, problem: Problem, antithetic: bool = True, importance_samples: int = 0):
+    def __init__(self, problem: Problem, antithetic: bool = True, importance_samples: int = 0,
+                 quasi_random: bool = False):
         self.guide = problem.make_guide()
-        self.model = ForwardDiffusion(problem.generator, problem.sigma_law, antithetic=antithetic, name="generator")
+        self.model = ForwardDiffusion(problem.generator, problem.sigma_law, antithetic=antithetic, name="generator",
+                                      quasi_random=quasi_random)
         self.elbo = VarDiUELBO(problem.teacher, problem.weight, importance_samples=importance_samples)
         self.networks = {"generator": problem.generator, "guide": self.guide}
         self.optim = problem.make_optim(self.networks)
