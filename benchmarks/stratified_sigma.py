@@ -1,4 +1,4 @@
-"""Stratified σ against iid σ: the variance of VarDiU's training gradient at one trained state.
+"""Stratified σ (or quasi-random z) against iid draws: the variance of VarDiU's training gradient at one trained state.
 
 At a fit run's checkpoint (``--run RUN_DIR``; without it, the default trained ``--iterations`` steps
 first), draws ``--repeats`` fresh training batches with iid σ and as many with stratified σ
@@ -7,9 +7,11 @@ of the training surrogate (the objective's own ``VarDiUELBO`` terms: U_K with an
 ``python -m vardiu_pyro.fit`` steps on it) with respect to the generator and to the guide. Both are
 unbiased for the same gradient, so the comparison is of spreads: the trace of the covariance (the
 mean squared deviation from the mean), and, because single batches with very large gradients
-dominate that trace, the median and upper quantiles of the squared deviation.
+dominate that trace, the median and upper quantiles of the squared deviation. ``--draws z`` compares
+iid z with quasi-random z instead (``objective.quasi_random``, ``models/quasi_random.py``), σ as the run's.
 
     python benchmarks/stratified_sigma.py --run RUN_DIR       # at a trained run's checkpoint
+    python benchmarks/stratified_sigma.py --run RUN_DIR --draws z   # iid against quasi-random z
     python benchmarks/stratified_sigma.py                     # trains the default 12,000 steps first
     python benchmarks/stratified_sigma.py --quick             # a few steps and repeats: checks that it runs
 
@@ -38,6 +40,8 @@ from vardiu_pyro.resume import load_run_checkpoint
 
 QUANTILES = (0.5, 0.9, 0.99)
 NETWORKS = ("generator", "guide")
+# the draw compared: its name in the tables, and the name of the joint draw against iid
+DRAWS = {"sigma": ("σ", "stratified"), "z": ("z", "quasi-random")}
 
 
 def train_default(run_dir: Path, iterations: int, overrides: list[str]) -> None:
@@ -96,43 +100,55 @@ def bootstrap_ratio(a: torch.Tensor, b: torch.Tensor, statistic, resamples: int,
     return float(torch.quantile(r, 0.025)), float(torch.quantile(r, 0.975))
 
 
-def compare(objective: VarDiU, problem, iteration: int, repeats: int, seed: int, progress: bool = True) -> dict:
-    law = problem.sigma_law
-    before = law.stratified
-    draws = {mode: {name: [] for name in NETWORKS} for mode in ("iid", "stratified")}
+def set_joint(objective: VarDiU, problem, draws: str, on: bool) -> None:
+    """Switch the compared draw: stratified σ (``draws="sigma"``) or quasi-random z (``"z"``) on or off."""
+    if draws == "sigma":
+        problem.sigma_law.stratified = on
+    else:
+        objective.model.quasi_random = on
+        objective.model._prior_cache = None  # the prior is built again, with or without the quasi-random batch
+
+
+def compare(objective: VarDiU, problem, iteration: int, repeats: int, seed: int, progress: bool = True,
+            draws: str = "sigma") -> dict:
+    joint = DRAWS[draws][1]
+    before = problem.sigma_law.stratified if draws == "sigma" else objective.model.quasi_random
+    grads = {mode: {name: [] for name in NETWORKS} for mode in ("iid", joint)}
     torch.manual_seed(seed)
     try:
-        for _ in tqdm(range(repeats), desc="gradients (iid and stratified, interleaved)", disable=not progress):
-            for mode in draws:
-                law.stratified = mode == "stratified"
+        for _ in tqdm(range(repeats), desc=f"gradients (iid and {joint} {DRAWS[draws][0]}, interleaved)",
+                      disable=not progress):
+            for mode in grads:
+                set_joint(objective, problem, draws, mode == joint)
                 for name, g in gradients(objective, iteration).items():
-                    draws[mode][name].append(g)
+                    grads[mode][name].append(g)
     finally:
-        law.stratified = before
+        set_joint(objective, problem, draws, before)
     result = {}
     for name in NETWORKS:
-        iid, strat = (torch.stack(draws[mode][name]) for mode in ("iid", "stratified"))
-        row = {"iid": spread(iid), "stratified": spread(strat)}
+        iid, strat = (torch.stack(grads[mode][name]) for mode in ("iid", joint))
+        row = {"iid": spread(iid), joint: spread(strat)}
         for key in ("variance_trace", "q50"):
-            row[f"ratio_{key}"] = row["stratified"][key] / row["iid"][key]
+            row[f"ratio_{key}"] = row[joint][key] / row["iid"][key]
         row["ratio_q50_interval"] = bootstrap_ratio(squared_deviations(iid), squared_deviations(strat), torch.median,
                                                     1000)
         result[name] = row
     return result
 
 
-def table(result: dict) -> str:
-    lines = ["| network | σ | variance trace | median squared deviation | 90% | 99% | squared norm of the mean |",
+def table(result: dict, draws: str = "sigma") -> str:
+    symbol, joint = DRAWS[draws]
+    lines = [f"| network | {symbol} | variance trace | median squared deviation | 90% | 99% | squared norm of the mean |",
              "|---|---|---:|---:|---:|---:|---:|"]
     for name, row in result.items():
-        for mode in ("iid", "stratified"):
+        for mode in ("iid", joint):
             s = row[mode]
             lines.append(f"| {name} | {mode} | {s['variance_trace']:.3g} | {s['q50']:.3g} | {s['q90']:.3g} | "
                          f"{s['q99']:.3g} | {s['squared_norm_of_mean']:.3g} |")
     lines.append("")
     for name, row in result.items():
         lo, hi = row["ratio_q50_interval"]
-        lines.append(f"- {name}: stratified / iid, variance trace {row['ratio_variance_trace']:.2f}, median squared "
+        lines.append(f"- {name}: {joint} / iid, variance trace {row['ratio_variance_trace']:.2f}, median squared "
                      f"deviation {row['ratio_q50']:.2f} (bootstrap 95%: {lo:.2f}-{hi:.2f})")
     return "\n".join(lines)
 
@@ -144,13 +160,16 @@ def main(argv=None) -> None:
     parser.add_argument("--repeats", type=int, default=400, help="batches per σ mode")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--seed", type=int, default=1, help="seed of the compared draws")
+    parser.add_argument("--draws", choices=sorted(DRAWS), default="sigma",
+                        help="sigma: iid against stratified σ; z: iid against quasi-random z")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--quick", action="store_true", help="a tiny run and few repeats: checks that it all runs")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides of the run trained without --run")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    out = args.out or Path("outputs/benchmarks") / ("stratified_sigma-quick" if args.quick else "stratified_sigma")
+    stem = "stratified_sigma" if args.draws == "sigma" else "quasi_random_z"
+    out = args.out or Path("outputs/benchmarks") / (stem + ("-quick" if args.quick else ""))
     out.mkdir(parents=True, exist_ok=True)
     run_dir = args.run
     if run_dir is None:
@@ -160,15 +179,18 @@ def main(argv=None) -> None:
         train_default(run_dir, iterations, overrides + list(args.overrides))
     objective, problem, iteration = load_state(run_dir)
     repeats = 8 if args.quick else args.repeats
-    result = compare(objective, problem, iteration, repeats, args.seed)
-    header = (f"Stratified against iid σ: spread of the training gradient, {repeats} batches of {objective.batch_size} "
-              f"each, at iteration {iteration} of {run_dir} (commit {git_commit()}; {machine_line()}; "
-              f"`python benchmarks/stratified_sigma.py{' --run ' + str(args.run) if args.run else ''}`)")
-    text = header + "\n\n" + table(result) + "\n"
-    (out / "stratified_sigma.md").write_text(text)
-    (out / "stratified_sigma.json").write_text(json.dumps(
+    result = compare(objective, problem, iteration, repeats, args.seed, draws=args.draws)
+    symbol, joint = DRAWS[args.draws]
+    command = "python benchmarks/stratified_sigma.py" + (f" --run {args.run}" if args.run else "") + (
+        f" --draws {args.draws}" if args.draws != "sigma" else "")
+    header = (f"{joint.capitalize()} against iid {symbol}: spread of the training gradient, {repeats} batches of "
+              f"{objective.batch_size} each, at iteration {iteration} of {run_dir} (commit {git_commit()}; "
+              f"{machine_line()}; `{command}`)")
+    text = header + "\n\n" + table(result, args.draws) + "\n"
+    (out / f"{stem}.md").write_text(text)
+    (out / f"{stem}.json").write_text(json.dumps(
         {"run": str(run_dir), "iteration": iteration, "repeats": repeats, "batch_size": objective.batch_size,
-         "commit": git_commit(), "machine": machine_line(), "result": result}, indent=2))
+         "draws": args.draws, "commit": git_commit(), "machine": machine_line(), "result": result}, indent=2))
     print(text)
 
 

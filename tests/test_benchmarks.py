@@ -267,20 +267,24 @@ def test_shares_against_shape_splits_log_mmd_between_shares_and_shapes():
         (target.locs[m["mode"]] - target.locs).norm(dim=1).sort().values[1].item(), rel=1e-5) for m in poorest)
 
 
-def test_stratified_sigma_compares_the_two_spreads_at_a_trained_state(tmp_path):
+@pytest.mark.parametrize("draws, joint, stem", [("sigma", "stratified", "stratified_sigma"),
+                                                 ("z", "quasi-random", "quasi_random_z")])
+def test_stratified_sigma_compares_the_two_spreads_at_a_trained_state(tmp_path, draws, joint, stem):
     stratified_sigma = pytest.importorskip("stratified_sigma")
-    stratified_sigma.main(["--quick", "--out", str(tmp_path), "generator.width=16", "guide.width=16"])
-    report = json.loads((tmp_path / "stratified_sigma.json").read_text())
+    stratified_sigma.main(["--quick", "--out", str(tmp_path), "--draws", draws, "generator.width=16", "guide.width=16"])
+    report = json.loads((tmp_path / f"{stem}.json").read_text())
     assert report["repeats"] == 8 and report["iteration"] == 60 and report["batch_size"] == 64
+    assert report["draws"] == draws
     for name in ("generator", "guide"):
         row = report["result"][name]
-        for mode in ("iid", "stratified"):
+        for mode in ("iid", joint):
             s = row[mode]
             assert 0 < s["q50"] <= s["q90"] <= s["q99"] and s["variance_trace"] > 0
-        assert row["ratio_q50"] == pytest.approx(row["stratified"]["q50"] / row["iid"]["q50"])
+        assert row["ratio_q50"] == pytest.approx(row[joint]["q50"] / row["iid"]["q50"])
         lo, hi = row["ratio_q50_interval"]
         assert 0 < lo <= hi
-    assert "median squared deviation" in (tmp_path / "stratified_sigma.md").read_text()
+    assert "median squared deviation" in (tmp_path / f"{stem}.md").read_text()
     objective, problem, iteration = stratified_sigma.load_state(tmp_path / "run")
-    stratified_sigma.compare(objective, problem, iteration, repeats=2, seed=0, progress=False)
-    assert problem.sigma_law.stratified is False  # the run's own setting: the comparison toggles it and restores it
+    stratified_sigma.compare(objective, problem, iteration, repeats=2, seed=0, progress=False, draws=draws)
+    # the run's own settings: the comparison toggles one of them and restores it
+    assert problem.sigma_law.stratified is False and objective.model.quasi_random is False
