@@ -58,6 +58,7 @@ def make_pair(batch_size: int, width: int | None, overrides: list[str], device: 
                            problem.sigma_law, problem.weight, batch_size=batch_size, lr=cfg.optim.lr,
                            max_grad_norm=cfg.optim.max_grad_norm, antithetic=cfg.objective.antithetic,
                            importance_samples=cfg.objective.importance_samples,
+                           quasi_random=cfg.objective.quasi_random,
                            betas=tuple(cfg.optim.betas), **{k: cfg.optim[k] for k in ("fused", "foreach") if k in cfg.optim})
     return objective, twin
 

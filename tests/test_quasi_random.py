@@ -9,6 +9,7 @@ from pyro import poutine
 
 from vardiu_pyro.models import ForwardDiffusion, MLPGenerator, PowerLawSigma
 from vardiu_pyro.models.quasi_random import QuasiRandomNormal, shifted_sobol_uniform, sobol_integers
+from vardiu_pyro.torch_twin import TorchVarDiUStep
 
 
 def standard_normal(batch: int, event: tuple[int, ...] = (2,)) -> dist.TorchDistribution:
@@ -99,3 +100,16 @@ def test_bad_quasi_random_laws_are_rejected():
         QuasiRandomNormal(standard_normal(8)).expand((2, 8))
     with pytest.raises(ValueError, match="quasi_random must be true or false"):
         ForwardDiffusion(MLPGenerator((2,), width=8, depth=1), PowerLawSigma(0.1, 10.0, 1.0), quasi_random="yes")
+
+
+def test_the_plain_torch_twin_draws_quasi_random_z_too():
+    g = MLPGenerator((2,), width=16, depth=1)
+    law = PowerLawSigma(0.1, 10.0, 1.0)
+    step = TorchVarDiUStep(g, MLPGenerator((2,), width=8, depth=1), None, law, None, batch_size=64,
+                           quasi_random=True)  # a stand-in guide: only the draws are used
+    torch.manual_seed(7)
+    z, _, _ = step.draws(0)
+    assert torch.equal(z[:32], z[32:])
+    assert torch.equal(cells(torch.special.ndtr(z[:32].double()), 2, 3).sort().values, torch.arange(32))
+    iid = TorchVarDiUStep(g, MLPGenerator((2,), width=8, depth=1), None, law, None, batch_size=64)
+    assert cells(torch.special.ndtr(iid.draws(0)[0][:32].double()), 2, 3).unique().numel() < 32

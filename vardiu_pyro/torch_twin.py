@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from vardiu_pyro.models.quasi_random import shifted_sobol_uniform, sobol_integers
+
 __all__ = ["diagonal_gaussian_log_q", "paired_generator_output", "vardiu_twin_loss", "vardiu_importance_twin_loss",
            "TorchVarDiUStep"]
 
@@ -102,20 +104,30 @@ class TorchVarDiUStep:
     """One VarDiU training step in plain torch: draws, loss, backward, per-network clip, Adam.
 
     ``importance_samples=K > 0``: the step of the importance-weighted bound U_K (``vardiu_importance_twin_loss``).
+    ``quasi_random``: z as a shifted Sobol net mapped to N(0, I) (``models/quasi_random.py``), as the model draws it.
     """
 
     def __init__(self, generator, guide, teacher, sigma_law, weight, batch_size: int, lr: float = 1e-3,
-                 max_grad_norm: float = 10.0, antithetic: bool = True, importance_samples: int = 0, **adam_kwargs):
+                 max_grad_norm: float = 10.0, antithetic: bool = True, importance_samples: int = 0,
+                 quasi_random: bool = False, **adam_kwargs):
         self.generator, self.guide, self.teacher = generator, guide, teacher
         self.sigma_law, self.weight = sigma_law, weight
         self.batch_size, self.max_grad_norm, self.antithetic = batch_size, max_grad_norm, antithetic
         self.importance_samples = importance_samples
+        self.sobol = None  # the net's integers, built at the first draw
+        if quasi_random:
+            n = batch_size // 2 if antithetic else batch_size
+            self.sobol = sobol_integers(n, math.prod(generator.latent_shape))
         self.optimizers = [torch.optim.Adam(net.parameters(), lr=lr, **adam_kwargs) for net in (generator, guide)]
 
     def draws(self, iteration: int) -> tuple[Tensor, Tensor, Tensor]:
         p = next(self.generator.parameters())
         n = self.batch_size // 2 if self.antithetic else self.batch_size
-        z = torch.randn(n, *self.generator.latent_shape, device=p.device, dtype=p.dtype)
+        if self.sobol is None:
+            z = torch.randn(n, *self.generator.latent_shape, device=p.device, dtype=p.dtype)
+        else:  # z = Φ⁻¹(u), u a shifted Sobol net
+            u = shifted_sobol_uniform(self.sobol.to(p.device))[0]
+            z = torch.special.ndtri(u).to(p.dtype).reshape(n, *self.generator.latent_shape)
         sigma = self.sigma_law.batch(iteration, n).sample()  # stratified over the n draws if the law is
         eps = torch.randn(n, *self.generator.data_shape, device=p.device, dtype=p.dtype)
         if self.antithetic:
