@@ -114,7 +114,7 @@ class TorchVarDiUStep:
         self.sigma_law, self.weight = sigma_law, weight
         self.batch_size, self.max_grad_norm, self.antithetic = batch_size, max_grad_norm, antithetic
         self.importance_samples = importance_samples
-        self.sobol = None  # the net's integers, built at the first draw
+        self.sobol = None  # iid z; with quasi_random the (n, d) integers of the Sobol net, shifted at each draw
         if quasi_random:
             n = batch_size // 2 if antithetic else batch_size
             self.sobol = sobol_integers(n, math.prod(generator.latent_shape))
