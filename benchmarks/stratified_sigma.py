@@ -105,8 +105,7 @@ def set_joint(objective: VarDiU, problem, draws: str, on: bool) -> None:
     if draws == "sigma":
         problem.sigma_law.stratified = on
     else:
-        objective.model.quasi_random = on
-        objective.model._prior_cache = None  # the prior is built again, with or without the quasi-random batch
+        objective.model.quasi_random = on  # the model builds its prior again for the other setting
 
 
 def compare(objective: VarDiU, problem, iteration: int, repeats: int, seed: int, progress: bool = True,

@@ -43,7 +43,7 @@ class ForwardDiffusion:
             raise ValueError(f"quasi_random must be true or false, got {quasi_random!r}")
         self.generator, self.sigma_law = generator, sigma_law
         self.antithetic, self.name, self.quasi_random = bool(antithetic), name, quasi_random
-        self._prior_cache: tuple | None = None  # (key, p(z)) of the last batch size, device and dtype
+        self._prior_cache: tuple | None = None  # (key, p(z)) of the last batch size, device, dtype and way of drawing
         register_network(name, generator)
 
     @property
@@ -54,8 +54,9 @@ class ForwardDiffusion:
         return AntitheticPairs(base, sign) if self.antithetic else base
 
     def _prior(self, batch_size: int, anchor: torch.Tensor) -> dist.TorchDistribution:
-        """p(z) = N(0, I) with batch shape (B,); built once per batch size, device and dtype (it is immutable)."""
-        key = (batch_size, anchor.device, anchor.dtype)
+        """p(z) = N(0, I) with batch shape (B,); built once per batch size, device, dtype and way of drawing (it is
+        immutable; ``antithetic`` and ``quasi_random`` may be switched between calls, as a benchmark does)."""
+        key = (batch_size, anchor.device, anchor.dtype, self.antithetic, self.quasi_random)
         if self._prior_cache is None or self._prior_cache[0] != key:
             latent = self.latent_shape
             prior = dist.Normal(anchor.new_zeros(()), 1.0).expand((batch_size, *latent)).to_event(len(latent))

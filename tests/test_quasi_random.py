@@ -78,8 +78,12 @@ def test_the_model_draws_its_pairs_from_one_net():
     assert torch.equal(z[:64], z[64:])
     u = torch.special.ndtr(z[:64].double())
     assert torch.equal(cells(u, 3, 3).sort().values, torch.arange(64))
-    z = poutine.trace(ForwardDiffusion(g, law, quasi_random=True)).get_trace(64).nodes["z"]["value"]
+    model = ForwardDiffusion(g, law, quasi_random=True)
+    z = poutine.trace(model).get_trace(64).nodes["z"]["value"]
     assert torch.equal(cells(torch.special.ndtr(z.double()), 2, 4).sort().values, torch.arange(64))
+    model.quasi_random = False  # switched on the same model (benchmarks/stratified_sigma.py --draws z): iid z again
+    z = poutine.trace(model).get_trace(64).nodes["z"]["value"]
+    assert cells(torch.special.ndtr(z.double()), 2, 4).unique().numel() < 64
 
 
 def test_draws_are_reproducible_from_the_seed():

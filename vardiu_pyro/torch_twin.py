@@ -12,8 +12,9 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.distributions import Independent, Normal
 
-from vardiu_pyro.models.quasi_random import shifted_sobol_uniform, sobol_integers
+from vardiu_pyro.models.quasi_random import QuasiRandomNormal
 
 __all__ = ["diagonal_gaussian_log_q", "paired_generator_output", "vardiu_twin_loss", "vardiu_importance_twin_loss",
            "TorchVarDiUStep"]
@@ -114,20 +115,21 @@ class TorchVarDiUStep:
         self.sigma_law, self.weight = sigma_law, weight
         self.batch_size, self.max_grad_norm, self.antithetic = batch_size, max_grad_norm, antithetic
         self.importance_samples = importance_samples
-        self.sobol = None  # iid z; with quasi_random the (n, d) integers of the Sobol net, shifted at each draw
-        if quasi_random:
-            n = batch_size // 2 if antithetic else batch_size
-            self.sobol = sobol_integers(n, math.prod(generator.latent_shape))
+        self.quasi_random = quasi_random
+        self._latent: QuasiRandomNormal | None = None  # with quasi_random: the law of a batch's z, built at the first draw
         self.optimizers = [torch.optim.Adam(net.parameters(), lr=lr, **adam_kwargs) for net in (generator, guide)]
 
     def draws(self, iteration: int) -> tuple[Tensor, Tensor, Tensor]:
         p = next(self.generator.parameters())
         n = self.batch_size // 2 if self.antithetic else self.batch_size
-        if self.sobol is None:
+        if self.quasi_random:  # the model's law of z (models/quasi_random.py), on the generator's device and dtype
+            if self._latent is None:
+                latent = self.generator.latent_shape
+                normal = Normal(p.new_zeros(()), 1.0).expand((n, *latent))
+                self._latent = QuasiRandomNormal(Independent(normal, len(latent)))
+            z = self._latent.sample()
+        else:
             z = torch.randn(n, *self.generator.latent_shape, device=p.device, dtype=p.dtype)
-        else:  # z = Φ⁻¹(u), u a shifted Sobol net
-            u = shifted_sobol_uniform(self.sobol.to(p.device))[0]
-            z = torch.special.ndtri(u).to(p.dtype).reshape(n, *self.generator.latent_shape)
         sigma = self.sigma_law.batch(iteration, n).sample()  # stratified over the n draws if the law is
         eps = torch.randn(n, *self.generator.data_shape, device=p.device, dtype=p.dtype)
         if self.antithetic:
