@@ -13,6 +13,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, MissingMandatoryValue, OmegaConf
 
 from .evaluation import device_of
+from .nn import resolve_precision, set_hidden_dtype
 from .objectives import Objective, Problem
 
 __all__ = ["resolve_device", "build_problem", "build_objective", "data_std_of"]
@@ -50,6 +51,8 @@ def build_problem(cfg: DictConfig, device: torch.device) -> Problem:
     data_shape = tuple(target.event_shape)
     data_std = data_std_of(target)
     generator = instantiate(cfg.generator, _partial_=True)(data_shape=data_shape, data_std=data_std).to(device)
+    hidden_dtype = resolve_precision(str(cfg.get("precision", "float32")), device)
+    set_hidden_dtype(generator, hidden_dtype)
     sigma_law = instantiate(cfg.sigma.law).to(device)
     weight = instantiate(cfg.sigma.weight).to(device)
     guide_factory = instantiate(cfg.guide, _partial_=True)
@@ -65,6 +68,7 @@ def build_problem(cfg: DictConfig, device: torch.device) -> Problem:
 
     def make_guide():
         guide = guide_factory(latent_shape=tuple(generator.latent_shape), data_shape=data_shape, data_std=data_std)
+        set_hidden_dtype(guide, hidden_dtype)
         return guide.to(device)
 
     return Problem(target=target, teacher=teacher, generator=generator, sigma_law=sigma_law, weight=weight,

@@ -6,7 +6,7 @@ no traceback. What is checked:
 
 - the command line itself (``check_command_line``): unknown config-group options (``guide=nope``
   lists the valid ones), unknown keys and unparsable overrides, before Hydra sees them;
-- values (``validate_config``): seed, device (``cuda`` needs CUDA), iterations (or ``auto`` with
+- values (``validate_config``): seed, device (``cuda`` needs CUDA), precision, iterations (or ``auto`` with
   a time budget), batch size (even with antithetic pairs), evaluation, checkpoint and EMA
   settings, the σ range, Diff-Instruct's inner steps, VarDiU's importance samples (a guide with
   ``rsample``), the learning rate and its per-network overrides (naming the objective's
@@ -36,6 +36,7 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 from safetensors import safe_open
 
 from .checkpoint import PICKLE_SUFFIXES, CheckpointError, load_torch_file
+from .nn import PRECISIONS
 
 __all__ = ["ConfigError", "exit_with_message", "validate_config", "validate_teacher_dir", "validate_problem", "check_command_line",
            "CONFIG_MODULE"]
@@ -139,6 +140,8 @@ def validate_config(cfg: DictConfig | Mapping) -> None:
     _check_targets(config)
     _integer(config, "seed", minimum=0)
     _check_device(config.get("device", "auto"))
+    if str(config.get("precision", "float32")) not in PRECISIONS:
+        _fail("precision", config.get("precision"), f"choose one of {', '.join(PRECISIONS)}")
 
     if _select(config, "trainer.iterations") == "auto":  # sized to the time budget (vardiu_pyro.budget)
         budget = _select(config, "trainer.time_budget")
