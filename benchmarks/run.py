@@ -191,11 +191,11 @@ def replay_matmuls(calls: list[tuple]) -> None:
         op(*args, **kwargs)
 
 
-def matmul_rate(sizes=(256, 512, 1024), seconds: float = 0.5) -> dict:
-    """This machine's float32 matrix-multiply rate (FLOP/s) for square n×n products; ``peak``: the best."""
+def matmul_rate(sizes=(256, 512, 1024), seconds: float = 0.5, dtype: torch.dtype = torch.float32) -> dict:
+    """This machine's matrix-multiply rate (FLOP/s) in ``dtype`` for square n×n products; ``peak``: the best."""
     rates = {}
     for n in sizes:
-        a, b = torch.randn(n, n), torch.randn(n, n)
+        a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
         torch.mm(a, b)
         best, spent = math.inf, 0.0
         while spent < seconds:
@@ -209,10 +209,22 @@ def matmul_rate(sizes=(256, 512, 1024), seconds: float = 0.5) -> dict:
     return {"by_size": rates, "peak": max(rates.values())}
 
 
+def default_hidden_precision() -> str:
+    """What the default ``precision`` (``auto``) runs the hidden products in on this CPU: bfloat16 or float32."""
+    from vardiu_pyro.nn import resolve_precision
+
+    dtype = resolve_precision(str(compose_config([]).precision), torch.device("cpu"))
+    return "float32" if dtype is None else str(dtype).removeprefix("torch.")
+
+
 def efficiency_variants(b: dict) -> dict[str, dict]:
     """Execution settings to compare: (threads, Hydra overrides, compile networks)."""
     threads = torch.get_num_threads()
+    hidden = default_hidden_precision()
+    other = "float32" if hidden == "bfloat16" else "bfloat16"
     variants = {f"default ({threads} threads)": {"threads": threads, "overrides": [], "compile": False},
+                f"{other} hidden products ({threads} threads)": {"threads": threads, "overrides": [f"precision={other}"],
+                                                                  "compile": False},
                 f"per-tensor Adam ({threads} threads)": {"threads": threads, "overrides": ["optim.fused=false"], "compile": False},
                 f"foreach Adam ({threads} threads)": {"threads": threads, "overrides": ["optim.fused=false", "+optim.foreach=true"],
                                                       "compile": False}}
@@ -249,7 +261,9 @@ def bench_efficiency(b: dict, recipes: dict[str, list[str]]) -> dict:
     for threads in sorted({v["threads"] for v in variants.values()}):
         torch.set_num_threads(threads)
         rates[threads] = matmul_rate()
-        print(f"[efficiency] matmul rate, {threads} thread(s): {rates[threads]['peak'] / 1e9:.1f} GFLOP/s", flush=True)
+        rates[threads]["bfloat16_peak"] = matmul_rate(dtype=torch.bfloat16)["peak"]
+        print(f"[efficiency] matmul rate, {threads} thread(s): {rates[threads]['peak'] / 1e9:.1f} GFLOP/s in float32, "
+              f"{rates[threads]['bfloat16_peak'] / 1e9:.1f} in bfloat16", flush=True)
     rows = []
     for recipe, recipe_overrides in recipes.items():
         batch, width = b["shapes"][recipe]
@@ -298,7 +312,8 @@ def bench_efficiency(b: dict, recipes: dict[str, list[str]]) -> dict:
                          "gflops_per_s": flops / seconds / 1e9, "matmul_gflops_per_s": peak / 1e9,
                          "fraction": flops / seconds / peak, "times": t, "ceiling": name == ceiling})
     torch.set_num_threads(default_threads)
-    return {"rows": rows, "matmul": {str(k): v for k, v in rates.items()}, "target_fraction": 0.75}
+    return {"rows": rows, "matmul": {str(k): v for k, v in rates.items()}, "target_fraction": 0.75,
+            "default_hidden_precision": default_hidden_precision()}
 
 
 # ---------------------------------------------------------------- 3. quality against time
@@ -419,6 +434,18 @@ def plot_overhead(data: dict, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def precision_note(e: dict) -> list[str]:
+    """What the default's hidden products ran in, and this machine's bfloat16 rate beside its float32 one."""
+    if "default_hidden_precision" not in e:  # results of an earlier invocation
+        return []
+    peaks = "; ".join(f"with {k} thread{'s' if int(k) > 1 else ''}, {v['peak'] / 1e9:.0f} in float32 and "
+                      f"{v['bfloat16_peak'] / 1e9:.0f} in bfloat16" for k, v in e["matmul"].items() if "bfloat16_peak" in v)
+    return [f"The default ran its hidden products in **{e['default_hidden_precision']}** here (`precision=auto`: "
+            "bfloat16 on a CPU with native bfloat16 products). Every fraction is against the **float32** rate, the "
+            f"machine's rate for the step's arithmetic at full precision (square products, GFLOP/s: {peaks}). Against the "
+            "bfloat16 rate the rows with bfloat16 hidden products would read about half as high.", ""]
 
 
 def plot_efficiency(data: dict, path: Path) -> None:
@@ -598,6 +625,7 @@ def page(results: dict, mode: str, command: str, docs: Path, figs: dict[str, str
                   "with nothing else: the fraction the step could reach if its activations, bias additions, reductions, "
                   "teacher, optimiser and Python cost nothing; the step's fraction over that one is the share of its "
                   "time spent in matrix products.", "",
+                  *precision_note(e),
                   "| recipe | setting | batch | generator / guide (layers × width) | GFLOP/step (counted / analytic) | ms/step | GFLOP/s | matmul GFLOP/s | fraction |",
                   "|---|---|---:|---|---|---:|---:|---:|---:|"]
         for r in e["rows"]:
