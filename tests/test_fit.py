@@ -45,6 +45,8 @@ def test_cli_writes_every_output_file(tmp_path):
         assert key in summary
     assert summary["config"]["trainer"]["iterations"] == 20
     assert summary["log_mmd"] == records[-1]["log_mmd"]
+    assert summary["hidden_precision"] in {"float32", "bfloat16"}  # what precision=auto chose on this machine
+    assert f"({summary['hidden_precision']} hidden products)" in proc.stdout
 
     for png in ("samples.png", "metrics.png"):
         assert (run / png).read_bytes()[:4] == b"\x89PNG"

@@ -33,6 +33,7 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 from .bound_gap import bound_gap_summary  # noqa: E402
 from .budget import fit_to_budget  # noqa: E402
 from .build import build_objective, build_problem, resolve_device  # noqa: E402
+from .nn import resolve_precision  # noqa: E402
 from .distributed import DataParallel, secondary_rank_overrides, torchrun_world_size  # noqa: E402
 from .evaluation import Evaluator, metric_lines  # noqa: E402
 from .teacher_metrics import evaluate_teacher  # noqa: E402
@@ -124,7 +125,9 @@ def _fit(cfg: DictConfig, run_dir: str | Path | None, parallel: DataParallel | N
     final = trainer.fit()
     summary = None
     if main_process:
-        summary = dict(final, device=str(device), reference=evaluator.reference_metrics, config=config)
+        hidden = resolve_precision(str(cfg.get("precision", "float32")), device)  # what precision=auto chose here
+        summary = dict(final, device=str(device), hidden_precision=str(hidden or torch.float32).removeprefix("torch."),
+                       reference=evaluator.reference_metrics, config=config)
         if calibration is not None:
             summary["calibration"] = calibration.as_dict()
         if parallel is not None:
@@ -145,7 +148,8 @@ def budget_line(c: dict) -> str:
 
 
 def format_summary(summary: dict, run_dir: Path) -> str:
-    lines = [f"\nvardiu-pyro: {summary['iteration']} iterations in {summary['total_seconds']:.0f} s on {summary['device']}",
+    lines = [f"\nvardiu-pyro: {summary['iteration']} iterations in {summary['total_seconds']:.0f} s on {summary['device']}"
+             f" ({summary.get('hidden_precision', 'float32')} hidden products)",
              *metric_lines(summary)]
     if "calibration" in summary:
         lines.append(budget_line(summary["calibration"]))
