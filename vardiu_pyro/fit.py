@@ -33,9 +33,9 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 from .bound_gap import bound_gap_summary  # noqa: E402
 from .budget import fit_to_budget  # noqa: E402
 from .build import build_objective, build_problem, resolve_device  # noqa: E402
-from .nn import resolve_precision  # noqa: E402
 from .distributed import DataParallel, secondary_rank_overrides, torchrun_world_size  # noqa: E402
 from .evaluation import Evaluator, metric_lines  # noqa: E402
+from .nn import resolve_precision  # noqa: E402
 from .teacher_metrics import evaluate_teacher  # noqa: E402
 from .interrupt import TrainingInterrupted  # noqa: E402
 from .resume import check_compatible, load_resume_state, resumed_config  # noqa: E402

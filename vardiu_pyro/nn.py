@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-__all__ = ["mlp", "MLP", "ACTIVATIONS", "PRECISIONS", "resolve_precision", "set_hidden_dtype"]
+__all__ = ["mlp", "MLP", "ACTIVATIONS", "PRECISIONS", "native_bfloat16", "resolve_precision", "set_hidden_dtype"]
 
 ACTIVATIONS = {"silu": nn.SiLU, "relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
 PRECISIONS = ("auto", "float32", "bfloat16")
@@ -28,7 +28,7 @@ class MLP(nn.Sequential):
             return super().forward(x)
         h = self[1](self[0](x))
         with torch.autocast(device_type=h.device.type, dtype=self.hidden_dtype):
-            for layer in self[2:-1]:
+            for layer in list(self)[2:-1]:  # (a slice of a Sequential would build a new module every call)
                 h = layer(h)
         return self[-1](h.float())
 
