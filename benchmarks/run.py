@@ -211,10 +211,10 @@ def matmul_rate(sizes=(256, 512, 1024), seconds: float = 0.5, dtype: torch.dtype
 
 def default_hidden_precision() -> str:
     """What the default ``precision`` (``auto``) runs the hidden products in on this CPU: bfloat16 or float32."""
-    from vardiu_pyro.nn import resolve_precision
+    from vardiu_pyro.build import hidden_dtype_of
+    from vardiu_pyro.nn import precision_name
 
-    dtype = resolve_precision(str(compose_config([]).precision), torch.device("cpu"))
-    return "float32" if dtype is None else str(dtype).removeprefix("torch.")
+    return precision_name(hidden_dtype_of(compose_config([]), torch.device("cpu")))
 
 
 def efficiency_variants(b: dict) -> dict[str, dict]:

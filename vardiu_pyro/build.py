@@ -16,7 +16,7 @@ from .evaluation import device_of
 from .nn import resolve_precision, set_hidden_dtype
 from .objectives import Objective, Problem
 
-__all__ = ["resolve_device", "build_problem", "build_objective", "data_std_of"]
+__all__ = ["resolve_device", "hidden_dtype_of", "build_problem", "build_objective", "data_std_of"]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -27,6 +27,11 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={name}: CUDA is not available on this machine (use device=cpu or device=auto)")
     return device
+
+
+def hidden_dtype_of(cfg: DictConfig, device: torch.device) -> torch.dtype | None:
+    """The dtype of the networks' hidden products (``precision``); a run saved before the key existed ran float32."""
+    return resolve_precision(str(cfg.get("precision", "float32")), device)
 
 
 def data_std_of(target, n: int = 10_000, seed: int = 0) -> float:
@@ -51,7 +56,7 @@ def build_problem(cfg: DictConfig, device: torch.device) -> Problem:
     data_shape = tuple(target.event_shape)
     data_std = data_std_of(target)
     generator = instantiate(cfg.generator, _partial_=True)(data_shape=data_shape, data_std=data_std).to(device)
-    hidden_dtype = resolve_precision(str(cfg.get("precision", "float32")), device)
+    hidden_dtype = hidden_dtype_of(cfg, device)
     set_hidden_dtype(generator, hidden_dtype)
     sigma_law = instantiate(cfg.sigma.law).to(device)
     weight = instantiate(cfg.sigma.weight).to(device)

@@ -32,10 +32,10 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from .bound_gap import bound_gap_summary  # noqa: E402
 from .budget import fit_to_budget  # noqa: E402
-from .build import build_objective, build_problem, resolve_device  # noqa: E402
+from .build import build_objective, build_problem, hidden_dtype_of, resolve_device  # noqa: E402
 from .distributed import DataParallel, secondary_rank_overrides, torchrun_world_size  # noqa: E402
 from .evaluation import Evaluator, metric_lines  # noqa: E402
-from .nn import resolve_precision  # noqa: E402
+from .nn import precision_name  # noqa: E402
 from .teacher_metrics import evaluate_teacher  # noqa: E402
 from .interrupt import TrainingInterrupted  # noqa: E402
 from .resume import check_compatible, load_resume_state, resumed_config  # noqa: E402
@@ -125,9 +125,8 @@ def _fit(cfg: DictConfig, run_dir: str | Path | None, parallel: DataParallel | N
     final = trainer.fit()
     summary = None
     if main_process:
-        hidden = resolve_precision(str(cfg.get("precision", "float32")), device)  # what precision=auto chose here
-        summary = dict(final, device=str(device), hidden_precision=str(hidden or torch.float32).removeprefix("torch."),
-                       reference=evaluator.reference_metrics, config=config)
+        summary = dict(final, device=str(device), hidden_precision=precision_name(hidden_dtype_of(cfg, device)),
+                       reference=evaluator.reference_metrics, config=config)  # hidden_precision: what precision=auto chose
         if calibration is not None:
             summary["calibration"] = calibration.as_dict()
         if parallel is not None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-__all__ = ["mlp", "MLP", "ACTIVATIONS", "PRECISIONS", "native_bfloat16", "resolve_precision", "set_hidden_dtype"]
+__all__ = ["mlp", "MLP", "ACTIVATIONS", "PRECISIONS", "native_bfloat16", "resolve_precision", "precision_name",
+           "set_hidden_dtype"]
 
 ACTIVATIONS = {"silu": nn.SiLU, "relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
 PRECISIONS = ("auto", "float32", "bfloat16")
@@ -62,6 +63,11 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
     if name == "bfloat16" or (name == "auto" and native_bfloat16(device)):
         return torch.bfloat16
     return None
+
+
+def precision_name(dtype: torch.dtype | None) -> str:
+    """What ``resolve_precision`` returned, as a word: ``float32`` (None) or ``bfloat16``."""
+    return str(dtype or torch.float32).removeprefix("torch.")
 
 
 def set_hidden_dtype(module: nn.Module, dtype: torch.dtype | None) -> int:

@@ -36,7 +36,7 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 from safetensors import safe_open
 
 from .checkpoint import PICKLE_SUFFIXES, CheckpointError, load_torch_file
-from .nn import PRECISIONS
+from .nn import resolve_precision
 
 __all__ = ["ConfigError", "exit_with_message", "validate_config", "validate_teacher_dir", "validate_problem", "check_command_line",
            "CONFIG_MODULE"]
@@ -140,8 +140,10 @@ def validate_config(cfg: DictConfig | Mapping) -> None:
     _check_targets(config)
     _integer(config, "seed", minimum=0)
     _check_device(config.get("device", "auto"))
-    if str(config.get("precision", "float32")) not in PRECISIONS:
-        _fail("precision", config.get("precision"), f"choose one of {', '.join(PRECISIONS)}")
+    try:
+        resolve_precision(str(config.get("precision", "float32")), torch.device("cpu"))
+    except ValueError as e:  # resolve_precision's own one-line message
+        raise ConfigError(str(e)) from None
 
     if _select(config, "trainer.iterations") == "auto":  # sized to the time budget (vardiu_pyro.budget)
         budget = _select(config, "trainer.time_budget")
