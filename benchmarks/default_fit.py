@@ -70,7 +70,9 @@ def main() -> None:
              "| seed | iterations | log-MMD | log-density | modes | seconds (total) | seconds (training) |",
              "|---:|---:|---:|---:|---:|---:|---:|"]
     for s, r in runs.items():
-        fitted = " (fitted to the time budget)" if "calibration" in r else ""
+        refits = len(r["config"]["trainer"].get("refits") or [])
+        fitted = (f" (time budget: {r['calibration']['iterations']} planned, {refits} re-fits)"
+                  if "calibration" in r else "")
         lines.append(f"| {s} | {r['iteration']}{fitted} | {r['log_mmd']:.3f} | {r['log_density']:.3f} | "
                      f"{r['modes_covered']} | {r['total_seconds']:.0f} | {r['train_seconds']:.0f} |")
     summary = {}

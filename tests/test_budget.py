@@ -7,7 +7,8 @@ import torch
 from hydra import compose, initialize_config_module
 
 from vardiu_pyro import budget
-from vardiu_pyro.budget import MARGIN, Calibration, calibrate, iterations_for_budget, median_step_seconds
+from vardiu_pyro.budget import (MARGIN, BudgetRefit, Calibration, calibrate, iterations_for_budget,
+                               median_step_seconds)
 from vardiu_pyro.fit import fit, format_summary
 from vardiu_pyro.resume import load_run_checkpoint
 from vardiu_pyro.validation import ConfigError
@@ -64,23 +65,56 @@ def test_the_step_is_the_median_window_so_a_burst_of_other_work_does_not_move_it
     assert clock[0] / steps > 0.04  # what the mean would have said
 
 
-def test_auto_run_records_its_count_and_repeats_exactly(tmp_path, capsys, monkeypatch):
-    """The chosen count is the run's configuration (schedules included); with that count given, the same seed
-    gives the same run. The measurement is replaced by a fixed one, so that the count does not depend on how
-    loaded the machine is."""
+class FixedRefits:
+    """A stand-in for ``BudgetRefit`` whose answers do not depend on how loaded the machine is: 30 -> 50
+    iterations at iteration 10, 50 -> 40 at iteration 30 (a stretch, then a squeeze)."""
+
+    def __init__(self, time_budget, eval_seconds):
+        self.asked = []
+
+    def __call__(self, iteration, iterations, seconds, started):
+        self.asked.append(iteration)
+        return {10: 50, 30: 40}.get(iteration, iterations)
+
+
+def test_auto_run_records_its_count_and_refits_and_repeats_exactly(tmp_path, capsys, monkeypatch):
+    """The chosen count and every re-fit are the run's configuration (the schedules' length with them); given
+    them, the same seed gives the same run. Measurement and re-fits are replaced by fixed ones, so that the count
+    does not depend on how loaded the machine is."""
+    from vardiu_pyro import fit as fit_module
+
     monkeypatch.setattr(budget, "calibrate", lambda cfg, device: Calibration(6.0, 0.01, 0.02, 0.5, 30))
+    monkeypatch.setattr(fit_module, "BudgetRefit", FixedRefits)
     auto = fit(config(*TINY, "trainer.iterations=auto", "trainer.time_budget=6"), tmp_path / "auto")
-    n = auto["calibration"]["iterations"]
-    assert n == 30 and auto["iteration"] == n
-    assert auto["config"]["trainer"]["iterations"] == n
-    assert auto["config"]["sigma"]["law"]["power"]["iterations"] == n and auto["config"]["optim"]["iterations"] == n
+    assert auto["calibration"]["iterations"] == 30 and auto["iteration"] == 40
+    trainer = auto["config"]["trainer"]
+    assert (trainer["iterations"], trainer["schedule_iterations"], trainer["refits"]) == (40, 30, [[10, 30], [30, 50]])
+    assert auto["config"]["sigma"]["law"]["power"]["iterations"] == 30 and auto["config"]["optim"]["iterations"] == 30
     state, _ = load_run_checkpoint(tmp_path / "auto")  # what trainer.resume continues with: the count, not auto
-    assert json.loads(state["config"])["trainer"]["iterations"] == n
-    assert f"trainer.iterations={n} repeats this run" in format_summary(auto, tmp_path / "auto")
-    assert capsys.readouterr().out.count(f"trainer.iterations={n} repeats this run") == 2  # at the start and the end
-    fixed = fit(config(*TINY, f"trainer.iterations={n}"), tmp_path / "fixed")
+    assert json.loads(state["config"])["trainer"] == trainer
+    repeat = "trainer.iterations=40 trainer.schedule_iterations=30 'trainer.refits=[[10,30],[30,50]]'"
+    assert f"{repeat} repeats it" in format_summary(auto, tmp_path / "auto")
+    assert f"{repeat} repeats it" in capsys.readouterr().out
+    fixed = fit(config(*TINY, "trainer.iterations=40", "trainer.schedule_iterations=30",
+                       "trainer.refits=[[10,30],[30,50]]"), tmp_path / "fixed")
     assert "calibration" not in fixed
     assert fixed["loss"] == auto["loss"] and fixed["log_mmd"] == auto["log_mmd"]
+    plain = fit(config(*TINY, "trainer.iterations=40"), tmp_path / "plain")  # the same count, schedules not stretched
+    assert plain["loss"] != auto["loss"]
+
+
+def test_budget_refit_is_the_cost_model_on_the_runs_own_pace():
+    refit = BudgetRefit(time_budget=100.0, eval_seconds=1.0)
+    # 1000 iterations in 10 s since the start (at 2 s): 0.01 s each; (1 - 0.1)(100 - 12 - 2) = 77.4 s left -> 7740
+    assert refit(iteration=1000, iterations=5000, seconds=12.0, started=(0, 2.0)) == 8700  # 1000 + 7740, rounded
+    assert refit(iteration=1000, iterations=8700, seconds=12.0, started=(0, 2.0)) == 8700
+    assert refit(iteration=1000, iterations=8650, seconds=12.0, started=(0, 2.0)) == 8650  # under 1%: kept
+    assert refit(iteration=1000, iterations=5000, seconds=12.0, started=(500, 7.0)) == 8700  # the pace since start
+    # slower than planned: fewer; out of time: still round_to iterations left, so that the schedules can end
+    assert refit(iteration=1000, iterations=5000, seconds=52.0, started=(0, 2.0)) == 1800  # 0.05 s each, 41.4 s left
+    assert refit(iteration=1000, iterations=5000, seconds=99.0, started=(0, 2.0)) == 1100
+    assert refit(iteration=1050, iterations=5000, seconds=99.0, started=(0, 2.0)) == 1100
+    assert refit(iteration=0, iterations=5000, seconds=3.0, started=(0, 2.0)) == 5000  # nothing to go by yet
 
 
 def test_a_budget_too_small_for_one_iteration_is_an_error(tmp_path):

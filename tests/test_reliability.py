@@ -246,6 +246,44 @@ def test_diff_instruct_interrupted_and_resumed_is_exact(tmp_path, monkeypatch, s
     assert_same_as_reference(killed)
 
 
+BUDGETED = ["trainer.iterations=auto", "trainer.time_budget=6", "trainer.eval_every=10", "trainer.eval_samples=256",
+            "trainer.batch_size=32", "generator.width=16", "guide.width=16", "generator.depth=2", "guide.depth=2",
+            "trainer.checkpoint_every=5", "trainer.progress=false", "trainer.threads=1", "device=cpu",
+            "teacher._target_=tests.faults.SignallingTeacher"]
+
+
+def test_a_budgeted_run_resumes_with_the_count_and_refits_of_its_checkpoint(tmp_path, monkeypatch, sigint_handled):
+    """A run sized to a time budget, interrupted after a re-fit, resumes with the count and re-fits its checkpoint
+    recorded and re-fits no more (an interrupted run's pace says nothing): it ends exactly as the fixed run with
+    that configuration. The measurement and the re-fits are fixed stand-ins (30 planned; 50 from iteration 10)."""
+    from vardiu_pyro import budget
+    from vardiu_pyro import fit as fit_module
+    from vardiu_pyro.budget import Calibration
+    from vardiu_pyro.resume import resumed_config
+
+    monkeypatch.setattr(budget, "calibrate", lambda cfg, device: Calibration(6.0, 0.01, 0.02, 0.5, 30))
+    monkeypatch.setattr(fit_module, "BudgetRefit", lambda time_budget, eval_seconds:
+                        lambda iteration, iterations, seconds, started: {10: 50, 30: 40}.get(iteration, iterations))
+    run = tmp_path / "run"
+    monkeypatch.setenv(KILL_ENV, "INT:18")  # score call 18: the step that completes iteration 17
+    with pytest.raises(TrainingInterrupted) as info:
+        fit(config(*BUDGETED), run)
+    assert info.value.iteration == 17
+    monkeypatch.delenv(KILL_ENV)
+    saved = json.loads(load_run_checkpoint(run)[0]["config"])["trainer"]
+    assert (saved["iterations"], saved["schedule_iterations"], saved["refits"]) == (50, 30, [[10, 30]])
+    resumed = fit(resumed_config(config(f"trainer.resume={run}"), [f"trainer.resume={run}"]))
+    assert resumed["iteration"] == 50 and resumed["config"]["trainer"]["refits"] == [[10, 30]]  # no re-fit at 30
+
+    reference = tmp_path / "reference"
+    fixed = [o for o in BUDGETED if not o.startswith("trainer.iterations=")]
+    fit(config(*fixed, "trainer.iterations=50", "trainer.schedule_iterations=30", "trainer.refits=[[10,30]]"), reference)
+    got, want = load_checkpoint(run / CHECKPOINT), load_checkpoint(reference / CHECKPOINT)
+    for key in ("objective", "ema", "rng"):
+        assert_same_state(got[key], want[key], key)
+    assert without_clock(got["records"]) == without_clock(want["records"])
+
+
 def test_a_second_sigint_interrupts_at_once(sigint_handled):
     with StopSignals() as stop:
         os.kill(os.getpid(), signal.SIGTERM)

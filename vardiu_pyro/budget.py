@@ -1,16 +1,25 @@
 """A run sized to a wall-clock budget: ``trainer.iterations=auto trainer.time_budget=SECONDS``.
 
-The σ curriculum and the learning-rate schedule are laid out over ``trainer.iterations``, so a run
+The σ curriculum and the learning-rate schedule are laid out over the run's iterations, so a run
 cannot simply stop when its time is up: it would stop in the middle of its schedule. Instead the
 iteration count is chosen before the run starts, from this machine's measured cost of a step and
-of an evaluation of this very configuration, and then fixed: the run is an ordinary run of that many
-iterations (its configuration records the number, so ``trainer.iterations=N`` with the same seed
-reproduces it exactly, on any machine, and a resumed run keeps it).
+of an evaluation of this very configuration (``calibrate``), and the schedules are laid out over it
+(``trainer.schedule_iterations``).
+
+A shared machine's speed swings by 15-30% over minutes (a 2-core EPYC VM, 2026-12-05: three
+measurements a minute apart gave 13.8, 13.1 and 16.9 ms a step, and the run after them 16-17 ms),
+so a few seconds of measurement can miss by that much: a run then leaves a fifth of its budget
+unused, or overruns it. So the run re-fits its count at every evaluation from its own pace so far
+(``BudgetRefit``), and the schedules still ahead stretch over the iterations still ahead
+(``vardiu_pyro.schedule_clock``). The configuration records the count, the schedule length and
+every re-fit, so ``trainer.iterations=N trainer.schedule_iterations=L trainer.refits=[...]`` with the
+same seed repeats the run exactly, on any machine (the summary prints it), and a resumed run keeps
+its count.
 
 The cost model (``iterations_for_budget``): the budget pays for the measurement itself, one step per
 iteration, one evaluation every ``eval_every`` iterations plus the final one, and the plots and
 checkpoint at the end (counted as one more evaluation); a safety margin absorbs the noise of the
-measurement.
+measurement, and at a re-fit the same share of the time still ahead.
 """
 
 from __future__ import annotations
@@ -29,10 +38,11 @@ from .build import build_objective, build_problem
 from .evaluation import Evaluator
 
 __all__ = ["Calibration", "calibrate", "iterations_for_budget", "time_steps", "median_step_seconds", "fit_to_budget",
-           "MARGIN", "ROUND_TO"]
+           "BudgetRefit", "MARGIN", "ROUND_TO"]
 
-MARGIN = 0.10  # the share of the budget kept free for what the measurement does not see: a shared VM's speed drifts by
-               # 5-10% within a run (a 2-core Xeon, 2026-12-03: measured 13.67 ms a step, then 14.2-15.2 ms)
+MARGIN = 0.10  # the share of the budget (at a re-fit: of the time left) kept free for what the measurement does not
+               # see: a shared VM's speed drifts within a run (a 2-core Xeon, 2026-12-03: measured 13.67 ms a step,
+               # then 14.2-15.2 ms)
 PROBE_LENGTH = 100  # the measurement's schedule is this many times its steps: they lie in its first 1%
 ROUND_TO = 100  # iteration counts are rounded down to a multiple of this (readable, and the measurement is not finer)
 WINDOWS = 10  # the timed steps are timed in this many windows and the step is the median window's: a few seconds of
@@ -117,6 +127,32 @@ def calibrate(cfg: DictConfig, device: torch.device, warmup: int = 20, steps: in
     return Calibration(budget, step_seconds, eval_seconds, spent, iterations)
 
 
+@dataclass(frozen=True)
+class BudgetRefit:
+    """The iteration count that fits the time left, from the run's own pace (the trainer asks at each evaluation).
+
+    pace = (seconds - seconds at start) / (iterations since start), evaluations included;
+    count = iteration + (1 - margin) (time_budget - seconds - 2 eval_seconds) / pace, rounded down to a
+    multiple of ``round_to``. A change smaller than ``min_change`` of the count is not made (the count
+    then stays as it is), and at least ``round_to`` iterations are always left to run.
+    """
+
+    time_budget: float
+    eval_seconds: float  # the final evaluation, and the plots and checkpoint (one more)
+    margin: float = MARGIN
+    round_to: int = ROUND_TO
+    min_change: float = 0.01
+
+    def __call__(self, iteration: int, iterations: int, seconds: float, started: tuple[int, float]) -> int:
+        done, spent = iteration - started[0], seconds - started[1]
+        if done <= 0:
+            return iterations
+        left = (1.0 - self.margin) * (self.time_budget - seconds - 2.0 * self.eval_seconds)
+        count = iteration + max(0, math.floor(left * done / spent))  # iteration + left / pace
+        count = max(count - count % self.round_to, iteration - iteration % self.round_to + self.round_to)
+        return iterations if abs(count - iterations) < self.min_change * iterations else count
+
+
 def fit_to_budget(cfg: DictConfig, device: torch.device) -> Calibration:
     """Set ``cfg.trainer.iterations`` (``auto``) to what fits in ``cfg.trainer.time_budget``; the calibration."""
     from .validation import ConfigError
@@ -126,5 +162,6 @@ def fit_to_budget(cfg: DictConfig, device: torch.device) -> Calibration:
         raise ConfigError(f"trainer.time_budget={cfg.trainer.time_budget}: not even one iteration fits (one step "
                           f"takes {calibration.step_seconds:.3g} s, one evaluation {calibration.eval_seconds:.3g} s, "
                           f"the measurement took {calibration.spent_seconds:.3g} s)")
-    cfg.trainer.iterations = calibration.iterations  # the schedules' ${trainer.iterations} follow
+    cfg.trainer.iterations = calibration.iterations
+    cfg.trainer.schedule_iterations = calibration.iterations  # the schedules' length: it stays when a re-fit changes the count
     return calibration

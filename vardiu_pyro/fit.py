@@ -31,7 +31,7 @@ from hydra.types import RunMode  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from .bound_gap import bound_gap_summary  # noqa: E402
-from .budget import fit_to_budget  # noqa: E402
+from .budget import BudgetRefit, fit_to_budget  # noqa: E402
 from .build import build_objective, build_problem, hidden_dtype_of, resolve_device  # noqa: E402
 from .distributed import DataParallel, secondary_rank_overrides, torchrun_world_size  # noqa: E402
 from .evaluation import Evaluator, metric_lines  # noqa: E402
@@ -114,24 +114,27 @@ def _fit(cfg: DictConfig, run_dir: str | Path | None, parallel: DataParallel | N
         parallel.prepare(objective, int(cfg.seed))
     evaluator = Evaluator(problem.target, num_samples=cfg.trainer.eval_samples,
                           bandwidths=list(cfg.trainer.mmd_bandwidths)) if main_process else None
+    refit = None if calibration is None else BudgetRefit(calibration.time_budget, calibration.eval_seconds)
     trainer = Trainer(objective, evaluator, run_dir, iterations=cfg.trainer.iterations,
                       eval_every=cfg.trainer.eval_every, ema_decay=cfg.trainer.ema_decay,
                       checkpoint_every=cfg.trainer.checkpoint_every,
                       max_consecutive_skips=cfg.trainer.max_consecutive_skips,
                       progress=cfg.trainer.progress, config=config, parallel=parallel,
-                      elapsed=time.perf_counter() - started if calibration is not None else 0.0)
+                      elapsed=time.perf_counter() - started if calibration is not None else 0.0,
+                      schedule_length=config["trainer"].get("schedule_iterations"),  # absent from runs saved before
+                      refits=config["trainer"].get("refits"), refit=refit)              # 2026-12-05
     if state is not None:
         trainer.load_state_dict(state)
     final = trainer.fit()
     summary = None
     if main_process:
         summary = dict(final, device=str(device), hidden_precision=precision_name(hidden_dtype_of(cfg, device)),
-                       reference=evaluator.reference_metrics, config=config)  # hidden_precision: what precision=auto chose
+                       reference=evaluator.reference_metrics, config=trainer.config)  # hidden_precision: what precision=auto chose
         if calibration is not None:
             summary["calibration"] = calibration.as_dict()
         if parallel is not None:
             summary["world_size"] = parallel.world_size
-        summary.update(bound_gap_summary(objective, problem, iteration=trainer.iteration))  # 2-D, with a guide
+        summary.update(bound_gap_summary(objective, problem, iteration=trainer.position))  # 2-D, with a guide
         if hasattr(problem.teacher, "sample"):  # a teacher that is not the target: its own quality is the ceiling
             summary["teacher"] = evaluate_teacher(problem.teacher, evaluator)
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -140,10 +143,19 @@ def _fit(cfg: DictConfig, run_dir: str | Path | None, parallel: DataParallel | N
 
 
 def budget_line(c: dict) -> str:
-    """What ``trainer.iterations=auto`` measured and chose (``Calibration.as_dict()``), in one line."""
+    """What ``trainer.iterations=auto`` measured and chose at the start (``Calibration.as_dict()``), in one line."""
     return (f"  time budget    {c['time_budget']:8.0f} s (trainer.time_budget): {c['iterations']} iterations fitted, "
-            f"measuring {1000 * c['step_seconds']:.2f} ms a step and {c['eval_seconds']:.2f} s an evaluation "
-            f"(trainer.iterations={c['iterations']} repeats this run)")
+            f"measuring {1000 * c['step_seconds']:.2f} ms a step and {c['eval_seconds']:.2f} s an evaluation")
+
+
+def repeat_overrides(trainer_config: dict) -> str:
+    """The overrides that repeat a finished run's count and schedules exactly (``vardiu_pyro.schedule_clock``)."""
+    refits = trainer_config.get("refits") or []
+    words = [f"trainer.iterations={trainer_config['iterations']}"]
+    if refits:
+        knots = ",".join(f"[{at},{count}]" for at, count in refits)
+        words += [f"trainer.schedule_iterations={trainer_config['schedule_iterations']}", f"'trainer.refits=[{knots}]'"]
+    return " ".join(words)
 
 
 def format_summary(summary: dict, run_dir: Path) -> str:
@@ -151,7 +163,10 @@ def format_summary(summary: dict, run_dir: Path) -> str:
              f" ({summary.get('hidden_precision', 'float32')} hidden products)",
              *metric_lines(summary)]
     if "calibration" in summary:
-        lines.append(budget_line(summary["calibration"]))
+        refits = summary["config"]["trainer"].get("refits") or []
+        lines += [budget_line(summary["calibration"]),
+                  f"  re-fitted      {len(refits):8d} times to the pace of the run; "
+                  f"{repeat_overrides(summary['config']['trainer'])} repeats it"]
     if "bound_gap" in summary:
         lines.append(f"  bound gap      {summary['bound_gap']:8.3f}   (± {summary['bound_gap_se']:.3f}, lower estimate "
                      f"{summary['bound_gap_lower']:.3f}; E w(σ) (U - KL), 0 for the exact posterior; the two estimates "

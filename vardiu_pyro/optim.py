@@ -15,6 +15,11 @@ stepped, so when one is NaN/Inf (or no gradient arrived at all, which is how an 
 step whose loss was non-finite) it steps nothing: parameters, moments, step counters and the
 learning-rate schedule stay as they were, and ``last_step_skipped`` is set for the objective to
 report.
+
+Its learning-rate schedule counts its own steps, unless told where the run is: the training loop
+calls ``follow(position, length)`` before every step, so that the schedule moves with the σ
+curriculum on one clock (``vardiu_pyro.schedule_clock``: a run that re-fits its iteration count to
+a time budget stretches both alike). Then a skipped step does not hold the schedule back.
 """
 
 from __future__ import annotations
@@ -88,15 +93,22 @@ class PerNetworkOptim(PyroOptim):
         }
         self.base_lrs = {name: opt.param_groups[0]["lr"] for name, opt in self.optimizers.items()}
         self._owned = {p for params in self.params.values() for p in params}
-        self.num_steps = 0  # steps taken (skipped ones excluded): the learning-rate schedule's clock
+        self.num_steps = 0  # steps taken (skipped ones excluded): the learning-rate schedule's clock, unless follow()
+        self.schedule_step: float | None = None  # set by follow(): where the run is, in this schedule's steps
         self.last_grad_norms: dict[str, torch.Tensor] = {}  # before clipping; tensors, to avoid a device sync
         self.last_step_skipped = False
         # called with every owned parameter (networks by name, then module order) before clipping:
         # data-parallel training averages the gradients over processes here (vardiu_pyro.distributed)
         self.reduce_gradients: Callable[[list[torch.Tensor]], None] | None = None
 
+    def follow(self, position: float, length: int) -> None:
+        """Take the learning rate at ``position`` of a run's schedules of ``length`` iterations: this schedule's
+        step position * iterations / length (its ``iterations`` may count several steps an iteration)."""
+        self.schedule_step = position * self.iterations / length
+
     def current_lr_factor(self) -> float:
-        return lr_factor(self.num_steps, self.schedule, self.iterations, self.warmup, self.end_factor)
+        step = self.num_steps if self.schedule_step is None else self.schedule_step
+        return lr_factor(step, self.schedule, self.iterations, self.warmup, self.end_factor)
 
     def __call__(self, params: Iterable[torch.Tensor], *args, **kwargs) -> None:
         """Clip and step every network. ``params`` (what SVI captured) must all belong to them."""

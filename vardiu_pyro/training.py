@@ -21,8 +21,10 @@ from tqdm.auto import tqdm
 from .evaluation import Evaluator
 from .interrupt import StopSignals, TrainingInterrupted
 from .objectives import Objective
+from .optim import PerNetworkOptim
 from .plotting import plot_metrics, plot_samples
 from .resume import CHECKPOINT, METRICS, rng_state, save_run_checkpoint, set_rng_state, write_metrics
+from .schedule_clock import check_refits, schedule_position
 
 __all__ = ["Trainer", "TooManySkippedSteps", "CHECKPOINT", "METRICS", "WALL_CLOCK_KEYS"]
 
@@ -50,15 +52,29 @@ class Trainer:
     stop after too many skips), but only rank 0 evaluates, writes files and shows progress; the
     others need no ``evaluator`` and their ``fit`` returns ``{"iteration": ...}``. A checkpoint
     then also holds every rank's random state (``rank_rng``), so that each continues its own noise.
+
+    The objective's schedules (σ curriculum, learning rate) are laid out over ``schedule_length``
+    iterations (default ``iterations``): ``objective.step`` gets the iteration's position on them
+    (``vardiu_pyro.schedule_clock``), and so does every ``PerNetworkOptim`` of the objective. ``refit``
+    (``vardiu_pyro.budget.BudgetRefit``, a run sized to a time budget) may change ``iterations`` at each
+    evaluation; each change is appended to ``refits`` and to the configuration the run saves.
     """
 
     def __init__(self, objective: Objective, evaluator: Evaluator | None, run_dir: str | Path, iterations: int,
                  eval_every: int = 5000, ema_decay: float = 0.0, checkpoint_every: int = 0,
                  max_consecutive_skips: int = 20, progress: bool = True, config: dict | None = None,
-                 parallel=None, elapsed: float = 0.0):
+                 parallel=None, elapsed: float = 0.0, schedule_length: int | None = None,
+                 refits: list[list[int]] | None = None, refit=None):
         self.objective, self.evaluator = objective, evaluator
         self.run_dir = Path(run_dir)
         self.iterations, self.eval_every = int(iterations), int(eval_every)
+        self.schedule_length = self.iterations if schedule_length is None else int(schedule_length)
+        self.refits = [list(knot) for knot in refits or []]
+        check_refits(self.refits, self.iterations, self.schedule_length)
+        if refit is not None and parallel is not None:
+            raise ValueError("a data-parallel run cannot re-fit its iteration count (every rank must run one schedule)")
+        self.refit = refit
+        self.optimizers = [o for o in objective.optimizers().values() if isinstance(o, PerNetworkOptim)]
         self.checkpoint_every, self.config = int(checkpoint_every), config
         self.max_consecutive_skips = int(max_consecutive_skips)
         self.parallel = parallel
@@ -83,6 +99,11 @@ class Trainer:
     def sampling_generator(self) -> torch.nn.Module:
         """The generator used for evaluation and samples: the EMA when there is one."""
         return self.ema.module if self.ema is not None else self.objective.generator
+
+    @property
+    def position(self) -> float:
+        """Where the current iteration falls on the schedules (``vardiu_pyro.schedule_clock``)."""
+        return schedule_position(self.iteration, self.iterations, self.schedule_length, self.refits)
 
     @property
     def seconds(self) -> float:
@@ -156,7 +177,10 @@ class Trainer:
     def _step(self) -> None:
         """One objective step, with the EMA and the skip counters."""
         tick = time.perf_counter()
-        stats = self.objective.step(self.iteration)
+        position = self.position
+        for optimizer in self.optimizers:  # their learning-rate schedules follow the same clock
+            optimizer.follow(position, self.schedule_length)
+        stats = self.objective.step(position)
         if stats.get("skipped", False):
             self.skipped_steps += 1
             self.consecutive_skips += 1
@@ -168,6 +192,21 @@ class Trainer:
                 self.pending_losses.append(stats["loss"])
         self.train_seconds += time.perf_counter() - tick
         self.iteration += 1
+
+    def _refit(self, started: tuple[int, float], bar) -> None:
+        """Ask ``refit`` for the count that fits the time left; record a change (``vardiu_pyro.schedule_clock``)."""
+        iterations = int(self.refit(iteration=self.iteration, iterations=self.iterations, seconds=self.seconds,
+                                    started=started))
+        if iterations == self.iterations:
+            return
+        if iterations <= self.iteration:
+            raise ValueError(f"a re-fit must leave iterations to run: {iterations} at iteration {self.iteration}")
+        self.refits.append([self.iteration, self.iterations])
+        self.iterations = iterations
+        if self.config is not None:  # what the run saves: its configuration repeats it
+            self.config["trainer"]["iterations"], self.config["trainer"]["refits"] = iterations, self.refits
+        bar.total = iterations
+        bar.refresh()
 
     def _too_many_skips(self) -> TooManySkippedSteps:
         first = self.iteration - self.consecutive_skips + 1
@@ -192,6 +231,7 @@ class Trainer:
         bar = tqdm(total=self.iterations, initial=self.iteration, disable=not self.progress,
                    desc="distilling", dynamic_ncols=True, mininterval=0.5)
         record = None
+        started = (self.iteration, self.seconds)  # the pace a re-fit goes by: this session's, evaluations included
         try:
             with StopSignals() as stop:
                 while self.iteration < self.iterations:
@@ -204,6 +244,8 @@ class Trainer:
                         record = self._evaluate()
                         bar.set_postfix(loss=f"{record['loss']:.3g}", log_mmd=f"{record['log_mmd']:.2f}",
                                         **({"modes": record["modes_covered"]} if "modes_covered" in record else {}))
+                        if self.refit is not None and self.iteration < self.iterations:
+                            self._refit(started, bar)
                     elif self.iteration % 100 == 0 and self.pending_losses:
                         recent = self.pending_losses[-100:]
                         bar.set_postfix(loss=f"{sum(recent) / len(recent):.3g}", refresh=False)

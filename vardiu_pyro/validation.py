@@ -37,6 +37,7 @@ from safetensors import safe_open
 
 from .checkpoint import PICKLE_SUFFIXES, CheckpointError, load_torch_file
 from .nn import resolve_precision
+from .schedule_clock import check_refits
 
 __all__ = ["ConfigError", "exit_with_message", "validate_config", "validate_teacher_dir", "validate_problem", "check_command_line",
            "CONFIG_MODULE"]
@@ -128,6 +129,27 @@ def _check_lr_overrides(overrides: Any, objective_target: Any) -> None:
             _fail(f"optim.lr_overrides.{name}", lr, "must be a number > 0")
 
 
+def _check_schedule(config: Mapping) -> None:
+    """``trainer.schedule_iterations`` and ``trainer.refits`` (``vardiu_pyro.schedule_clock``): a run sized to a
+    time budget sets both itself; otherwise a positive length and re-fits consistent with it."""
+    iterations, refits = _select(config, "trainer.iterations"), _select(config, "trainer.refits", [])
+    length = _select(config, "trainer.schedule_iterations", iterations)
+    if iterations == "auto":
+        if length != "auto" or refits:
+            _fail("trainer.schedule_iterations" if length != "auto" else "trainer.refits", length if length != "auto"
+                  else refits, "is set by the run itself with trainer.iterations=auto (leave it out)")
+        return
+    if not _is_int(length) or length < 1:
+        _fail("trainer.schedule_iterations", length, "must be an integer >= 1 (the schedules' length; by default "
+              "trainer.iterations)")
+    if not isinstance(refits, Sequence) or isinstance(refits, str):
+        _fail("trainer.refits", refits, "must be a list of [iteration, count before]")
+    try:
+        check_refits([list(knot) if isinstance(knot, Sequence) else [knot] for knot in refits], iterations, length)
+    except ValueError as e:
+        _fail("trainer.refits", refits, str(e))
+
+
 def validate_config(cfg: DictConfig | Mapping) -> None:
     """Reject an invalid configuration with a ``ConfigError`` (see the module docstring)."""
     if isinstance(cfg, DictConfig):
@@ -157,6 +179,7 @@ def validate_config(cfg: DictConfig | Mapping) -> None:
               "fit in trainer.time_budget seconds)")
     else:
         _integer(config, "trainer.iterations", minimum=1)
+    _check_schedule(config)
     _integer(config, "trainer.batch_size", minimum=1)
     batch = _select(config, "trainer.batch_size")
     if _select(config, "objective.antithetic", False) and batch % 2:

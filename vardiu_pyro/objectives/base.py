@@ -36,7 +36,9 @@ class Objective:
     ``networks``: every trained network by name (the generator is ``networks["generator"]``), its
     keys listed in the class attribute ``network_names`` (so a configuration can be checked before
     anything is built);
-    ``step(iteration)``: one optimisation step, returns scalars to log (at least ``loss``), and
+    ``step(iteration)``: one optimisation step at ``iteration``, the position on the run's schedules (the
+    iteration itself unless the run re-fitted its count: ``vardiu_pyro.schedule_clock``; a float), returns
+    scalars to log (at least ``loss``), and
     ``skipped=True`` when the step was dropped because its loss or a gradient was not finite (then
     no parameter and no optimiser state may have changed: ``PerNetworkOptim`` guarantees it);
     ``state_dict()``/``load_state_dict()``: everything needed to resume (networks and optimisers).
@@ -49,7 +51,7 @@ class Objective:
     def generator(self) -> nn.Module:
         return self.networks["generator"]
 
-    def step(self, iteration: int) -> dict[str, float]:
+    def step(self, iteration: float) -> dict[str, float]:
         raise NotImplementedError
 
     def optimizers(self) -> dict[str, pyro.optim.PyroOptim]:
