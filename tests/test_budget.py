@@ -108,7 +108,8 @@ def test_budget_refit_is_the_cost_model_on_the_runs_own_pace():
     # 1000 iterations in 10 s since the start (at 2 s): 0.01 s each; (1 - 0.1)(100 - 12 - 2) = 77.4 s left -> 7740
     assert refit(iteration=1000, iterations=5000, seconds=12.0, started=(0, 2.0)) == 8700  # 1000 + 7740, rounded
     assert refit(iteration=1000, iterations=8700, seconds=12.0, started=(0, 2.0)) == 8700
-    assert refit(iteration=1000, iterations=8650, seconds=12.0, started=(0, 2.0)) == 8650  # under 1%: kept
+    assert refit(iteration=1000, iterations=8650, seconds=12.0, started=(0, 2.0)) == 8650  # a gain under 1%: kept
+    assert refit(iteration=1000, iterations=8750, seconds=12.0, started=(0, 2.0)) == 8700  # a cut: always made
     assert refit(iteration=1000, iterations=5000, seconds=12.0, started=(500, 7.0)) == 8700  # the pace since start
     # slower than planned: fewer; out of time: still round_to iterations left, so that the schedules can end
     assert refit(iteration=1000, iterations=5000, seconds=52.0, started=(0, 2.0)) == 1800  # 0.05 s each, 41.4 s left

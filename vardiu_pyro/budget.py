@@ -133,8 +133,9 @@ class BudgetRefit:
 
     pace = (seconds - seconds at start) / (iterations since start), evaluations included;
     count = iteration + (1 - margin) (time_budget - seconds - 2 eval_seconds) / pace, rounded down to a
-    multiple of ``round_to``. A change smaller than ``min_change`` of the count is not made (the count
-    then stays as it is), and at least ``round_to`` iterations are always left to run.
+    multiple of ``round_to``. A gain smaller than ``min_change`` of the count is not made (the count then
+    stays as it is); a cut always is, so that the budget holds; at least ``round_to`` iterations are always
+    left to run.
     """
 
     time_budget: float
@@ -150,7 +151,7 @@ class BudgetRefit:
         left = (1.0 - self.margin) * (self.time_budget - seconds - 2.0 * self.eval_seconds)
         count = iteration + max(0, math.floor(left * done / spent))  # iteration + left / pace
         count = max(count - count % self.round_to, iteration - iteration % self.round_to + self.round_to)
-        return iterations if abs(count - iterations) < self.min_change * iterations else count
+        return count if count < iterations or count >= (1.0 + self.min_change) * iterations else iterations
 
 
 def fit_to_budget(cfg: DictConfig, device: torch.device) -> Calibration:
