@@ -100,3 +100,28 @@ def test_the_trainer_steps_the_objective_and_its_optimisers_along_the_stretched_
     assert factors == pytest.approx([lr_factor(p, optim.schedule, optim.iterations, optim.warmup, optim.end_factor)
                                      for p in positions])
     assert math.isclose(problem.sigma_law.power(trainer.position), cfg.sigma.power_end)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["trainer.iterations=auto", "trainer.schedule_iterations=5"], r"^trainer.schedule_iterations=5: is set by the run"),
+    (["trainer.iterations=auto", "trainer.refits=[[1,2]]"], r"^trainer.refits=\[\[1, 2\]\]: is set by the run"),
+    (["trainer.iterations=100", "trainer.schedule_iterations=0"], r"^trainer.schedule_iterations=0: must be an integer"),
+    (["trainer.iterations=100", "trainer.refits=[[50,90]]"], r"the count before it must be the schedule length 100"),
+    (["trainer.iterations=100", "trainer.refits=[[50,100],[40,120]]"], r"must lie after 50"),
+    (["trainer.iterations=100", "trainer.refits=7"], r"^trainer.refits=7: must be a list"),
+])
+def test_bad_schedule_settings_are_config_errors(overrides, message):
+    from vardiu_pyro.validation import ConfigError, validate_config
+
+    with initialize_config_module(version_base="1.3", config_module="vardiu_pyro.configs"):
+        cfg = compose("config", overrides=overrides)
+    with pytest.raises(ConfigError, match=message):
+        validate_config(cfg)
+
+
+def test_a_consistent_schedule_setting_passes():
+    from vardiu_pyro.validation import validate_config
+
+    with initialize_config_module(version_base="1.3", config_module="vardiu_pyro.configs"):
+        validate_config(compose("config", overrides=["trainer.iterations=120", "trainer.schedule_iterations=100",
+                                                     "trainer.refits=[[50,100],[80,130]]"]))
