@@ -7,7 +7,7 @@ of an evaluation of this very configuration (``calibrate``), and the schedules a
 (``trainer.schedule_iterations``).
 
 A shared machine's speed swings by 15-30% over minutes (a 2-core EPYC VM, 2026-12-05: three
-measurements a minute apart gave 13.8, 13.1 and 16.9 ms a step, and the run after them 16-17 ms),
+measurements in a row, a few seconds each, gave 13.8, 13.1 and 16.9 ms a step, and the steps after them 16-17 ms),
 so a few seconds of measurement can miss by that much: a run then leaves a fifth of its budget
 unused, or overruns it. So the run re-fits its count at every evaluation from its own pace so far
 (``BudgetRefit``), and the schedules still ahead stretch over the iterations still ahead
