@@ -6,7 +6,7 @@ iteration count is chosen before the run starts, from this machine's measured co
 of an evaluation of this very configuration (``calibrate``), and the schedules are laid out over it
 (``trainer.schedule_iterations``).
 
-A shared machine's speed swings by 15-30% over minutes (a 2-core EPYC VM, 2026-12-05: three
+A shared machine's speed swings by 15-30% within a run (a 2-core EPYC VM, 2026-12-05: three
 measurements in a row, a few seconds each, gave 13.8, 13.1 and 16.9 ms a step, and the steps after them 16-17 ms),
 so a few seconds of measurement can miss by that much: a run then leaves a fifth of its budget
 unused, or overruns it. So the run re-fits its count at every evaluation from its own pace so far
