@@ -1,5 +1,6 @@
 """Test-only teachers that inject faults into a run, given by ``teacher._target_=tests.faults.X``,
-and a guide family without ``rsample`` (``guide._target_=tests.faults.ScoreOnlyGuide``).
+a guide family without ``rsample`` (``guide._target_=tests.faults.ScoreOnlyGuide``), and a fixed
+stand-in for a time budget's re-fits (``FixedRefits``).
 
 The library has no test hooks: these are ordinary teachers (the exact MoG score) that misbehave
 on purpose. Each counts its own ``score`` calls in this process; call 1 is the shape check made
@@ -89,3 +90,15 @@ class ScoreOnlyGuide(DiagonalGaussianGuide):
         one = dist.Categorical(logits=x_t.new_zeros(x_t.shape[0], 1))
         return dist.MixtureSameFamily(one, dist.Normal(gaussian.base_dist.loc.unsqueeze(1),
                                                        gaussian.base_dist.scale.unsqueeze(1)).to_event(1))
+
+
+class FixedRefits:
+    """A stand-in for ``vardiu_pyro.budget.BudgetRefit`` (patched over ``vardiu_pyro.fit.BudgetRefit``) whose
+    answers do not depend on how loaded the machine is: 30 -> 50 iterations at iteration 10, 50 -> 40 at
+    iteration 30 (a stretch, then a squeeze)."""
+
+    def __init__(self, time_budget, eval_seconds):
+        pass
+
+    def __call__(self, iteration, iterations, seconds, started):
+        return {10: 50, 30: 40}.get(iteration, iterations)

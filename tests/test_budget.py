@@ -13,6 +13,8 @@ from vardiu_pyro.fit import fit, format_summary
 from vardiu_pyro.resume import load_run_checkpoint
 from vardiu_pyro.validation import ConfigError
 
+from .faults import FixedRefits
+
 TINY = ["trainer.eval_every=10", "trainer.eval_samples=400", "trainer.batch_size=64", "generator.width=32",
         "guide.width=32", "trainer.progress=false", "trainer.ema_decay=0"]
 
@@ -63,18 +65,6 @@ def test_the_step_is_the_median_window_so_a_burst_of_other_work_does_not_move_it
     assert median_step_seconds(step, first, steps) == pytest.approx(0.01)
     assert seen == list(range(first, first + steps))
     assert clock[0] / steps > 0.04  # what the mean would have said
-
-
-class FixedRefits:
-    """A stand-in for ``BudgetRefit`` whose answers do not depend on how loaded the machine is: 30 -> 50
-    iterations at iteration 10, 50 -> 40 at iteration 30 (a stretch, then a squeeze)."""
-
-    def __init__(self, time_budget, eval_seconds):
-        self.asked = []
-
-    def __call__(self, iteration, iterations, seconds, started):
-        self.asked.append(iteration)
-        return {10: 50, 30: 40}.get(iteration, iterations)
 
 
 def test_auto_run_records_its_count_and_refits_and_repeats_exactly(tmp_path, capsys, monkeypatch):

@@ -34,7 +34,7 @@ from vardiu_pyro.resume import (CHECKPOINT, METRICS, PREVIOUS_CHECKPOINT, load_r
 from vardiu_pyro.training import WALL_CLOCK_KEYS, TooManySkippedSteps, Trainer
 from vardiu_pyro.validation import ConfigError, check_command_line, validate_config, validate_problem
 
-from .faults import KILL_ENV
+from .faults import KILL_ENV, FixedRefits
 
 REPO = Path(__file__).resolve().parents[1]
 ITERATIONS = 120
@@ -185,16 +185,23 @@ def test_sigterm_checkpoints_exits_cleanly_and_says_how_to_resume(tmp_path, refe
     assert_same_run(run, reference)
 
 
+def interrupted(monkeypatch, cfg, run, score_call: int) -> TrainingInterrupted:
+    """Run ``cfg`` into ``run`` with SIGINT sent on the teacher's score call ``score_call`` (the step that completes
+    iteration ``score_call - 1``); the ``TrainingInterrupted`` it stops with."""
+    monkeypatch.setenv(KILL_ENV, f"INT:{score_call}")
+    with pytest.raises(TrainingInterrupted) as info:
+        fit(cfg, run)
+    monkeypatch.delenv(KILL_ENV)
+    return info.value
+
+
 def test_sigint_stops_at_a_clean_point_in_process(tmp_path, reference, monkeypatch, sigint_handled):
     run = tmp_path / "run"
-    monkeypatch.setenv(KILL_ENV, "INT:100")
     before = signal.getsignal(signal.SIGINT)
-    with pytest.raises(TrainingInterrupted) as info:
-        fit(config(*SMALL), run)
-    assert info.value.exit_code == 130 and info.value.iteration == 99
-    assert "trainer.resume=" in str(info.value)
+    stop = interrupted(monkeypatch, config(*SMALL), run, 100)
+    assert stop.exit_code == 130 and stop.iteration == 99
+    assert "trainer.resume=" in str(stop)
     assert signal.getsignal(signal.SIGINT) is before  # the handlers are restored
-    monkeypatch.delenv(KILL_ENV)
     # how often to checkpoint may change on resume: it changes nothing computed
     fit(config(*SMALL, "trainer.checkpoint_every=7", f"trainer.resume={run}"))
     assert_same_run(run, reference)
@@ -228,11 +235,7 @@ def test_diff_instruct_interrupted_and_resumed_is_exact(tmp_path, monkeypatch, s
         assert without_clock(lines) == without_clock(want["records"])
 
     run = tmp_path / "run"
-    monkeypatch.setenv(KILL_ENV, "INT:18")  # score call 18: the step that completes iteration 17
-    with pytest.raises(TrainingInterrupted) as info:
-        fit(config(*DIFF_INSTRUCT), run)
-    assert info.value.iteration == 17
-    monkeypatch.delenv(KILL_ENV)
+    assert interrupted(monkeypatch, config(*DIFF_INSTRUCT), run, 18).iteration == 17
     killed = tmp_path / "killed"
     shutil.copytree(run, killed)
     fit(config(*DIFF_INSTRUCT, f"trainer.resume={run}"))
@@ -262,14 +265,9 @@ def test_a_budgeted_run_resumes_with_the_count_and_refits_of_its_checkpoint(tmp_
     from vardiu_pyro.resume import resumed_config
 
     monkeypatch.setattr(budget, "calibrate", lambda cfg, device: Calibration(6.0, 0.01, 0.02, 0.5, 30))
-    monkeypatch.setattr(fit_module, "BudgetRefit", lambda time_budget, eval_seconds:
-                        lambda iteration, iterations, seconds, started: {10: 50, 30: 40}.get(iteration, iterations))
+    monkeypatch.setattr(fit_module, "BudgetRefit", FixedRefits)
     run = tmp_path / "run"
-    monkeypatch.setenv(KILL_ENV, "INT:18")  # score call 18: the step that completes iteration 17
-    with pytest.raises(TrainingInterrupted) as info:
-        fit(config(*BUDGETED), run)
-    assert info.value.iteration == 17
-    monkeypatch.delenv(KILL_ENV)
+    assert interrupted(monkeypatch, config(*BUDGETED), run, 18).iteration == 17
     saved = json.loads(load_run_checkpoint(run)[0]["config"])["trainer"]
     assert (saved["iterations"], saved["schedule_iterations"], saved["refits"]) == (50, 30, [[10, 30]])
     resumed = fit(resumed_config(config(f"trainer.resume={run}"), [f"trainer.resume={run}"]))
