@@ -115,7 +115,7 @@ def test_a_budget_too_small_for_one_iteration_is_an_error(tmp_path):
 
 def test_the_measured_steps_see_the_start_of_the_schedule_as_a_runs_steps_do(monkeypatch):
     """The probe's schedule is PROBE_LENGTH times its steps: every timed step's σ law has a power near the ramp's
-    start (0.3), not its end (2.5), which a probe as short as its steps reached at once (and overestimated the step)."""
+    start, not its end, which a probe as short as its steps reached at once (and overestimated the step)."""
     from vardiu_pyro import build
 
     seen = []
@@ -128,7 +128,8 @@ def test_the_measured_steps_see_the_start_of_the_schedule_as_a_runs_steps_do(mon
         return objective
 
     monkeypatch.setattr(budget, "build_objective", recording)
-    calibrate(config(*TINY, "trainer.iterations=auto", "trainer.time_budget=100"), torch.device("cpu"),
-              warmup=2, steps=10)
-    assert len(seen) == 12 and budget.PROBE_LENGTH >= 100
-    assert max(seen) <= 0.3 + 0.02 * (2.5 - 0.3) + 1e-9  # the first 1% of the schedule: 2% of a ramp that ends halfway
+    cfg = config(*TINY, "trainer.iterations=auto", "trainer.time_budget=100")
+    calibrate(cfg, torch.device("cpu"), warmup=2, steps=10)
+    start, end = cfg.sigma.power_start, cfg.sigma.power_end
+    assert len(seen) == 12 and budget.PROBE_LENGTH >= 100 and cfg.sigma.curriculum == 0.5 and end - start > 1
+    assert max(seen) <= start + 0.02 * (end - start) + 1e-9  # the first 1% of the schedule: 2% of a ramp that ends halfway
