@@ -4,7 +4,6 @@ import json
 
 import pytest
 import torch
-from hydra import compose, initialize_config_module
 
 from vardiu_pyro import budget
 from vardiu_pyro.budget import (MARGIN, BudgetRefit, Calibration, calibrate, iterations_for_budget,
@@ -13,15 +12,11 @@ from vardiu_pyro.fit import fit, format_summary
 from vardiu_pyro.resume import load_run_checkpoint
 from vardiu_pyro.validation import ConfigError
 
+from .configs import config
 from .faults import FixedRefits
 
 TINY = ["trainer.eval_every=10", "trainer.eval_samples=400", "trainer.batch_size=64", "generator.width=32",
         "guide.width=32", "trainer.progress=false", "trainer.ema_decay=0"]
-
-
-def config(*overrides):
-    with initialize_config_module(version_base="1.3", config_module="vardiu_pyro.configs"):
-        return compose("config", overrides=list(overrides))
 
 
 def test_iterations_for_budget_is_the_cost_model():

@@ -8,13 +8,13 @@ import sys
 import pyro
 import pytest
 import torch
-from hydra import compose, initialize_config_module
 
 from vardiu_pyro.build import build_objective, build_problem
 from vardiu_pyro.checkpoint import load_checkpoint
 from vardiu_pyro.distributed import DataParallel, rank_seed, secondary_rank_overrides
 from vardiu_pyro.fit import fit
 
+from .configs import config
 from .faults import KILL_ENV
 from .test_reliability import REPO, assert_same_state
 
@@ -26,11 +26,6 @@ ONE_STEP = ["trainer.iterations=1", "trainer.eval_every=1", "trainer.eval_sample
             "optim.schedule=constant", "seed=5"]
 TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
                 "TORCHELASTIC_RUN_ID", "GROUP_RANK", "ROLE_RANK")
-
-
-def config(*overrides):
-    with initialize_config_module(version_base="1.3", config_module="vardiu_pyro.configs"):
-        return compose("config", overrides=list(overrides))
 
 
 def one_step_on(ranks, seed=5):

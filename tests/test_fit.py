@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_module
 
 from vardiu_pyro.build import build_objective, build_problem
 from vardiu_pyro.checkpoint import load_checkpoint
@@ -17,13 +16,10 @@ from vardiu_pyro.guides import DiagonalGaussianGuide
 from vardiu_pyro.optim import PerNetworkOptim
 from vardiu_pyro.validation import check_command_line
 
+from .configs import config
+
 TINY = ["trainer.iterations=20", "trainer.eval_every=10", "trainer.eval_samples=400", "trainer.batch_size=64",
         "generator.width=32", "guide.width=32", "trainer.progress=false"]
-
-
-def config(*overrides):
-    with initialize_config_module(version_base="1.3", config_module="vardiu_pyro.configs"):
-        return compose("config", overrides=list(overrides))
 
 
 def test_cli_writes_every_output_file(tmp_path):

@@ -2,11 +2,12 @@
 
 import pytest
 import torch
-from hydra import compose, initialize_config_module
 
 from vardiu_pyro.build import build_objective, build_problem
 from vardiu_pyro.nn import MLP, mlp, native_bfloat16, resolve_precision, set_hidden_dtype
 from vardiu_pyro.validation import ConfigError, validate_config
+
+from .configs import config as base_config
 
 CPU = torch.device("cpu")
 
@@ -75,8 +76,7 @@ def test_resolve_precision():
 
 
 def config(*overrides):
-    with initialize_config_module(version_base="1.3", config_module="vardiu_pyro.configs"):
-        return compose("config", overrides=["trainer.iterations=10", "device=cpu", *overrides])
+    return base_config("trainer.iterations=10", "device=cpu", *overrides)
 
 
 @pytest.mark.parametrize("guide", ["gaussian", "full_gaussian", "mixture", "flow"])

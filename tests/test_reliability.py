@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_module
 from safetensors.torch import save_file
 
 from vardiu_pyro.build import build_problem
@@ -34,6 +33,7 @@ from vardiu_pyro.resume import (CHECKPOINT, METRICS, PREVIOUS_CHECKPOINT, load_r
 from vardiu_pyro.training import WALL_CLOCK_KEYS, TooManySkippedSteps, Trainer
 from vardiu_pyro.validation import ConfigError, check_command_line, validate_config, validate_problem
 
+from .configs import config
 from .faults import KILL_ENV, FixedRefits
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,11 +48,6 @@ SMALL = [f"trainer.iterations={ITERATIONS}", "trainer.eval_every=25", "trainer.e
 TINY = ["trainer.iterations=60", "trainer.eval_every=30", "trainer.eval_samples=256", "trainer.batch_size=32",
         "generator.width=16", "guide.width=16", "generator.depth=2", "guide.depth=2", "trainer.progress=false",
         "trainer.threads=1", "device=cpu"]
-
-
-def config(*overrides):
-    with initialize_config_module(version_base="1.3", config_module="vardiu_pyro.configs"):
-        return compose("config", overrides=list(overrides))
 
 
 def cli(args, env=None, timeout=600):
@@ -459,6 +454,17 @@ BAD_VALUES = [
     (["sigma=lognormal", "sigma.min=5", "sigma.max=5"], "sigma.min=5: must be < sigma.max=5"),
     (["sigma.curriculum=0"], "sigma.curriculum=0: must be a number in (0, 1]"),
     (["sigma.curriculum=1.5"], "sigma.curriculum=1.5: must be a number in (0, 1]"),
+    (["trainer.iterations=auto", "trainer.schedule_iterations=5"],
+     "trainer.schedule_iterations=5: is set by the run itself with trainer.iterations=auto"),
+    (["trainer.iterations=auto", "trainer.refits=[[1,2]]"],
+     "trainer.refits=[[1, 2]]: is set by the run itself with trainer.iterations=auto"),
+    (["trainer.iterations=100", "trainer.schedule_iterations=0"],
+     "trainer.schedule_iterations=0: must be an integer >= 1"),
+    (["trainer.iterations=100", "trainer.refits=[[50,90]]"],
+     "trainer.refits=[[50, 90]]: the first re-fit [50, 90]: the count before it must be the schedule length 100"),
+    (["trainer.iterations=100", "trainer.refits=[[50,100],[40,120]]"],
+     "trainer.refits=[[50, 100], [40, 120]]: re-fit [40, 120]: its iteration must lie after 50"),
+    (["trainer.iterations=100", "trainer.refits=7"], "trainer.refits=7: must be a list of [iteration, count before]"),
     (["sigma.stratified=yes"], "sigma.stratified=yes: must be true or false"),
     (["trainer.batch_size=63"], "trainer.batch_size=63: must be even with objective.antithetic=true"),
     (["trainer.iterations=-5"], "trainer.iterations=-5: must be >= 1"),

@@ -4,12 +4,13 @@ import math
 
 import pytest
 import torch
-from hydra import compose, initialize_config_module
 
 from vardiu_pyro.build import build_objective, build_problem
 from vardiu_pyro.optim import PerNetworkOptim, lr_factor
 from vardiu_pyro.schedule_clock import check_refits, schedule_position
 from vardiu_pyro.training import Trainer
+
+from .configs import config
 
 
 def running_positions(iterations: int, length: int, refits: list[list[int]]) -> list[float]:
@@ -72,8 +73,7 @@ TINY = ["trainer.eval_every=10", "trainer.eval_samples=200", "trainer.batch_size
 
 
 def test_the_trainer_steps_the_objective_and_its_optimisers_along_the_stretched_schedules(tmp_path):
-    with initialize_config_module(version_base="1.3", config_module="vardiu_pyro.configs"):
-        cfg = compose("config", overrides=TINY)
+    cfg = config(*TINY)
     torch.manual_seed(0)
     problem = build_problem(cfg, torch.device("cpu"))
     objective = build_objective(cfg, problem)
@@ -102,26 +102,8 @@ def test_the_trainer_steps_the_objective_and_its_optimisers_along_the_stretched_
     assert math.isclose(problem.sigma_law.power(trainer.position), cfg.sigma.power_end)
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (["trainer.iterations=auto", "trainer.schedule_iterations=5"], r"^trainer.schedule_iterations=5: is set by the run"),
-    (["trainer.iterations=auto", "trainer.refits=[[1,2]]"], r"^trainer.refits=\[\[1, 2\]\]: is set by the run"),
-    (["trainer.iterations=100", "trainer.schedule_iterations=0"], r"^trainer.schedule_iterations=0: must be an integer"),
-    (["trainer.iterations=100", "trainer.refits=[[50,90]]"], r"the count before it must be the schedule length 100"),
-    (["trainer.iterations=100", "trainer.refits=[[50,100],[40,120]]"], r"must lie after 50"),
-    (["trainer.iterations=100", "trainer.refits=7"], r"^trainer.refits=7: must be a list"),
-])
-def test_bad_schedule_settings_are_config_errors(overrides, message):
-    from vardiu_pyro.validation import ConfigError, validate_config
-
-    with initialize_config_module(version_base="1.3", config_module="vardiu_pyro.configs"):
-        cfg = compose("config", overrides=overrides)
-    with pytest.raises(ConfigError, match=message):
-        validate_config(cfg)
-
-
 def test_a_consistent_schedule_setting_passes():
     from vardiu_pyro.validation import validate_config
 
-    with initialize_config_module(version_base="1.3", config_module="vardiu_pyro.configs"):
-        validate_config(compose("config", overrides=["trainer.iterations=120", "trainer.schedule_iterations=100",
-                                                     "trainer.refits=[[50,100],[80,130]]"]))
+    validate_config(config("trainer.iterations=120", "trainer.schedule_iterations=100",
+                           "trainer.refits=[[50,100],[80,130]]"))
