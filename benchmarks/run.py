@@ -12,9 +12,9 @@ on the page comes from this script. The benchmarks:
 2. hardware efficiency: a step's floating-point operations over its time, against this machine's
    own measured matrix-multiply rate, for a few execution settings (threads, fused / foreach / per-tensor Adam,
    ``torch.compile``), beside the step's own matrix products replayed alone (the ceiling of that fraction);
-3. quality against time: the default run over seeds (``default_fit.py``) beside the published recipe,
-   the guide families (``guides.py``), VarDiU against Diff-Instruct with the exact and a learned
-   teacher (``teachers_vs_diff_instruct.py``);
+3. quality against time: the default run beside the published recipe over seeds, side by side, with
+   curves against wall-clock and iterations (``recipes.py``), the guide families (``guides.py``), VarDiU
+   against Diff-Instruct with the exact and a learned teacher (``teachers_vs_diff_instruct.py``);
 4. sampling: samples per second of the one-step student against the teacher's many-step diffusers
    EDM samplers (10 / 35 / 100 steps), each with its log-MMD.
 
@@ -26,7 +26,7 @@ from the previous ``results.json`` of the same mode, each under the date, commit
 produced it (``--fresh`` drops them). Intermediate runs go under ``outputs/benchmarks/<full|quick>/``
 and finished runs are read back, so an interrupted benchmark resumes. ``--smoke`` is an even smaller
 budget than ``--quick``, for the test suite. Where the quality section has not been run, the page
-includes the reports the quality scripts wrote into ``docs/`` on their own (``guides.md``,
+includes the reports the quality scripts wrote into ``docs/`` on their own (``recipes.md``, ``guides.md``,
 ``teachers_vs_diff_instruct.md``), each with its own command; ``--render`` writes the page again from
 ``results.json`` without running anything.
 """
@@ -65,15 +65,9 @@ import step_overhead  # noqa: E402
 from step_overhead import linear_shapes  # noqa: E402
 from provenance import git_commit, machine  # noqa: E402
 import teachers_vs_diff_instruct as tvd  # noqa: E402
+from recipes import PAPER_RECIPE  # noqa: E402
 
 SECTIONS = ("overhead", "efficiency", "quality", "sampling")
-
-# The published recipe (DESIGN.md §1): the paper's bound (no importance samples), σ curriculum from p = 0.1,
-# w = (σ/σ_max)², Adam lr 1e-4, batch 1024, per-network clip 10, width-400 SiLU networks, constant learning rate.
-PAPER_RECIPE = ["objective.importance_samples=0", "sigma=paper", "optim.lr=1e-4", "optim.schedule=constant",
-                "optim.max_grad_norm=10", "trainer.batch_size=1024", "generator.width=400", "guide.width=400",
-                "generator.depth=3",  # 3 hidden layers, as both networks had in the default until 2026-12-02
-                "generator.activation=silu", "guide.activation=silu"]
 
 BUDGETS = {
     "full": {
@@ -329,31 +323,32 @@ def train_teacher(out: Path, overrides: list[str]) -> Path:
     return tvd.train_teacher(out, ["trainer.progress=false", *overrides])
 
 
-def read_curves(run_dir: Path) -> list[dict]:
-    path = run_dir / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+def included(report: Path, figdir: Path) -> str:
+    """A script's report for the page: its plot (``report.png``, linked by name) copied into ``figdir`` beside the
+    page's own plots, and the link pointed there."""
+    text, figure = report.read_text(), report.with_suffix(".png")
+    if figure.exists():
+        target = figdir / f"quality_{report.parent.name}.png"
+        target.write_bytes(figure.read_bytes())
+        text = text.replace(f"]({figure.name})", f"]({figdir.name}/{target.name})")
+    return text
 
 
-def bench_quality(b: dict, out: Path, teacher_dir: Path) -> dict:
-    """Drive the quality scripts; collect their tables and the default/published runs' curves."""
+def bench_quality(b: dict, out: Path, teacher_dir: Path, figdir: Path) -> dict:
+    """Drive the quality scripts; collect their reports (each with its own command, tables and plot)."""
     result: dict = {}
-    recipes = {"default": [], "published recipe": PAPER_RECIPE}
-    for name, recipe in recipes.items():
-        folder = out / ("default_fit" if name == "default" else "published_recipe")
-        run_script([str(HERE / "default_fit.py"), "--seeds", *map(str, b["seeds"]), "--out", str(folder),
-                    *recipe, *b["fit"]])
-        data = json.loads((folder / "default_fit.json").read_text())
-        result[name] = {"summary": data["summary"], "runs": data["runs"], "overrides": [*recipe, *b["fit"]],
-                        "curves": {s: read_curves(folder / "runs" / f"default_seed{s}") for s in b["seeds"]}}
+    folder = out / "recipes"
+    run_script([str(HERE / "recipes.py"), *b["fit"], "--out", str(folder), "--seeds", *map(str, b["seeds"])])
+    result["recipes_md"] = included(folder / "recipes.md", figdir)
     if b["guides"] is not None:
         folder = out / "guides"
         run_script([str(HERE / "guides.py"), "--out", str(folder), "--no-progress", *b["guides"]])
-        result["guides_md"] = (folder / "guides.md").read_text()
+        result["guides_md"] = included(folder / "guides.md", figdir)
     if b["tvd"] is not None:
         folder = out / "teachers_vs_diff_instruct"
         run_script([str(HERE / "teachers_vs_diff_instruct.py"), "--out", str(folder), "--teacher-dir", str(teacher_dir),
                     *b["tvd"]])
-        result["teachers_md"] = (folder / "results.md").read_text()
+        result["teachers_md"] = included(folder / "results.md", figdir)
     return result
 
 
@@ -463,26 +458,6 @@ def plot_efficiency(data: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def plot_quality(data: dict, path: Path) -> None:
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), sharey=True)
-    for (name, recipe), color in zip(((k, v) for k, v in data.items() if isinstance(v, dict) and "curves" in v),
-                                     ("tab:blue", "tab:orange", "tab:green")):
-        for i, (seed, curve) in enumerate(recipe["curves"].items()):
-            if not curve:
-                continue
-            label = name if i == 0 else None
-            axes[0].plot([c["iteration"] for c in curve], [c["log_mmd"] for c in curve], color=color, label=label, alpha=0.8)
-            axes[1].plot([c["train_seconds"] for c in curve], [c["log_mmd"] for c in curve], color=color, label=label, alpha=0.8)
-    axes[0].set_xlabel("iterations")
-    axes[1].set_xlabel("training seconds")
-    axes[0].set_ylabel("log-MMD (lower is better)")
-    axes[0].legend()
-    fig.suptitle("Quality against iterations and wall-clock (one line per seed)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
 def plot_sampling(data: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 3.6))
     for r in data["rows"]:
@@ -551,7 +526,8 @@ def from_earlier(results: dict, name: str) -> list[str]:
 
 
 # the quality scripts' reports: key in the quality section's results, file in docs/, title on the page
-QUALITY_REPORTS = (("guides_md", "guides.md", "Guide families (`benchmarks/guides.py`)"),
+QUALITY_REPORTS = (("recipes_md", "recipes.md", "The default against the published recipe (`benchmarks/recipes.py`)"),
+                   ("guides_md", "guides.md", "Guide families (`benchmarks/guides.py`)"),
                    ("teachers_md", "teachers_vs_diff_instruct.md",
                     "VarDiU vs Diff-Instruct, exact and learned teacher (`benchmarks/teachers_vs_diff_instruct.py`)"))
 
@@ -639,22 +615,9 @@ def page(results: dict, mode: str, command: str, docs: Path, figs: dict[str, str
 
     if "quality" in results:
         q = results["quality"]
-        lines += ["## 3. Quality against time", "",
-                  *from_earlier(results, "quality"),
-                  "The default run (`python -m vardiu_pyro.fit`) and the published recipe "
-                  f"(`{' '.join(PAPER_RECIPE)}`) on this machine, by `benchmarks/default_fit.py`; final metrics of "
-                  "the EMA generator, mean ± sd over seeds.", "",
-                  "| recipe | seeds | overrides | log-MMD | log-density | modes covered | training s | total s |",
-                  "|---|---:|---|---:|---:|---:|---:|---:|"]
-        for name in ("default", "published recipe"):
-            if name not in q:
-                continue
-            s = q[name]["summary"]
-            cell = {k: f"{s[k]['mean']:.3f} ± {s[k]['sd']:.3f}" for k in ("log_mmd", "log_density")}
-            lines.append(f"| {name} | {len(q[name]['runs'])} | `{' '.join(q[name]['overrides']) or '(none)'}` | "
-                         f"{cell['log_mmd']} | {cell['log_density']} | {s['modes_covered']['mean']:.1f} ± "
-                         f"{s['modes_covered']['sd']:.1f} | {s['train_seconds']['mean']:.0f} | {s['total_seconds']['mean']:.0f} |")
-        lines += ["", f"![quality]({figs['quality']})", ""]
+        lines += ["## 3. Quality against time", "", *from_earlier(results, "quality"),
+                  "The reports of the quality scripts, each run by this invocation (final metrics of the EMA generator; "
+                  "each report gives its runs' command, budget and plot).", ""]
         for key, _, title in QUALITY_REPORTS:
             if key in q:
                 lines += [f"### {title}", "", demoted(q[key]), ""]
@@ -684,7 +647,7 @@ def page(results: dict, mode: str, command: str, docs: Path, figs: dict[str, str
 
 
 # ---------------------------------------------------------------- main
-PLOTS = {"overhead": plot_overhead, "efficiency": plot_efficiency, "quality": plot_quality, "sampling": plot_sampling}
+PLOTS = {"overhead": plot_overhead, "efficiency": plot_efficiency, "sampling": plot_sampling}  # quality: the scripts' own
 
 
 def render(docs: Path) -> dict:
@@ -693,7 +656,7 @@ def render(docs: Path) -> dict:
     figs = {name: f"results/{name}.png" for name in SECTIONS}
     (docs / "results").mkdir(parents=True, exist_ok=True)
     for name in SECTIONS:
-        if name in results:
+        if name in results and name in PLOTS:
             PLOTS[name](results[name], docs / figs[name])
     (docs / "results.md").write_text(page(results, results["mode"], results["command"], docs, figs))
     print(f"written from {docs / 'results.json'}: {docs / 'results.md'}")
@@ -741,13 +704,15 @@ def main(argv: list[str] | None = None) -> dict:
     if "quality" in args.sections or "sampling" in args.sections:
         teacher_dir = train_teacher(work, budget["quality"]["teacher"]).resolve()
     if "quality" in args.sections:
-        results["quality"] = bench_quality(budget["quality"], work, teacher_dir)
-        plot_quality(results["quality"], args.docs / figs["quality"])
+        results["quality"] = bench_quality(budget["quality"], work, teacher_dir, figdir)
     if "sampling" in args.sections:
-        student = work / "default_fit" / "runs" / f"default_seed{budget['quality']['seeds'][0]}"
-        if not (student / "summary.json").exists():  # sampling alone: a short default run gives the student
-            run_script([str(HERE / "default_fit.py"), "--seeds", str(budget["quality"]["seeds"][0]), "--out",
-                        str(work / "default_fit"), *budget["quality"]["fit"]])
+        seed = budget["quality"]["seeds"][0]
+        student = work / "recipes" / "runs" / f"default_seed{seed}"  # the quality section's default run
+        if not (student / "summary.json").exists():  # sampling alone: a default run of its own gives the student
+            student = work / "sampling_student" / "runs" / f"default_seed{seed}"
+            if not (student / "summary.json").exists():
+                run_script([str(HERE / "default_fit.py"), "--seeds", str(seed), "--out", str(work / "sampling_student"),
+                            *budget["quality"]["fit"]])
         results["sampling"] = bench_sampling(budget["sampling"], student, teacher_dir)
         plot_sampling(results["sampling"], args.docs / figs["sampling"])
 
@@ -756,7 +721,8 @@ def main(argv: list[str] | None = None) -> dict:
     previous_path = args.docs / "results.json"
     if not args.fresh and previous_path.exists():
         for name in carry_over(results, json.loads(previous_path.read_text())):
-            PLOTS[name](results[name], args.docs / figs[name])  # the kept section's plot, drawn again
+            if name in PLOTS:
+                PLOTS[name](results[name], args.docs / figs[name])  # the kept section's plot, drawn again
     (args.docs / "results.md").write_text(page(results, mode, results["command"], args.docs, figs))
     (args.docs / "results.json").write_text(json.dumps(results, indent=2, default=str))
     print(f"written: {args.docs / 'results.md'}, {args.docs / 'results.json'}, plots in {figdir}")

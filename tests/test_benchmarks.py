@@ -112,6 +112,56 @@ def test_the_page_includes_the_quality_scripts_reports_when_it_has_no_quality_se
     assert "Guide families" not in page  # no guides.md in this docs folder
 
 
+def curve_run(points: list[tuple[int, float, float, float, int]], total_seconds: float = 800.0) -> dict:
+    """A run as ``recipes.read_run`` gives it, from (iteration, training s, log-MMD, log-density, modes) evaluations."""
+    curve = [dict(zip(("iteration", "train_seconds", "log_mmd", "log_density", "modes_covered"), p)) for p in points]
+    return {"iterations": curve[-1]["iteration"], "train_seconds": curve[-1]["train_seconds"],
+            "total_seconds": total_seconds, **{k: curve[-1][k] for k in ("log_mmd", "log_density", "modes_covered")},
+            "curve": curve}
+
+
+def test_recipes_tables_at_fixed_times_and_against_the_targets(tmp_path):
+    recipes = pytest.importorskip("recipes")
+    good = curve_run([(5000, 150.0, -5.0, -9.0, 30), (10000, 310.0, -7.0, -7.2, 40)])
+    short = curve_run([(5000, 150.0, -6.0, -8.0, 35), (10000, 310.0, -6.8, -7.2, 40)])  # misses log-MMD
+    late = curve_run([(5000, 250.0, -4.0, -12.0, 20), (8000, 400.0, -5.0, -10.0, 30)], total_seconds=950.0)
+    assert recipes.meets_targets(good) and not recipes.meets_targets(short)
+    assert not recipes.meets_targets({**good, "total_seconds": 950.0})  # past 15 minutes
+    assert recipes.at_time(good, 149.0) is None and recipes.at_time(good, 300.0)["iteration"] == 5000
+    text = "\n".join(recipes.tables({"default": {0: good, 1: short}, "published recipe": {0: late, 1: late}},
+                                     times=[200.0, 300.0]))
+    assert "| default | 0 | 10,000 | 310 | 800 | -7.000 | -7.200 | 40 | yes |" in text
+    assert "| default | 1 | 10,000 | 310 | 800 | -6.800 | -7.200 | 40 | no |" in text
+    # two runs: mean ± t(1) sd / √2; at ≤ 200 s both default runs have their first evaluation (-5, -6)
+    assert f"| default | ≤ 200 | 5000 ± 0 | -5.50 ± {12.706 * 0.5 ** 0.5 / 2 ** 0.5:.2f} |" in text
+    assert "| published recipe | ≤ 200 |" not in text  # no evaluation of it by then: no row
+    assert "| default | end (310 ± 0) | 10000 ± 0 | **-6.90 ±" in text and "| 1 of 2 |" in text
+    assert "| published recipe | end (400 ± 0) |" in text and "| 0 of 2 |" in text
+    recipes.plot({"default": {0: good}, "published recipe": {0: late}}, tmp_path / "recipes.png")
+    assert (tmp_path / "recipes.png").stat().st_size > 1000
+
+
+def test_smoke_quality_section_runs_both_recipes_and_includes_the_report_with_its_plot(tmp_path):
+    threads = torch.get_num_threads()
+    try:
+        results = run.main(["--smoke", "--threads", "1", "--docs", str(tmp_path), "--work", str(tmp_path / "work"),
+                            "--sections", "quality"])
+    finally:
+        torch.set_num_threads(threads)
+        pyro.enable_validation(True)
+    for recipe in ("default", "published_recipe"):
+        summary = json.loads((tmp_path / "work" / "recipes" / "runs" / f"{recipe}_seed0" / "summary.json").read_text())
+        assert summary["iteration"] == 4
+        assert summary["config"]["trainer"]["threads"] == 1
+    published = json.loads((tmp_path / "work" / "recipes" / "runs" / "published_recipe_seed0" / "summary.json").read_text())
+    assert published["config"]["optim"]["lr"] == 1e-4 and published["config"]["objective"]["importance_samples"] == 0
+    page = (tmp_path / "results.md").read_text()
+    assert "## 3. Quality against time" in page and "The default run against the published recipe" in page
+    assert "](results/quality_recipes.png)" in page  # the report's plot, copied beside the page's own
+    assert (tmp_path / "results" / "quality_recipes.png").stat().st_size > 1000
+    assert results["quality"]["recipes_md"].count("| default | 0 | 4 |") == 1
+
+
 def test_teachers_vs_diff_instruct_table_plot_and_saved_costs(tmp_path):
     tvd = pytest.importorskip("teachers_vs_diff_instruct")
     rows = [{"teacher": t, "method": m, "budget": b, "seed": s, "iterations": 10, "train_seconds": 1.0,

@@ -1,0 +1,197 @@
+"""The default run against the published recipe on this machine, side by side, over seeds.
+
+For each seed the two recipes run at the same time, one torch thread each, so that whatever else the
+machine does slows both alike (A/B): ``python -m vardiu_pyro.fit`` as a user runs it, and the same
+command with the published recipe's overrides (``PAPER_RECIPE``, DESIGN.md §1: the paper's bound,
+σ curriculum from p = 0.1, w = (σ/σ_max)², Adam at 1e-4, batch 1024, width 400). Both get the
+default's time budget (``trainer.iterations=auto``: 840 s for the whole run, the count fitted to each
+run's own pace), so this is an equal wall-clock comparison: what a user of a 2-core CPU gets from
+each recipe in 15 minutes.
+
+Reported (``--report PATH.md``, with ``PATH.json`` and ``PATH.png`` beside it; default
+``OUT/recipes.md``): each run's final log-MMD, log-density and modes covered against issue 2's
+targets; per recipe the mean ± half-width of the 95% t-interval over seeds, at the end and at fixed
+training times (the last evaluation at or before each); and the three metrics against training
+seconds and against iterations, one line per run.
+
+    python benchmarks/recipes.py --report docs/recipes.md      # seeds 0 1 2: about 45 min on 2 cores
+    python benchmarks/recipes.py --quick --out /tmp/recipes    # a minute: checks the pipeline only
+
+Runs are kept under ``OUT/runs/<recipe>_seed<k>`` (each run's output in ``<run>.log`` beside it); a
+run whose ``summary.json`` exists is read back, so an interrupted benchmark resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from default_fit import TARGETS  # noqa: E402
+from provenance import git_commit, machine_line  # noqa: E402
+from teachers_vs_diff_instruct import interval  # noqa: E402
+
+# The published recipe (DESIGN.md §1): the paper's bound (no importance samples), σ curriculum from p = 0.1,
+# w = (σ/σ_max)², Adam lr 1e-4, batch 1024, per-network clip 10, width-400 SiLU networks, constant learning rate.
+PAPER_RECIPE = ["objective.importance_samples=0", "sigma=paper", "optim.lr=1e-4", "optim.schedule=constant",
+                "optim.max_grad_norm=10", "trainer.batch_size=1024", "generator.width=400", "guide.width=400",
+                "generator.depth=3",  # 3 hidden layers, as both networks had in the default until 2026-12-02
+                "generator.activation=silu", "guide.activation=silu"]
+RECIPES = {"default": [], "published recipe": PAPER_RECIPE}
+METRICS = {"log_mmd": "log-MMD", "log_density": "log-density", "modes_covered": "modes covered"}
+QUICK = ["trainer.iterations=40", "trainer.eval_every=20", "trainer.eval_samples=1000"]
+
+
+def run_dir(out: Path, recipe: str, seed: int) -> Path:
+    return out / "runs" / f"{recipe.replace(' ', '_')}_seed{seed}"
+
+
+def run_side_by_side(out: Path, seed: int, extra: list[str]) -> None:
+    """Both recipes of one seed at once, one thread each; finished runs (their ``summary.json``) are kept."""
+    running = []
+    for recipe, overrides in RECIPES.items():
+        folder = run_dir(out, recipe, seed)
+        if (folder / "summary.json").exists():
+            print(f"read back: {folder}", flush=True)
+            continue
+        cmd = [sys.executable, "-m", "vardiu_pyro.fit", f"seed={seed}", f"hydra.run.dir={folder}",
+               "trainer.threads=1", "trainer.progress=false", *overrides, *extra]
+        print("$", shlex.join(cmd[1:]), flush=True)
+        log = folder.with_suffix(".log")
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("w") as f:
+            running.append((subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT), log))
+    for process, log in running:
+        if process.wait() != 0:
+            tail = "\n".join(log.read_text().splitlines()[-20:])
+            raise RuntimeError(f"{shlex.join(process.args[1:])} failed (exit {process.returncode}); its log ends:\n{tail}")
+
+
+def read_run(folder: Path) -> dict:
+    summary = json.loads((folder / "summary.json").read_text())
+    curve = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    return {"iterations": summary["iteration"], "train_seconds": summary["train_seconds"],
+            "total_seconds": summary["total_seconds"], **{k: summary[k] for k in METRICS},
+            "curve": [{k: c[k] for k in ("iteration", "train_seconds", *METRICS)} for c in curve]}
+
+
+def meets_targets(run: dict) -> bool:
+    return all(run[k] <= v if op == "<=" else run[k] >= v for k, (op, v) in TARGETS.items())
+
+
+def at_time(run: dict, seconds: float) -> dict | None:
+    """The last evaluation at or before ``seconds`` of training (None if the run had none by then)."""
+    before = [c for c in run["curve"] if c["train_seconds"] <= seconds]
+    return before[-1] if before else None
+
+
+def cell(values: list[float], digits: int) -> str:
+    mean, _, half = interval(values)
+    return f"{mean:.{digits}f}" + ("" if half != half else f" ± {half:.{digits}f}")  # half is NaN for one run
+
+
+def tables(runs: dict[str, dict[int, dict]], times: list[float]) -> list[str]:
+    lines = ["| recipe | seed | iterations | training s | total s | log-MMD | log-density | modes | every target |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for recipe, by_seed in runs.items():
+        for seed, r in by_seed.items():
+            lines.append(f"| {recipe} | {seed} | {r['iterations']:,} | {r['train_seconds']:.0f} | {r['total_seconds']:.0f} | "
+                         f"{r['log_mmd']:.3f} | {r['log_density']:.3f} | {r['modes_covered']} | "
+                         f"{'yes' if meets_targets(r) else 'no'} |")
+    lines += ["", "Targets (issue 2, every run): " + ", ".join(f"{k} {op} {v}" for k, (op, v) in TARGETS.items()), "",
+              "Mean ± half-width of the 95% t-interval over seeds, at fixed training times (the last evaluation at or "
+              "before each, so the iteration counts differ) and at the end:", "",
+              "| recipe | training s | iterations | log-MMD | log-density | modes | runs meeting every target |",
+              "|---|---|---:|---:|---:|---:|---:|"]
+    for recipe, by_seed in runs.items():
+        for seconds in times:
+            points = [p for p in (at_time(r, seconds) for r in by_seed.values()) if p is not None]
+            if len(points) < len(by_seed) or seconds >= min(r["train_seconds"] for r in by_seed.values()):
+                continue  # a run without an evaluation by then (no fair mean), or past a run's end (the end row)
+            lines.append(f"| {recipe} | ≤ {seconds:g} | {cell([p['iteration'] for p in points], 0)} | "
+                         f"{cell([p['log_mmd'] for p in points], 2)} | {cell([p['log_density'] for p in points], 2)} | "
+                         f"{cell([p['modes_covered'] for p in points], 1)} | |")
+        final = list(by_seed.values())
+        lines.append(f"| {recipe} | end ({cell([r['train_seconds'] for r in final], 0)}) | "
+                     f"{cell([r['iterations'] for r in final], 0)} | **{cell([r['log_mmd'] for r in final], 2)}** | "
+                     f"**{cell([r['log_density'] for r in final], 2)}** | **{cell([r['modes_covered'] for r in final], 1)}** | "
+                     f"{sum(map(meets_targets, final))} of {len(final)} |")
+    return lines
+
+
+def plot(runs: dict[str, dict[int, dict]], path: Path) -> None:
+    """Each metric against training seconds (top) and iterations (bottom), one line per run; targets dashed."""
+    fig, axes = plt.subplots(2, len(METRICS), figsize=(4.2 * len(METRICS), 6.4), squeeze=False)
+    for (recipe, by_seed), color in zip(runs.items(), ("tab:blue", "tab:orange")):
+        for i, r in enumerate(by_seed.values()):
+            for col, key in enumerate(METRICS):
+                for row, x in enumerate(("train_seconds", "iteration")):
+                    axes[row][col].plot([c[x] for c in r["curve"]], [c[key] for c in r["curve"]], color=color,
+                                        marker=".", alpha=0.8, label=recipe if i == 0 else None)
+    for col, key in enumerate(METRICS):
+        op, target = TARGETS[key]
+        for row, xlabel in enumerate(("training seconds", "iterations")):
+            ax = axes[row][col]
+            ax.axhline(target, color="k", ls="--", lw=1, label=f"target ({op} {target})")
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel(METRICS[key])
+            ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle("The default run and the published recipe, side by side (one line per seed)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--out", type=Path, default=Path("outputs/benchmarks/recipes"))
+    parser.add_argument("--report", type=Path, default=None,
+                        help="where the report goes (default OUT/recipes.md); the plot and the JSON go beside it")
+    parser.add_argument("--times", type=float, nargs="+", default=[200, 400, 600],
+                        help="training seconds at which the table compares the recipes")
+    parser.add_argument("--quick", action="store_true", help="a few iterations per run: checks the pipeline only")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides passed to every run of both recipes")
+    args = parser.parse_args(argv)
+    extra = [*QUICK, *args.overrides] if args.quick else list(args.overrides)
+    commit = git_commit()  # the code the runs of this invocation use
+    for seed in args.seeds:
+        run_side_by_side(args.out, seed, extra)
+    runs = {recipe: {s: read_run(run_dir(args.out, recipe, s)) for s in args.seeds} for recipe in RECIPES}
+
+    report = args.report or args.out / "recipes.md"
+    report.parent.mkdir(parents=True, exist_ok=True)
+    plot(runs, report.with_suffix(".png"))
+    lines = ["# The default run against the published recipe, side by side", "",
+             f"{datetime.date.today()}, commit {commit}, {machine_line()}", "",
+             f"Command: `python benchmarks/recipes.py {' '.join(sys.argv[1:] if argv is None else argv)}`".rstrip(), "",
+             "Each seed's two runs ran at the same time, one torch thread each (A/B: the machine's load hits both "
+             "alike), "
+             + ("each with the iterations the overrides below fix. "
+                if any(o.startswith("trainer.iterations=") for o in extra) else
+                "each with the default's time budget, `trainer.iterations=auto` (840 s for the whole run): equal "
+                "wall-clock. A run beside another is slower than a run alone, so both get fewer iterations than a "
+                "user's lone run would. ")
+             + "Published recipe: `" + " ".join(PAPER_RECIPE) + "`."
+             + (f" Overrides for both: `{' '.join(extra)}`." if extra else ""), "",
+             *tables(runs, args.times), "", f"![default vs published recipe]({report.with_suffix('.png').name})"]
+    text = "\n".join(lines) + "\n"
+    report.write_text(text)
+    data = {"argv": sys.argv[1:] if argv is None else argv, "commit": commit, "recipes": RECIPES, "runs": runs}
+    report.with_suffix(".json").write_text(json.dumps(data, indent=2))
+    print(text)
+    return data
+
+
+if __name__ == "__main__":
+    main()
