@@ -55,13 +55,15 @@ def run_dir(out: Path, recipe: str, seed: int) -> Path:
     return out / "runs" / f"{recipe.replace(' ', '_')}_seed{seed}"
 
 
-def run_side_by_side(out: Path, seed: int, extra: list[str]) -> None:
-    """Both recipes of one seed at once, one thread each; finished runs (their ``summary.json``) are kept."""
-    running = []
+def run_side_by_side(out: Path, seed: int, extra: list[str]) -> int:
+    """Both recipes of one seed at once, one thread each; finished runs (their ``summary.json``) are kept.
+    Returns how many were read back instead of run."""
+    running, read_back = [], 0
     for recipe, overrides in RECIPES.items():
         folder = run_dir(out, recipe, seed)
         if (folder / "summary.json").exists():
             print(f"read back: {folder}", flush=True)
+            read_back += 1
             continue
         cmd = [sys.executable, "-m", "vardiu_pyro.fit", f"seed={seed}", f"hydra.run.dir={folder}",
                "trainer.threads=1", "trainer.progress=false", *overrides, *extra]
@@ -74,6 +76,7 @@ def run_side_by_side(out: Path, seed: int, extra: list[str]) -> None:
         if process.wait() != 0:
             tail = "\n".join(log.read_text().splitlines()[-20:])
             raise RuntimeError(f"{shlex.join(process.args[1:])} failed (exit {process.returncode}); its log ends:\n{tail}")
+    return read_back
 
 
 def read_run(folder: Path) -> dict:
@@ -165,8 +168,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     extra = [*QUICK, *args.overrides] if args.quick else list(args.overrides)
     commit = git_commit()  # the code the runs of this invocation use
-    for seed in args.seeds:
-        run_side_by_side(args.out, seed, extra)
+    read_back = sum(run_side_by_side(args.out, seed, extra) for seed in args.seeds)
     runs = {recipe: {s: read_run(run_dir(args.out, recipe, s)) for s in args.seeds} for recipe in RECIPES}
 
     report = args.report or args.out / "recipes.md"
@@ -174,6 +176,9 @@ def main(argv: list[str] | None = None) -> dict:
     plot(runs, report.with_suffix(".png"))
     lines = ["# The default run against the published recipe, side by side", "",
              f"{datetime.date.today()}, commit {commit}, {machine_line()}", "",
+             *([f"{read_back} of the {2 * len(args.seeds)} runs were read back from an earlier invocation (their "
+                "directories' `summary.json`, which holds each run's own configuration and timing), not run by this one.",
+                ""] if read_back else []),
              f"Command: `python benchmarks/recipes.py {' '.join(sys.argv[1:] if argv is None else argv)}`".rstrip(), "",
              "Each seed's two runs ran at the same time, one torch thread each (A/B: the machine's load hits both "
              "alike), "

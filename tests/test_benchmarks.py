@@ -149,17 +149,24 @@ def test_smoke_quality_section_runs_both_recipes_and_includes_the_report_with_it
     finally:
         torch.set_num_threads(threads)
         pyro.enable_validation(True)
+    def summary_of(recipe):
+        return json.loads((tmp_path / "work" / "recipes" / "runs" / f"{recipe}_seed0" / "summary.json").read_text())
+
     for recipe in ("default", "published_recipe"):
-        summary = json.loads((tmp_path / "work" / "recipes" / "runs" / f"{recipe}_seed0" / "summary.json").read_text())
-        assert summary["iteration"] == 4
-        assert summary["config"]["trainer"]["threads"] == 1
-    published = json.loads((tmp_path / "work" / "recipes" / "runs" / "published_recipe_seed0" / "summary.json").read_text())
+        assert summary_of(recipe)["iteration"] == 4
+        assert summary_of(recipe)["config"]["trainer"]["threads"] == 1
+    published = summary_of("published_recipe")
     assert published["config"]["optim"]["lr"] == 1e-4 and published["config"]["objective"]["importance_samples"] == 0
     page = (tmp_path / "results.md").read_text()
     assert "## 3. Quality against time" in page and "The default run against the published recipe" in page
     assert "](results/quality_recipes.png)" in page  # the report's plot, copied beside the page's own
     assert (tmp_path / "results" / "quality_recipes.png").stat().st_size > 1000
     assert results["quality"]["recipes_md"].count("| default | 0 | 4 |") == 1
+    assert "read back" not in results["quality"]["recipes_md"]
+    recipes = pytest.importorskip("recipes")  # again on the same folder: nothing runs, the report says so
+    again = recipes.main(["--out", str(tmp_path / "work" / "recipes"), "--seeds", "0", "--report", str(tmp_path / "r.md")])
+    assert again["runs"]["default"][0]["log_mmd"] == summary_of("default")["log_mmd"]
+    assert "2 of the 2 runs were read back from an earlier invocation" in (tmp_path / "r.md").read_text()
 
 
 def test_teachers_vs_diff_instruct_table_plot_and_saved_costs(tmp_path):
