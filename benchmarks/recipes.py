@@ -72,8 +72,10 @@ def run_side_by_side(out: Path, seed: int, extra: list[str]) -> int:
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("w") as f:
             running.append((subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT), log))
+    for process, log in running:  # wait for both before reporting a failure: no run is left behind
+        process.wait()
     for process, log in running:
-        if process.wait() != 0:
+        if process.returncode != 0:
             tail = "\n".join(log.read_text().splitlines()[-20:])
             raise RuntimeError(f"{shlex.join(process.args[1:])} failed (exit {process.returncode}); its log ends:\n{tail}")
     return read_back
