@@ -533,8 +533,9 @@ QUALITY_REPORTS = (("recipes_md", "recipes.md", "The default against the publish
 
 
 def demoted(report: str) -> str:
-    """A report's text with its top-level title demoted one level, to sit under a section of the page."""
-    return "\n".join(("#" + line) if line.startswith("# ") else line for line in report.strip().splitlines())
+    """A report's text with its headings demoted three levels, to sit below the page's section (##) and the
+    report's own heading there (###)."""
+    return "\n".join(("###" + line) if line.startswith("#") else line for line in report.strip().splitlines())
 
 
 def script_reports(docs: Path) -> list[str]:
