@@ -1,7 +1,8 @@
 """The benchmark script (benchmarks/run.py) works and writes its page; its FLOP count is right.
 
-Benchmarks are not tests: these only run the smallest budget (``--smoke``) of the sections that
-need no training, and check the analytic FLOP count of a step against torch's FLOP counter.
+Benchmarks are not tests: these only run the smallest budget (``--smoke``: the quality section's two
+recipes for 4 iterations each), check the scripts' tables on made-up runs, and check the analytic FLOP
+count of a step against torch's FLOP counter.
 """
 
 import json
@@ -149,6 +150,7 @@ def test_smoke_quality_section_runs_both_recipes_and_includes_the_report_with_it
     finally:
         torch.set_num_threads(threads)
         pyro.enable_validation(True)
+
     def summary_of(recipe):
         return json.loads((tmp_path / "work" / "recipes" / "runs" / f"{recipe}_seed0" / "summary.json").read_text())
 
