@@ -167,6 +167,7 @@ def main(argv: list[str] | None = None) -> dict:
                         help="training seconds at which the table compares the recipes")
     parser.add_argument("--quick", action="store_true", help="a few iterations per run: checks the pipeline only")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides passed to every run of both recipes")
+    argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
     extra = [*QUICK, *args.overrides] if args.quick else list(args.overrides)
     commit = git_commit()  # the code the runs of this invocation use
@@ -181,7 +182,7 @@ def main(argv: list[str] | None = None) -> dict:
              *([f"{read_back} of the {2 * len(args.seeds)} runs were read back from an earlier invocation (their "
                 "directories' `summary.json`, which holds each run's own configuration and timing), not run by this one.",
                 ""] if read_back else []),
-             f"Command: `python benchmarks/recipes.py {' '.join(sys.argv[1:] if argv is None else argv)}`".rstrip(), "",
+             f"Command: `python benchmarks/recipes.py {' '.join(argv)}`".rstrip(), "",
              "Each seed's two runs ran at the same time, one torch thread each (A/B: the machine's load hits both "
              "alike), "
              + ("each with the iterations the overrides below fix. "
@@ -194,7 +195,7 @@ def main(argv: list[str] | None = None) -> dict:
              *tables(runs, args.times), "", f"![default vs published recipe]({report.with_suffix('.png').name})"]
     text = "\n".join(lines) + "\n"
     report.write_text(text)
-    data = {"argv": sys.argv[1:] if argv is None else argv, "commit": commit, "recipes": RECIPES, "runs": runs}
+    data = {"argv": argv, "commit": commit, "recipes": RECIPES, "runs": runs}
     report.with_suffix(".json").write_text(json.dumps(data, indent=2))
     print(text)
     return data
