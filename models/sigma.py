@@ -94,18 +94,22 @@ class PowerLawSigma(SigmaLaw):
     """σ = σ_min + u^p (σ_max - σ_min),  u ~ U(0, 1)  (the published recipe's law).
 
     p < 1 puts most mass near σ_max (coarse structure), p > 1 near σ_min (fine detail); a
-    ``Ramp`` on p gives the coarse-to-fine curriculum.
+    ``Ramp`` on p gives the coarse-to-fine curriculum. σ_max may be a ``Ramp`` too (a range that
+    shrinks, or grows, with the curriculum); ``sigma_max`` is then the largest value it takes.
     """
 
-    def __init__(self, sigma_min: float, sigma_max: float, power: Ramp | float = 1.0, stratified: bool = False):
-        super().__init__(sigma_min, sigma_max, stratified)
+    def __init__(self, sigma_min: float, sigma_max: Ramp | float, power: Ramp | float = 1.0, stratified: bool = False):
+        top = as_ramp(sigma_max)
+        _check_range(sigma_min, min(top.start, top.end))
+        super().__init__(sigma_min, max(top.start, top.end), stratified)
+        self.top = top  # σ_max at each iteration
         self.power = as_ramp(power)
 
     def distribution(self, iteration: int = 0) -> dist.TorchDistribution:
         p = self.power(iteration)
         if p <= 0:
             raise ValueError(f"PowerLawSigma needs a positive power, got {p} at iteration {iteration}")
-        return PowerLaw(self._anchor + self.sigma_min, self.sigma_max - self.sigma_min, p)
+        return PowerLaw(self._anchor + self.sigma_min, self.top(iteration) - self.sigma_min, p)
 
 
 class PowerLaw(dist.TorchDistribution):

@@ -452,6 +452,7 @@ BAD_VALUES = [
     (["sigma.min=-0.5"], "sigma.min=-0.5: must be a number > 0"),
     (["sigma.min=25"], "sigma.min=25: must be < sigma.max=14.0"),
     (["sigma=lognormal", "sigma.min=5", "sigma.max=5"], "sigma.min=5: must be < sigma.max=5"),
+    (["sigma.max_start=0.05"], "sigma.max_start=0.05: must be a number > sigma.min=0.1"),
     (["sigma.curriculum=0"], "sigma.curriculum=0: must be a number in (0, 1]"),
     (["sigma.curriculum=1.5"], "sigma.curriculum=1.5: must be a number in (0, 1]"),
     (["trainer.iterations=auto", "trainer.schedule_iterations=5"],

@@ -54,6 +54,21 @@ def test_power_law_follows_its_curriculum():
     assert early > 10 and late < 5
 
 
+def test_power_law_range_follows_its_ramp():
+    # σ_max ramps from 20 to 14 over the first half of 1000 iterations; at each iteration the law is
+    # the fixed-range law of that σ_max: F(σ) = ((σ - lo) / (σ_max - lo))^(1/p)
+    lo, power = 0.1, 2.0
+    law = PowerLawSigma(lo, Ramp(20.0, 14.0, iterations=1000, fraction=0.5), power)
+    assert law.sigma_max == 20.0  # the range's largest σ
+    for iteration, top in [(0, 20.0), (250, 17.0), (500, 14.0), (1000, 14.0)]:
+        s = law.distribution(iteration).sample((100_000,))
+        assert s.min() >= lo and s.max() <= top
+        for q in [0.5, 0.9]:
+            assert (s <= lo + q**power * (top - lo)).float().mean().item() == pytest.approx(q, abs=0.01)
+    with pytest.raises(ValueError, match="sigma_min < sigma_max"):
+        PowerLawSigma(lo, Ramp(20.0, 0.05, iterations=1000), power)  # the range would close before the end
+
+
 def test_lognormal_is_truncated_exactly():
     lo, hi, m, sd = 0.1, 20.0, 1.0, 1.2
     law = LogNormalSigma(lo, hi, mean=m, std=sd)

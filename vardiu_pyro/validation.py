@@ -201,7 +201,7 @@ def validate_config(cfg: DictConfig | Mapping) -> None:
 
     for lo, hi in (("sigma.min", "sigma.max"), ("sigma.law.sigma_min", "sigma.law.sigma_max")):
         sigma_min, sigma_max = _select(config, lo), _select(config, hi)
-        if sigma_min is None and sigma_max is None:
+        if (sigma_min is None and sigma_max is None) or isinstance(sigma_max, Mapping):  # a Ramp: checked when built
             continue
         if not _is_number(sigma_min) or sigma_min <= 0:
             _fail(lo, sigma_min, "must be a number > 0")
@@ -209,6 +209,9 @@ def validate_config(cfg: DictConfig | Mapping) -> None:
             _fail(hi, sigma_max, "must be a number")
         if sigma_min >= sigma_max:
             _fail(lo, sigma_min, f"must be < {hi}={sigma_max}")
+    max_start, sigma_min = _select(config, "sigma.max_start"), _select(config, "sigma.min")
+    if max_start is not None and (not _is_number(max_start) or not max_start > (sigma_min if _is_number(sigma_min) else 0)):
+        _fail("sigma.max_start", max_start, f"must be a number > sigma.min={sigma_min} (σ_max at the start of the ramps)")
     curriculum = _select(config, "sigma.curriculum")
     if curriculum is not None and (not _is_number(curriculum) or not 0 < curriculum <= 1):
         _fail("sigma.curriculum", curriculum, "must be a number in (0, 1] (the fraction of the run the σ ramps take)")
