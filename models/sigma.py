@@ -84,6 +84,10 @@ class SigmaLaw(nn.Module):
     def distribution(self, iteration: int = 0) -> dist.TorchDistribution:
         raise NotImplementedError
 
+    def range_at(self, iteration: int = 0) -> tuple[float, float]:
+        """(σ_min, σ_max) of the law at ``iteration``: the whole range, unless the range ramps."""
+        return self.sigma_min, self.sigma_max
+
     def batch(self, iteration: int, batch_size: int, blocks: int = 1) -> dist.TorchDistribution:
         """The law of ``batch_size`` σ at ``iteration``: iid, or stratified in ``blocks`` blocks."""
         law = self.distribution(iteration).expand((batch_size,))
@@ -110,6 +114,9 @@ class PowerLawSigma(SigmaLaw):
         if p <= 0:
             raise ValueError(f"PowerLawSigma needs a positive power, got {p} at iteration {iteration}")
         return PowerLaw(self._anchor + self.sigma_min, self.top(iteration) - self.sigma_min, p)
+
+    def range_at(self, iteration: int = 0) -> tuple[float, float]:
+        return self.sigma_min, self.top(iteration)
 
 
 class PowerLaw(dist.TorchDistribution):

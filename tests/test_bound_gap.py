@@ -9,7 +9,7 @@ import torch
 from tests.linear_gaussian import (AffineGaussianGuide, GaussianTeacher, LinearGenerator, diffusive_kl,
                                    expected_posterior_kl, make_problem)
 from vardiu_pyro.bound_gap import bound_gap, bound_gap_at, bound_gap_summary, log_marginal_bounds
-from vardiu_pyro.models import PowerLawSigma, PowerWeight
+from vardiu_pyro.models import PowerLawSigma, PowerWeight, Ramp
 
 SIGMA = 0.8
 
@@ -103,9 +103,9 @@ def test_summary_only_for_2d_targets_with_a_guide():
     gen, guide = LinearGenerator(A, b), wrong_guide(A, b)
     law, weight = PowerLawSigma(0.5, 1.5, 1.0).double(), PowerWeight(1.5, 2.0)
 
-    def problem(dim):
-        return SimpleNamespace(target=SimpleNamespace(event_shape=torch.Size([dim])), sigma_law=law, weight=weight,
-                               teacher=None)
+    def problem(dim, sigma_law=law):
+        return SimpleNamespace(target=SimpleNamespace(event_shape=torch.Size([dim])), sigma_law=sigma_law,
+                               weight=weight, teacher=None)
 
     with_guide = SimpleNamespace(guide=guide, generator=gen)
     without_guide = SimpleNamespace(generator=gen)  # e.g. Diff-Instruct
@@ -116,3 +116,10 @@ def test_summary_only_for_2d_targets_with_a_guide():
     levels = [float(k) for k in out["bound_gap_per_sigma"]]
     assert levels == pytest.approx(torch.logspace(math.log10(0.5), math.log10(1.5), 5).tolist(), rel=1e-3)
     assert all(set(v) == {"gap", "gap_lower", "se"} and v["gap"] > 0 for v in out["bound_gap_per_sigma"].values())
+
+    # a range that shrinks with the curriculum (sigma.max_start): the levels span the range at the given iteration
+    shrinking = PowerLawSigma(0.5, Ramp(3.0, 1.5, iterations=100, fraction=0.5), 1.0).double()
+    for iteration, top in [(0, 3.0), (100, 1.5)]:
+        out = bound_gap_summary(with_guide, problem(2, shrinking), iteration, num_outer=16, num_inner=4, per_sigma_outer=4)
+        levels = [float(k) for k in out["bound_gap_per_sigma"]]
+        assert levels == pytest.approx(torch.logspace(math.log10(0.5), math.log10(top), 5).tolist(), rel=1e-3)

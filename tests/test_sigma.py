@@ -61,6 +61,7 @@ def test_power_law_range_follows_its_ramp():
     law = PowerLawSigma(lo, Ramp(20.0, 14.0, iterations=1000, fraction=0.5), power)
     assert law.sigma_max == 20.0  # the range's largest σ
     for iteration, top in [(0, 20.0), (250, 17.0), (500, 14.0), (1000, 14.0)]:
+        assert law.range_at(iteration) == pytest.approx((lo, top))
         s = law.distribution(iteration).sample((100_000,))
         assert s.min() >= lo and s.max() <= top
         for q in [0.5, 0.9]:

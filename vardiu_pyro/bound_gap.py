@@ -198,7 +198,8 @@ def bound_gap_summary(objective, problem, iteration: int, num_outer: int = 512, 
         return {}
     law, generator = problem.sigma_law, objective.generator
     est = bound_gap(generator, guide, law, problem.weight, iteration, num_outer, num_inner, teacher=problem.teacher)
-    levels = torch.logspace(math.log10(law.sigma_min), math.log10(law.sigma_max), sigmas).tolist()
+    low, high = law.range_at(iteration)  # π's range at the final iteration (σ_max may ramp: sigma.max_start)
+    levels = torch.logspace(math.log10(low), math.log10(high), sigmas).tolist()
     per_sigma = {}
     for s in levels:
         at = bound_gap_at(generator, guide, s, per_sigma_outer, num_inner)

@@ -156,9 +156,10 @@ def build_estimator(name: str, cfg: DictConfig, run_cfg: DictConfig, problem, st
 # the study
 
 
-def sigma_edges(sigma_law, n: int) -> torch.Tensor:
-    """``n`` bins spaced geometrically over the σ law's range."""
-    return torch.logspace(math.log10(sigma_law.sigma_min), math.log10(sigma_law.sigma_max), n + 1, dtype=torch.float64)
+def sigma_edges(sigma_law, n: int, iteration: int) -> torch.Tensor:
+    """``n`` bins spaced geometrically over the σ law's range at ``iteration``."""
+    low, high = sigma_law.range_at(iteration)
+    return torch.logspace(math.log10(low), math.log10(high), n + 1, dtype=torch.float64)
 
 
 def measure(estimator: GradientEstimator, ref: ReferenceGradient, cfg: DictConfig, edges: torch.Tensor,
@@ -220,7 +221,7 @@ def variance_study(cfg: DictConfig, run_dir: str | Path) -> list[dict]:
     if math.prod(gen.latent_shape) > 4:
         raise ConfigError(f"generator latent dimension {math.prod(gen.latent_shape)}: the Monte Carlo reference "
                           "gradient (self-normalised importance sampling over prior draws) needs a latent of dimension <= 4")
-    edges = sigma_edges(problem.sigma_law, cfg.sigma_bins)
+    edges = sigma_edges(problem.sigma_law, cfg.sigma_bins, iteration)
     per_sigma_batch = cfg.per_sigma_batch_size or max(cfg.batch_sizes)
 
     ref = reference_gradient(gen, problem.teacher, SelfNormalisedScore(gen, cfg.reference.num_z), problem.sigma_law,
