@@ -253,6 +253,21 @@ def test_step_cost_measures_each_configuration_against_the_first(tmp_path, capsy
     assert "× first" in capsys.readouterr().out and (tmp_path / "cost.json").exists()
 
 
+def test_data_parallel_times_both_modes_on_the_same_samples_per_step(tmp_path, capsys):
+    data_parallel = pytest.importorskip("data_parallel")
+    threads = data_parallel.fit_command("threads", 2, 64, 5, tmp_path, [])
+    assert {"trainer.threads=2", "trainer.batch_size=64"} <= set(threads) and "trainer.distributed=true" not in threads
+    processes = data_parallel.fit_command("data-parallel", 2, 64, 5, tmp_path, [])
+    assert {"--nproc_per_node=2", "trainer.distributed=true", "trainer.threads=1", "trainer.batch_size=32"} <= set(processes)
+    tiny = ["generator.width=8", "guide.width=8", "trainer.eval_samples=200"]
+    result = data_parallel.main(["--iterations", "3", "--rounds", "1", "--batch-size", "16", "--json",
+                                 str(tmp_path / "dp.json"), *tiny])
+    assert len(result["seconds"]["threads"]) == len(result["seconds"]["data-parallel"]) == 1
+    assert result["ratio_median"] == result["seconds"]["data-parallel"][0] / result["seconds"]["threads"][0] > 0
+    assert "data-parallel / threads" in capsys.readouterr().out
+    assert json.loads((tmp_path / "dp.json").read_text())["overrides"] == tiny
+
+
 def test_paired_generator_ab_times_both_variants_and_the_whole_batch_variant_runs_every_row():
     paired_generator = pytest.importorskip("paired_generator")
     tiny = ["trainer.batch_size=16", "generator.width=8", "guide.width=8", "objective.importance_samples=0"]
