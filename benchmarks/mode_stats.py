@@ -9,9 +9,13 @@ shares, and of the student's modes resampled to fair shares). Every number is pr
 target's own samples too (the floor: with finitely many samples even the target is not perfect).
 
     python benchmarks/mode_stats.py RUN_DIR [--samples 40000] [--seed 1] [--json OUT.json]
+    python benchmarks/mode_stats.py RUN_DIR RUN_DIR ...      # which modes lose mass across runs
 
 RUN_DIR is a ``python -m vardiu_pyro.fit`` run directory (its EMA generator when it kept one); the
-target must be a ``GaussianMixture`` with one isotropic scale (MoG-40, MoG-9).
+target must be a ``GaussianMixture`` with one isotropic scale (MoG-40, MoG-9). With several run
+directories (of one target) it prints, mode by mode, the share of mass over the runs (mean, smallest,
+how many runs gave it less than half a fair share) beside the distance to its nearest mode: whether
+the same modes lose in every run, and whether they are the crowded ones.
 """
 
 from __future__ import annotations
@@ -84,9 +88,23 @@ def shares_against_shape(samples: torch.Tensor, reference: torch.Tensor, locs: t
 def poorest_modes(samples: torch.Tensor, locs: torch.Tensor, scale: float, count: int = 5) -> list[dict]:
     """The ``count`` modes with the smallest shares: index, share (1: fair), distance to the nearest other mode."""
     shares = mode_shares(samples, locs, scale)[0]
-    apart = (torch.cdist(locs, locs) + torch.diag(torch.full((locs.shape[0],), math.inf))).min(dim=1).values
+    apart = nearest_mode_distance(locs)
     return [{"mode": int(j), "share": shares[j].item(), "nearest_mode_distance": apart[j].item()}
             for j in shares.argsort()[:count]]
+
+
+def nearest_mode_distance(locs: torch.Tensor) -> torch.Tensor:
+    """Each component's distance to its nearest other component."""
+    return (torch.cdist(locs, locs) + torch.diag(torch.full((locs.shape[0],), math.inf))).min(dim=1).values
+
+
+def shares_across_runs(shares: torch.Tensor, locs: torch.Tensor) -> list[dict]:
+    """Per mode, from ``shares`` (runs, modes; 1: fair): mean and smallest share over the runs, how many
+    runs gave it less than half a fair share, its distance to the nearest mode; poorest mean first."""
+    apart = nearest_mode_distance(locs)
+    mean, low, below = shares.mean(dim=0), shares.min(dim=0).values, (shares < 0.5).sum(dim=0)
+    return [{"mode": int(j), "share_mean": mean[j].item(), "share_min": low[j].item(), "runs_below_half": int(below[j]),
+             "nearest_mode_distance": apart[j].item()} for j in mean.argsort()]
 
 
 LABELS = {"outside_modes": "samples farther than 3 std from every mode",
@@ -102,17 +120,18 @@ LABELS = {"outside_modes": "samples farther than 3 std from every mode",
           "log_mmd_fair_shares": "... of these samples resampled to fair shares"}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR")
     parser.add_argument("--samples", type=int, default=40_000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if len(args.run_dirs) > 1:
+        return across_runs(parser, args)
+    args.run_dir = args.run_dirs[0]
     student, target = load_student(args.run_dir)
-    if not (hasattr(target, "locs") and hasattr(target, "scale")):
-        parser.error(f"{type(target).__name__} is not a Gaussian mixture with locs and one scale")
-    locs, scale = target.locs, float(target.scale)
+    locs, scale = mixture_of(parser, target)
     torch.manual_seed(args.seed)
     with torch.no_grad():
         z = torch.randn(args.samples, *student.latent_shape)
@@ -131,6 +150,36 @@ def main() -> None:
         for m in result["poorest_modes"]))
     if args.json is not None:
         args.json.write_text(json.dumps(result, indent=2))
+
+
+def mixture_of(parser: argparse.ArgumentParser, target) -> tuple[torch.Tensor, float]:
+    """The target's component means and scale, or a clear error."""
+    if not (hasattr(target, "locs") and hasattr(target, "scale")):
+        parser.error(f"{type(target).__name__} is not a Gaussian mixture with locs and one scale")
+    return target.locs, float(target.scale)
+
+
+def across_runs(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """The per-mode table of ``shares_across_runs`` over the runs in ``args.run_dirs``."""
+    rows, locs = [], None
+    for run_dir in args.run_dirs:
+        student, target = load_student(run_dir)
+        run_locs, scale = mixture_of(parser, target)
+        if locs is not None and not torch.equal(run_locs, locs):
+            parser.error(f"{run_dir} has another target than {args.run_dirs[0]}")
+        locs = run_locs
+        torch.manual_seed(args.seed)
+        with torch.no_grad():
+            rows.append(mode_shares(student(torch.randn(args.samples, *student.latent_shape)), locs, scale)[0])
+    table = shares_across_runs(torch.stack(rows), locs)
+    print(f"{len(rows)} runs, {args.samples} samples each (seed {args.seed}); shares of mass (1: fair), poorest mean first")
+    print("| mode | mean share | smallest | runs below 1/2 | nearest mode at |")
+    print("|---:|---:|---:|---:|---:|")
+    for r in table:
+        print(f"| {r['mode']} | {r['share_mean']:.2f} | {r['share_min']:.2f} | {r['runs_below_half']} | "
+              f"{r['nearest_mode_distance']:.1f} |")
+    if args.json is not None:
+        args.json.write_text(json.dumps({"runs": [str(d) for d in args.run_dirs], "modes": table}, indent=2))
 
 
 if __name__ == "__main__":

@@ -242,6 +242,24 @@ def test_mode_stats_of_the_target_itself_and_of_a_run_without_ema(tmp_path):
         far = mode_stats.mode_stats(student(torch.randn(4000, 2)), target.locs, float(target.scale), target.log_prob)
     assert far["modes_below_half_share"] > 20 and far["log_density_mean"] < own["log_density_mean"]
 
+    # several run directories: the per-mode table over the runs (here the same run twice, the same draws)
+    mode_stats.main([str(tmp_path), str(tmp_path), "--samples", "4000", "--json", str(tmp_path / "across.json")])
+    modes = json.loads((tmp_path / "across.json").read_text())["modes"]
+    assert sorted(m["mode"] for m in modes) == list(range(40))
+    assert all(m["share_mean"] == m["share_min"] and m["runs_below_half"] in (0, 2) for m in modes)
+    assert sum(m["runs_below_half"] == 2 for m in modes) > 20  # the collapsed student, as above
+
+
+def test_shares_across_runs_per_mode():
+    mode_stats = pytest.importorskip("mode_stats")
+    locs = torch.tensor([[0.0, 0.0], [3.0, 0.0], [0.0, 10.0], [0.0, 30.0]])
+    shares = torch.tensor([[0.4, 1.2, 1.0, 1.4], [0.6, 0.8, 1.2, 1.4], [0.2, 1.0, 1.1, 1.4]], dtype=torch.float64)
+    table = mode_stats.shares_across_runs(shares, locs)
+    assert [m["mode"] for m in table] == [0, 1, 2, 3]  # poorest mean first
+    assert table[0]["share_mean"] == pytest.approx(0.4) and table[0]["share_min"] == pytest.approx(0.2)
+    assert [m["runs_below_half"] for m in table] == [2, 0, 0, 0]
+    assert [m["nearest_mode_distance"] for m in table] == pytest.approx([3.0, 3.0, 10.0, 20.0])
+
 
 def test_step_cost_measures_each_configuration_against_the_first(tmp_path, capsys):
     step_cost = pytest.importorskip("step_cost")
