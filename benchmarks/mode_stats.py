@@ -129,8 +129,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if len(args.run_dirs) > 1:
         return across_runs(parser, args)
-    args.run_dir = args.run_dirs[0]
-    student, target = load_student(args.run_dir)
+    run_dir = args.run_dirs[0]
+    student, target = load_student(run_dir)
     locs, scale = mixture_of(parser, target)
     torch.manual_seed(args.seed)
     with torch.no_grad():
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> None:
         result["student"].update(shares_against_shape(samples, reference, locs, scale))
         result["target"].update(shares_against_shape(own, reference, locs, scale))
         result["poorest_modes"] = poorest_modes(samples, locs, scale)
-    print(f"{args.run_dir}: {args.samples} samples each (seed {args.seed})")
+    print(f"{run_dir}: {args.samples} samples each (seed {args.seed})")
     print(f"{'':72s} {'student':>9s} {'target':>9s}")
     for key, label in LABELS.items():
         print(f"{label:72s} {result['student'][key]:9.3f} {result['target'][key]:9.3f}")

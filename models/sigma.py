@@ -113,7 +113,8 @@ class PowerLawSigma(SigmaLaw):
         p = self.power(iteration)
         if p <= 0:
             raise ValueError(f"PowerLawSigma needs a positive power, got {p} at iteration {iteration}")
-        return PowerLaw(self._anchor + self.sigma_min, self.top(iteration) - self.sigma_min, p)
+        low, high = self.range_at(iteration)
+        return PowerLaw(self._anchor + low, high - low, p)
 
     def range_at(self, iteration: int = 0) -> tuple[float, float]:
         return self.sigma_min, self.top(iteration)
