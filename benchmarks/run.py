@@ -66,6 +66,7 @@ from step_overhead import linear_shapes  # noqa: E402
 from provenance import git_commit, machine  # noqa: E402
 import teachers_vs_diff_instruct as tvd  # noqa: E402
 from recipes import PAPER_RECIPE  # noqa: E402
+from vardiu_pyro.host_memory import retain_freed_memory  # noqa: E402
 
 SECTIONS = ("overhead", "efficiency", "quality", "sampling")
 
@@ -561,7 +562,9 @@ def page(results: dict, mode: str, command: str, docs: Path, figs: dict[str, str
                   "regenerate this page with the full command for numbers.", ""]
     lines += [f"- command: `{command}`", f"- date: {results['date']}", f"- commit: {results['commit']}",
               f"- machine: {m['cpu']}, {m['logical_cpus']} logical CPUs, torch threads {m['torch_threads']}, "
-              f"{m['platform']}", f"- software: Python {m['python']}, torch {m['torch']}, pyro {m['pyro']}",
+              f"{m['platform']}" + ("; freed memory retained for reuse (glibc `mallopt`), as `python -m "
+                                    "vardiu_pyro.fit` does" if m.get("retain_freed_memory") else ""),
+              f"- software: Python {m['python']}, torch {m['torch']}, pyro {m['pyro']}",
               f"- load average when the run started: {m.get('load_average', 'n/a')} (other processes distort timings)",
               f"- total time: {results.get('total_seconds', 0) / 60:.1f} min", "",
               "Ratios are the headline; absolute times are context for this machine only.", ""]
@@ -685,13 +688,14 @@ def main(argv: list[str] | None = None) -> dict:
     budget = BUDGETS[mode]
     if args.threads:
         torch.set_num_threads(args.threads)
+    retained = retain_freed_memory()  # as `python -m vardiu_pyro.fit` does (trainer.retain_freed_memory)
     work = args.work or ROOT / "outputs" / "benchmarks" / mode
     work.mkdir(parents=True, exist_ok=True)
     figdir = args.docs / "results"
     figdir.mkdir(parents=True, exist_ok=True)
     command = "python benchmarks/run.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     results: dict = {"mode": mode, "command": command.strip(), "date": datetime.datetime.now().isoformat(timespec="seconds"),
-                     "commit": git_commit(), "machine": machine()}
+                     "commit": git_commit(), "machine": {**machine(), "retain_freed_memory": retained}}
     start = time.perf_counter()
     figs = {name: f"results/{name}.png" for name in SECTIONS}
 

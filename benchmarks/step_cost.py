@@ -23,6 +23,7 @@ from hydra import compose, initialize_config_module
 
 from step_overhead import time_steps  # noqa: E402 (benchmarks/ is on the path when run as a script)
 from vardiu_pyro.build import build_objective, build_problem
+from vardiu_pyro.host_memory import retain_freed_memory
 
 
 def make_step(overrides: list[str]):
@@ -64,12 +65,14 @@ def add_timing_arguments(parser: argparse.ArgumentParser, rounds: int, steps: in
 
 
 def parse_timing_arguments(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
-    """Parse, check the timing arguments, and set torch's thread count when --threads is given."""
+    """Parse, check the timing arguments, set torch's thread count when --threads is given, and keep
+    freed memory for reuse as ``python -m vardiu_pyro.fit`` does (``trainer.retain_freed_memory``)."""
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.steps < 1 or args.warmup < 0:
         parser.error("--rounds and --steps must be >= 1, --warmup >= 0")
     if args.threads:
         torch.set_num_threads(args.threads)
+    retain_freed_memory()
     return args
 
 

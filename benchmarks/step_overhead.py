@@ -23,6 +23,7 @@ from hydra import compose, initialize_config_module
 
 from vardiu_pyro.budget import time_steps
 from vardiu_pyro.build import build_objective, build_problem
+from vardiu_pyro.host_memory import retain_freed_memory
 from vardiu_pyro.torch_twin import TorchVarDiUStep
 
 
@@ -98,6 +99,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    retain_freed_memory()  # as `python -m vardiu_pyro.fit` does (trainer.retain_freed_memory)
     rows = [measure(b, args.width, args.rounds, args.steps, args.warmup, args.overrides) for b in args.batch_sizes]
     meta = {"machine": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
             "torch": torch.__version__, "pyro": pyro.__version__}

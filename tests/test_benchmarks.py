@@ -380,3 +380,19 @@ def test_stratified_sigma_compares_the_two_spreads_at_a_trained_state(tmp_path, 
     stratified_sigma.compare(objective, problem, iteration, repeats=2, seed=0, progress=False, draws=draws)
     # the run's own settings: the comparison toggles one of them and restores it
     assert problem.sigma_law.stratified is False and objective.model.quasi_random is False
+
+
+def test_host_memory_counts_the_page_faults_that_retaining_freed_memory_removes(tmp_path, capsys):
+    host_memory = pytest.importorskip("host_memory")
+    from vardiu_pyro.host_memory import _glibc
+
+    result = host_memory.main(["--rounds", "1", "--steps", "20", "--warmup", "20", "--threads", "1",
+                               "--json", str(tmp_path / "hm.json")])  # the default configuration: its real step
+    assert [row["setting"] for row in result["rounds"]["returned"]] == ["returned"]
+    assert result["ratio_median"] == result["rounds"]["retained"][0]["ms_per_step"] / \
+        result["rounds"]["returned"][0]["ms_per_step"] > 0
+    assert "retained / returned" in capsys.readouterr().out
+    assert json.loads((tmp_path / "hm.json").read_text())["steps"] == 20
+    if _glibc() is not None:  # glibc's own thresholds hand a default step's memory back: hundreds of faults a step
+        returned, retained = (result["median"][s]["page_faults_per_step"] for s in ("returned", "retained"))
+        assert result["applied"] and returned > 100 and retained < returned / 20

@@ -160,3 +160,15 @@ def test_lr_overrides_reach_their_network(objective, network):
     for optim in {id(o): o for o in vars(objective).values() if isinstance(o, PerNetworkOptim)}.values():
         lrs.update(optim.base_lrs)
     assert lrs == {"generator": 2.0e-3, network: 3.0e-4}
+
+
+@pytest.mark.parametrize("retain", [True, False])
+def test_fit_retains_freed_memory_before_it_measures_anything_when_configured(tmp_path, monkeypatch, retain):
+    import vardiu_pyro.fit as fit_module
+
+    calls = []
+    monkeypatch.setattr(fit_module, "retain_freed_memory", lambda: calls.append("retain") or True)
+    monkeypatch.setattr(fit_module, "build_problem", lambda *a, **k: calls.append("build") or build_problem(*a, **k))
+    fit(config(*TINY, "trainer.iterations=2", "trainer.eval_every=2", "device=cpu",
+               f"trainer.retain_freed_memory={str(retain).lower()}"), tmp_path)
+    assert calls == (["retain", "build"] if retain else ["build"])

@@ -467,6 +467,7 @@ BAD_VALUES = [
      "trainer.refits=[[50, 100], [40, 120]]: re-fit [40, 120]: its iteration must lie after 50"),
     (["trainer.iterations=100", "trainer.refits=7"], "trainer.refits=7: must be a list of [iteration, count before]"),
     (["sigma.stratified=yes"], "sigma.stratified=yes: must be true or false"),
+    (["trainer.retain_freed_memory=1"], "trainer.retain_freed_memory=1: must be true or false"),
     (["trainer.batch_size=63"], "trainer.batch_size=63: must be even with objective.antithetic=true"),
     (["trainer.iterations=-5"], "trainer.iterations=-5: must be >= 1"),
     (["trainer.iterations=many"], "trainer.iterations=many: must be an integer, or auto"),

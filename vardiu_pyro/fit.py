@@ -35,6 +35,7 @@ from .budget import BudgetRefit, fit_to_budget  # noqa: E402
 from .build import build_objective, build_problem, hidden_dtype_of, resolve_device  # noqa: E402
 from .distributed import DataParallel, secondary_rank_overrides, torchrun_world_size  # noqa: E402
 from .evaluation import Evaluator, metric_lines  # noqa: E402
+from .host_memory import retain_freed_memory  # noqa: E402
 from .nn import precision_name  # noqa: E402
 from .teacher_metrics import evaluate_teacher  # noqa: E402
 from .interrupt import TrainingInterrupted  # noqa: E402
@@ -97,6 +98,8 @@ def _fit(cfg: DictConfig, run_dir: str | Path | None, parallel: DataParallel | N
     device = resolve_device(cfg.device) if parallel is None else parallel.device
     if cfg.trainer.threads:
         torch.set_num_threads(int(cfg.trainer.threads))
+    if cfg.trainer.get("retain_freed_memory", False):  # before the budget's measurement: it times the steps the run takes
+        retain_freed_memory()
     pyro.enable_validation(bool(cfg.trainer.pyro_validation))
     calibration = None
     if cfg.trainer.iterations == "auto":  # a fresh run sized to trainer.time_budget (a resumed one has its number)

@@ -44,8 +44,10 @@ PREVIOUS_CHECKPOINT = "checkpoint.prev.safetensors"
 METRICS = "metrics.jsonl"
 
 # Keys a resumed run may set differently from the run it continues: none of them changes what is
-# computed (how often to checkpoint, how to show progress, where and on how many threads to run).
+# computed (how often to checkpoint, how to show progress, where and on how many threads to run, how the
+# process allocates memory).
 RESUMABLE_KEYS = ("trainer.resume", "trainer.progress", "trainer.checkpoint_every", "trainer.threads",
+                  "trainer.retain_freed_memory",
                   "trainer.max_consecutive_skips", "trainer.pyro_validation", "device")
 
 

@@ -36,6 +36,7 @@ from tqdm.auto import tqdm  # noqa: E402
 
 from .build import data_std_of, resolve_device  # noqa: E402
 from .evaluation import Evaluator, metric_lines  # noqa: E402
+from .host_memory import retain_freed_memory  # noqa: E402
 from .models.teachers import LearnedTeacher  # noqa: E402
 from .plotting import plot_metrics, plot_samples, plot_score_error  # noqa: E402
 from .score_matching import dsm_loss_terms  # noqa: E402
@@ -64,6 +65,8 @@ def train_teacher(cfg: DictConfig, run_dir: str | Path) -> dict:
     device = resolve_device(cfg.device)
     if cfg.trainer.threads:
         torch.set_num_threads(int(cfg.trainer.threads))
+    if cfg.trainer.get("retain_freed_memory", False):
+        retain_freed_memory()
     torch.manual_seed(int(cfg.seed))
     config = OmegaConf.to_container(cfg, resolve=True)
 

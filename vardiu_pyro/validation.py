@@ -195,6 +195,9 @@ def validate_config(cfg: DictConfig | Mapping) -> None:
     _integer(config, "trainer.checkpoint_every", minimum=0)
     _integer(config, "trainer.max_consecutive_skips", minimum=1)
     _integer(config, "trainer.threads", minimum=1, optional=True)
+    retain = _select(config, "trainer.retain_freed_memory", False)
+    if not isinstance(retain, bool):
+        _fail("trainer.retain_freed_memory", retain, "must be true or false")
     decay = _select(config, "trainer.ema_decay")
     if not _is_number(decay) or not 0 <= decay < 1:
         _fail("trainer.ema_decay", decay, "must be a number in [0, 1) (0: no EMA)")
