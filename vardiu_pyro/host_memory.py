@@ -5,10 +5,10 @@ iteration (the default: about 4.5 MB, tensors of up to 1 MB each). glibc's alloc
 memory at the top of its heap back to the operating system once more than its trim threshold is
 free, and serves blocks above its mmap threshold with fresh mappings; either way the next step
 touches new pages, and the kernel zero-fills each one on a page fault. Measured on a 2-core Intel
-Xeon (2026-12-05, ``python benchmarks/host_memory.py``, README "Freed memory"): about 1,100 page
-faults and 2 ms of kernel time in an 11.4 ms default step, which takes 0.85 of that time without them. Raising both thresholds keeps those pages in the process
-for reuse: no faults after the first steps, at the price of up to ``trim_threshold`` bytes of
-freed memory that stay resident.
+Xeon (2026-12-05, ``python benchmarks/host_memory.py``, README "Freed memory"): about 1,000 page
+faults and 2 ms of kernel time in an 11 ms default step, which takes 0.85-0.89 of that time without
+them. Raising both thresholds keeps those pages in the process for reuse: no faults after the first
+steps, at the price of up to ``trim_threshold`` bytes of freed memory that stay resident.
 
 Only glibc has these settings (``mallopt``); elsewhere (macOS, Windows, musl) ``retain_freed_memory``
 does nothing and returns False. It applies to the whole process, for the rest of its life, which is
