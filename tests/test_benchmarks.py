@@ -393,6 +393,7 @@ def test_host_memory_counts_the_page_faults_that_retaining_freed_memory_removes(
         result["rounds"]["returned"][0]["ms_per_step"] > 0
     assert "retained / returned" in capsys.readouterr().out
     assert json.loads((tmp_path / "hm.json").read_text())["steps"] == 20
-    if _glibc() is not None:  # glibc's own thresholds hand a default step's memory back: hundreds of faults a step
+    if _glibc() is not None:  # glibc's own thresholds hand some of a default step's memory back: how much depends on
+        # the process's allocation history (76 to 1,555 faults a step seen); with the memory retained, next to none
         returned, retained = (result["median"][s]["page_faults_per_step"] for s in ("returned", "retained"))
-        assert result["applied"] and returned > 100 and retained < returned / 20
+        assert result["applied"] and retained <= 20 and returned > retained
