@@ -19,10 +19,10 @@ import resource
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from provenance import git_commit, machine_line  # noqa: E402 (benchmarks/ is on the path when run as a script)
+from step_cost import ratio_summary  # noqa: E402
 
 SETTINGS = ("returned", "retained")  # glibc's defaults; retain_freed_memory()
 
@@ -32,18 +32,17 @@ def child(setting: str, steps: int, warmup: int, threads: int, overrides: list[s
     import torch
 
     from step_cost import make_step
+    from vardiu_pyro.budget import time_steps
     from vardiu_pyro.host_memory import retain_freed_memory
 
     applied = retain_freed_memory() if setting == "retained" else False
     torch.set_num_threads(threads)
     step = make_step(overrides)
-    for i in range(warmup):
-        step(i)
-    before, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-    for i in range(warmup, warmup + steps):
-        step(i)
-    seconds, after = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF)
-    return {"setting": setting, "applied": applied, "ms_per_step": 1e3 * seconds / steps,
+    time_steps(step, 0, warmup)
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    seconds = time_steps(step, warmup, steps)  # mean seconds a step
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    return {"setting": setting, "applied": applied, "ms_per_step": 1e3 * seconds,
             "page_faults_per_step": (after.ru_minflt - before.ru_minflt) / steps,
             "kernel_ms_per_step": 1e3 * (after.ru_stime - before.ru_stime) / steps}
 
@@ -64,12 +63,11 @@ def measure(args: argparse.Namespace) -> dict:
         for setting in (SETTINGS if r % 2 == 0 else SETTINGS[::-1]):
             rows[setting].append(run_child(setting, args))
     ratios = [k["ms_per_step"] / d["ms_per_step"] for k, d in zip(rows["retained"], rows["returned"])]
-    q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
     median = {s: {key: statistics.median(row[key] for row in rows[s])
                   for key in ("ms_per_step", "page_faults_per_step", "kernel_ms_per_step")} for s in SETTINGS}
     return {"threads": args.threads, "steps": args.steps, "warmup": args.warmup, "overrides": args.overrides,
             "applied": all(row["applied"] for row in rows["retained"]), "rounds": rows, "ratios": ratios,
-            "ratio_median": statistics.median(ratios), "ratio_q1": q[0], "ratio_q3": q[2], "median": median}
+            **ratio_summary(ratios), "median": median}
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -21,7 +21,7 @@ import pyro
 import torch
 
 # benchmarks/ is on the path when run as a script
-from step_cost import add_timing_arguments, make_step, parse_timing_arguments  # noqa: E402
+from step_cost import add_timing_arguments, make_step, parse_timing_arguments, ratio_summary  # noqa: E402
 from step_overhead import time_steps
 from vardiu_pyro.models import diffusion
 
@@ -45,10 +45,8 @@ def measure(overrides: list[str], rounds: int, steps: int, warmup: int) -> dict:
         for name in names:
             times[name].append(time_steps(steps_by_name[name], warmup + r * steps, steps))
     ratios = [p / w for p, w in zip(times["once per pair"], times["whole batch"])]
-    q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
     return {"overrides": overrides, "ms_whole_batch": 1e3 * statistics.median(times["whole batch"]),
-            "ms_once_per_pair": 1e3 * statistics.median(times["once per pair"]),
-            "ratio_median": statistics.median(ratios), "ratio_q1": q[0], "ratio_q3": q[2]}
+            "ms_once_per_pair": 1e3 * statistics.median(times["once per pair"]), **ratio_summary(ratios)}
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -36,6 +36,12 @@ def make_step(overrides: list[str]):
     return build_objective(cfg, problem).step
 
 
+def ratio_summary(ratios: list[float]) -> dict:
+    """The median of per-round ratios and its quartiles: ``ratio_median``, ``ratio_q1``, ``ratio_q3``."""
+    q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
+    return {"ratio_median": statistics.median(ratios), "ratio_q1": q[0], "ratio_q3": q[2]}
+
+
 def measure(configs: list[str], rounds: int, steps: int, warmup: int) -> list[dict]:
     """Median step seconds of each configuration and the median over rounds of its ratio to the first's."""
     pyro.clear_param_store()
@@ -50,9 +56,7 @@ def measure(configs: list[str], rounds: int, steps: int, warmup: int) -> list[di
     rows = []
     for c, t in zip(configs, times):
         ratios = [a / b for a, b in zip(t, times[0])]
-        q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
-        rows.append({"overrides": c, "ms_per_step": 1e3 * statistics.median(t), "ratio_median": statistics.median(ratios),
-                     "ratio_q1": q[0], "ratio_q3": q[2]})
+        rows.append({"overrides": c, "ms_per_step": 1e3 * statistics.median(t), **ratio_summary(ratios)})
     return rows
 
 
