@@ -501,8 +501,16 @@ def gpu_section(docs: Path) -> list[str]:
 
 
 def provenance(results: dict) -> dict:
-    """What produced a set of sections: the invocation's command, date, commit and machine load."""
-    return {k: results[k] for k in ("command", "date", "commit")} | {"load_average": results["machine"].get("load_average")}
+    """What produced a set of sections: the invocation's command, date, commit, machine and its load."""
+    m = results["machine"]
+    return {k: results[k] for k in ("command", "date", "commit")} | {"machine": machine_words(m),
+                                                                    "load_average": m.get("load_average")}
+
+
+def machine_words(m: dict) -> str:
+    """A machine record (``provenance.machine()``) in words: CPU, logical CPUs, torch threads, GPU if any."""
+    words = f"{m['cpu']}, {m['logical_cpus']} logical CPUs, torch threads {m['torch_threads']}"
+    return words + (f", {m['gpu']}" if m.get("gpu") else "")
 
 
 def carry_over(results: dict, previous: dict | None) -> list[str]:
@@ -522,8 +530,9 @@ def from_earlier(results: dict, name: str) -> list[str]:
     p = results.get("provenance", {}).get(name)
     if not p or p == provenance(results):
         return []
-    return [f"*Kept from an earlier invocation: `{p['command']}`, {p['date']}, commit {p['commit']}, load average "
-            f"{p.get('load_average', 'n/a')}.*", ""]
+    where = p.get("machine", "machine not recorded")
+    return [f"*Kept from an earlier invocation: `{p['command']}`, {p['date']}, commit {p['commit']}, machine: {where}, "
+            f"load average {p.get('load_average', 'n/a')}.*", ""]
 
 
 # the quality scripts' reports: key in the quality section's results, file in docs/, title on the page
@@ -561,8 +570,7 @@ def page(results: dict, mode: str, command: str, docs: Path, figs: dict[str, str
                   "runs end to end. The timings and the quality numbers below say nothing about the library; "
                   "regenerate this page with the full command for numbers.", ""]
     lines += [f"- command: `{command}`", f"- date: {results['date']}", f"- commit: {results['commit']}",
-              f"- machine: {m['cpu']}, {m['logical_cpus']} logical CPUs, torch threads {m['torch_threads']}, "
-              f"{m['platform']}" + ("; freed memory retained for reuse (glibc `mallopt`), as `python -m "
+              f"- machine: {machine_words(m)}, {m['platform']}" + ("; freed memory retained for reuse (glibc `mallopt`), as `python -m "
                                     "vardiu_pyro.fit` does" if m.get("retain_freed_memory") else ""),
               f"- software: Python {m['python']}, torch {m['torch']}, pyro {m['pyro']}",
               f"- load average when the run started: {m.get('load_average', 'n/a')} (other processes distort timings)",
@@ -571,8 +579,8 @@ def page(results: dict, mode: str, command: str, docs: Path, figs: dict[str, str
     missing = [name for name in SECTIONS if name not in results]
     carried = [name for name in SECTIONS if name in results and from_earlier(results, name)]
     if carried:
-        lines += [f"**Kept from earlier invocations:** {', '.join(carried)} (each section says which); "
-                  "`python benchmarks/run.py` runs every section.", ""]
+        lines += [f"**Kept from earlier invocations:** {', '.join(carried)} (each section says which, and on which "
+                  "machine); `python benchmarks/run.py` runs every section.", ""]
     if missing:
         lines += [f"**Not run:** {', '.join(missing)} (`--sections`); `python benchmarks/run.py` "
                   "runs every section.", ""]

@@ -89,6 +89,8 @@ def test_a_later_invocation_keeps_the_sections_it_does_not_run(tmp_path):
         assert second["overhead"] == first["overhead"]
         assert second["provenance"]["overhead"]["command"] == first["command"] != second["command"]
         assert f"Kept from an earlier invocation: `{first['command']}`" in page
+        assert second["provenance"]["overhead"]["machine"] == run.machine_words(first["machine"])
+        assert f"commit {first['commit']}, machine: {run.machine_words(first['machine'])}, load" in page
         assert "**Kept from earlier invocations:** overhead" in page and "**Not run:** quality, sampling" in page
         assert f"**{first['overhead']['rows'][0]['ratio_median']:.3f}**" in page
         assert (tmp_path / "results" / "overhead.png").stat().st_size > 1000  # drawn again
