@@ -4,6 +4,9 @@ For every family and seed, one run of ``fit`` (the default configuration with ``
 and ``seed=<seed>``) gives log-MMD, log-density, modes covered and the bound gap; the seconds per
 step are then measured separately, A/B interleaved in one process (every family's step in turn,
 the order rotated each round) and reported as medians and median ratios to the diagonal Gaussian.
+Each family's mean over seeds comes with the half-width of its 95% t-interval, at the end and at
+fixed training times (``--times``), and the runs' evaluations are plotted against training seconds
+and against iterations (``guides.png``).
 
     python benchmarks/guides.py                       # the full benchmark: 4 families x 3 seeds, default budget
     python benchmarks/guides.py --quick               # a tiny budget, one seed: checks that it all runs
@@ -12,8 +15,8 @@ The runs can be split over processes (``--seeds 0 --no-timing``, ``--seeds 1 --n
 the same ``--out``); a last ``python benchmarks/guides.py`` then reads them back and does the timing
 alone on the machine.
 
-Writes ``guides.md`` (the table) and ``guides.json`` (every run's summary and every timing) into
-``--out`` (default ``docs/benchmarks``; ``outputs/benchmarks/guides-quick`` with ``--quick``).
+Writes ``guides.md`` (the tables), ``guides.png`` (the curves) and ``guides.json`` (every run's summary,
+curve and timing) into ``--out`` (default ``docs/benchmarks``; ``outputs/benchmarks/guides-quick`` with ``--quick``).
 Runs are kept under ``<out>/runs/<family>/seed<k>``; a run whose ``summary.json`` exists is read
 back instead of repeated, so an interrupted benchmark resumes where it stopped.
 """
@@ -31,7 +34,11 @@ import torch
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
+from default_fit import TARGETS
 from provenance import git_commit, machine_line
+from recipes import plot as plot_curves
+from recipes import read_run, time_table
+from teachers_vs_diff_instruct import interval
 from vardiu_pyro.bound_gap import bound_gap
 from vardiu_pyro.build import build_objective, build_problem
 from vardiu_pyro.checkpoint import load_checkpoint
@@ -79,6 +86,7 @@ def quality_runs(families, seeds, overrides, out: Path, progress: bool, gap_draw
                 print(f"[{k}/{n}] {family} seed {seed}")
                 summary = fit(cfg, run_dir)
             iterations = summary["iteration"]
+            curve = read_run(run_dir)["curve"]  # every evaluation: (iteration, training s, metrics)
             precise = run_dir / "bound_gap_precise.json"
             if not precise.exists():
                 print(f"[{k}/{n}] {family} seed {seed}: bound gap from {gap_draws[0]} x {gap_draws[1]} draws")
@@ -90,7 +98,8 @@ def quality_runs(families, seeds, overrides, out: Path, progress: bool, gap_draw
                             "bound_gap_se": summary.get("bound_gap_se"),
                             "bound_gap_per_sigma": summary.get("bound_gap_per_sigma"),
                             "seconds_per_step": summary["train_seconds"] / max(iterations, 1),
-                            "total_seconds": summary["total_seconds"],
+                            "train_seconds": summary["train_seconds"], "total_seconds": summary["total_seconds"],
+                            "curve": curve,
                             **json.loads(precise.read_text())})
     return records
 
@@ -118,13 +127,21 @@ def interleaved_step_times(families, overrides, rounds: int, steps: int, warmup:
     return times
 
 
-def mean_sd(values) -> str:
+def mean_interval(values) -> str:
+    """Mean ± half-width of the 95% t-interval over seeds (the value alone for one seed)."""
     values = [v for v in values if v is not None]
     if not values:
         return "n/a"
     if len(values) == 1:
         return f"{values[0]:.3g}"
-    return f"{statistics.mean(values):.3g} ± {statistics.stdev(values):.2g}"
+    mean, _, half = interval(values)
+    return f"{mean:.3g} ± {half:.2g}"
+
+
+def by_family(records: list[dict], families: list[str]) -> dict[str, dict[int, dict]]:
+    """The runs as ``recipes.time_table`` and ``recipes.plot`` take them: family -> seed -> run (with its curve)."""
+    runs = {family: {r["seed"]: r for r in records if r["family"] == family} for family in families}
+    return {family: by_seed for family, by_seed in runs.items() if by_seed}
 
 
 def table(records: list[dict], times: dict[str, list[float]], families: list[str], header: str) -> str:
@@ -137,14 +154,14 @@ def table(records: list[dict], times: dict[str, list[float]], families: list[str
         t = times.get(family, [])
         ratio = f"{statistics.median(a / b for a, b in zip(t, base)):.2f}" if base and t else "n/a"
         interleaved = f"{statistics.median(t):.4f}" if t else "n/a"
-        lines.append(f"| {family} | {', '.join(str(r['seed']) for r in rs)} | {mean_sd([r['log_mmd'] for r in rs])} "
-                     f"| {mean_sd([r['log_density'] for r in rs])} "
-                     f"| {mean_sd([r['modes_covered'] for r in rs])} "
-                     f"| {mean_sd([r['bound_gap_precise']['gap'] for r in rs])} "
-                     f"[{mean_sd([r['bound_gap_precise']['gap_lower'] for r in rs])}] "
+        lines.append(f"| {family} | {', '.join(str(r['seed']) for r in rs)} | {mean_interval([r['log_mmd'] for r in rs])} "
+                     f"| {mean_interval([r['log_density'] for r in rs])} "
+                     f"| {mean_interval([r['modes_covered'] for r in rs])} "
+                     f"| {mean_interval([r['bound_gap_precise']['gap'] for r in rs])} "
+                     f"[{mean_interval([r['bound_gap_precise']['gap_lower'] for r in rs])}] "
                      f"| {statistics.median(r['seconds_per_step'] for r in rs):.4f} "
                      f"| {interleaved} | {ratio} |" if rs else f"| {family} | (none) ||||||||")
-    lines += ["", "Mean ± sd over seeds; bound gap = E_π w(σ)(U − KL) at the final σ law, re-estimated from each "
+    lines += ["", "Mean ± half-width of the 95% t-interval over seeds; bound gap = E_π w(σ)(U − KL) at the final σ law, re-estimated from each "
               "checkpoint by importance sampling (`vardiu_pyro/bound_gap.py`; the true gap lies between the two "
               "estimates in expectation); s/step in fit = training seconds / iterations (median over seeds); "
               "interleaved = median over rounds of the step time measured family after family in one process; "
@@ -164,6 +181,8 @@ def main() -> None:
     parser.add_argument("--no-timing", action="store_true",
                         help="skip the interleaved timing (for runs split over parallel processes: time in a final run)")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--times", type=float, nargs="+", default=[200, 400, 600],
+                        help="training seconds at which the second table compares the families")
     parser.add_argument("--only-finished", action="store_true",
                         help="train nothing: tabulate the runs under --out that exist (the seeds column says which)")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run, e.g. trainer.iterations=20000")
@@ -195,6 +214,13 @@ def main() -> None:
               f"{seeds_note}; overrides: {' '.join(overrides) or 'none'}; "
               f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), pyro {pyro.__version__}.")
     report = table(records, times, args.families, header)
+    runs = by_family(records, args.families)
+    if runs:
+        plot_curves(runs, out / "guides.png", title="Guide families, exact teacher (one line per seed)")
+        report += "\n\n" + "\n".join([*time_table(runs, args.times, label="guide"), "",
+                                       "Targets (issue 2, every run): " + ", ".join(
+                                           f"{k} {op} {v}" for k, (op, v) in TARGETS.items()), "",
+                                       "![guide families](guides.png)"])
     (out / "guides.md").write_text(report + "\n")
     (out / "guides.json").write_text(json.dumps({"overrides": overrides, "seeds": seeds, "runs": records,
                                                  "step_seconds": times, "rounds": rounds, "steps": steps}, indent=2))

@@ -113,10 +113,17 @@ def tables(runs: dict[str, dict[int, dict]], times: list[float]) -> list[str]:
                          f"{r['log_mmd']:.3f} | {r['log_density']:.3f} | {r['modes_covered']} | "
                          f"{'yes' if meets_targets(r) else 'no'} |")
     lines += ["", "Targets (issue 2, every run): " + ", ".join(f"{k} {op} {v}" for k, (op, v) in TARGETS.items()), "",
-              "Mean ± half-width of the 95% t-interval over seeds, at fixed training times (the last evaluation at or "
-              "before each, so the iteration counts differ) and at the end:", "",
-              "| recipe | training s | iterations | log-MMD | log-density | modes | runs meeting every target |",
-              "|---|---|---:|---:|---:|---:|---:|"]
+              *time_table(runs, times)]
+    return lines
+
+
+def time_table(runs: dict[str, dict[int, dict]], times: list[float], label: str = "recipe") -> list[str]:
+    """Per setting (a recipe, a guide family, ...; ``label`` heads the column), the mean ± half-width of the 95%
+    t-interval over seeds at fixed training times (the last evaluation at or before each) and at the end."""
+    lines = ["Mean ± half-width of the 95% t-interval over seeds, at fixed training times (the last evaluation at or "
+             "before each, so the iteration counts differ) and at the end:", "",
+             f"| {label} | training s | iterations | log-MMD | log-density | modes | runs meeting every target |",
+             "|---|---|---:|---:|---:|---:|---:|"]
     for recipe, by_seed in runs.items():
         for seconds in times:
             points = [p for p in (at_time(r, seconds) for r in by_seed.values()) if p is not None]
@@ -133,10 +140,13 @@ def tables(runs: dict[str, dict[int, dict]], times: list[float]) -> list[str]:
     return lines
 
 
-def plot(runs: dict[str, dict[int, dict]], path: Path) -> None:
-    """Each metric against training seconds (top) and iterations (bottom), one line per run; targets dashed."""
+def plot(runs: dict[str, dict[int, dict]], path: Path,
+         title: str = "The default run and the published recipe, side by side (one line per seed)") -> None:
+    """Each metric against training seconds (top) and iterations (bottom), one line per run, one colour per
+    setting; targets dashed."""
     fig, axes = plt.subplots(2, len(METRICS), figsize=(4.2 * len(METRICS), 6.4), squeeze=False)
-    for (recipe, by_seed), color in zip(runs.items(), ("tab:blue", "tab:orange")):
+    for i_setting, (recipe, by_seed) in enumerate(runs.items()):
+        color = f"C{i_setting}"
         for i, r in enumerate(by_seed.values()):
             for col, key in enumerate(METRICS):
                 for row, x in enumerate(("train_seconds", "iteration")):
@@ -151,7 +161,7 @@ def plot(runs: dict[str, dict[int, dict]], path: Path) -> None:
             ax.set_ylabel(METRICS[key])
             ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
-    fig.suptitle("The default run and the published recipe, side by side (one line per seed)")
+    fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -209,12 +209,24 @@ def test_guides_table_from_the_finished_runs_only(tmp_path, capsys):
     assert "flow seed 1: not run (--only-finished)" in capsys.readouterr().out
     gap = {"gap": 0.2, "gap_lower": 0.1}
     records = [{"family": "gaussian", "seed": s, "log_mmd": -6.0 - s, "log_density": -8.0, "modes_covered": 35,
-                "bound_gap_precise": gap, "seconds_per_step": 0.02} for s in (0, 1, 2)]
+                "bound_gap_precise": gap, "seconds_per_step": 0.02,
+                **curve_run([(5000, 150.0, -5.0 - s, -9.0, 30), (10000, 310.0, -6.0 - s, -8.0, 35)])} for s in (0, 1, 2)]
     records.append({"family": "flow", "seed": 0, "log_mmd": -6.4, "log_density": -8.2, "modes_covered": 39,
-                    "bound_gap_precise": gap, "seconds_per_step": 0.05})
+                    "bound_gap_precise": gap, "seconds_per_step": 0.05,
+                    **curve_run([(3000, 250.0, -5.5, -9.5, 33), (4000, 320.0, -6.4, -8.2, 39)])})
     text = guides.table(records, {}, ["gaussian", "flow", "mixture"], "# header")
-    assert "| gaussian | 0, 1, 2 | -7 ± 1 |" in text  # mean ± sd over the three seeds
+    half = 4.303 * 1.0 / 3 ** 0.5  # t(2) × sd 1 / √3: the half-width of the 95% interval over the three seeds
+    assert f"| gaussian | 0, 1, 2 | -7 ± {half:.2g} |" in text
     assert "| flow | 0 | -6.4 |" in text and "| mixture | (none) |" in text
+    runs = guides.by_family(records, ["gaussian", "flow", "mixture"])
+    assert list(runs) == ["gaussian", "flow"] and list(runs["gaussian"]) == [0, 1, 2]  # no runs, no entry
+    recipes = pytest.importorskip("recipes")
+    times = "\n".join(recipes.time_table(runs, [200.0], label="guide"))
+    assert "| guide | training s |" in times
+    assert f"| gaussian | ≤ 200 | 5000 ± 0 | -6.00 ± {half:.2f} |" in times
+    assert "| flow | ≤ 200 |" not in times  # no evaluation of it by then: no row
+    recipes.plot(runs, tmp_path / "guides.png", title="guides")  # three settings or more: one colour each
+    assert (tmp_path / "guides.png").stat().st_size > 1000
 
 
 def test_mode_stats_of_the_target_itself_and_of_a_run_without_ema(tmp_path):
