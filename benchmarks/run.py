@@ -411,7 +411,8 @@ def bench_sampling(b: dict, student_dir: Path, teacher_dir: Path, device: str = 
     for name, (nfe, _) in samplers.items():
         seconds = statistics.median(times[name])
         rows.append({"sampler": name, "nfe": nfe, "samples_per_s": n / seconds, "seconds": seconds, **metrics[name]})
-    return {"rows": rows, "num_samples": n, "student_run": str(student_dir), "teacher": str(teacher_dir), "device": device}
+    return {"rows": rows, "num_samples": n, "student_run": in_repo(str(student_dir)), "teacher": in_repo(str(teacher_dir)),
+            "device": device}  # paths in the repository as the page names them, wherever it is rendered again
 
 
 # ---------------------------------------------------------------- plots
