@@ -34,10 +34,9 @@ import torch
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
-from default_fit import TARGETS
 from provenance import git_commit, machine_line
 from recipes import plot as plot_curves
-from recipes import read_run, time_table
+from recipes import read_curve, targets_line, time_table
 from teachers_vs_diff_instruct import interval
 from vardiu_pyro.bound_gap import bound_gap
 from vardiu_pyro.build import build_objective, build_problem
@@ -86,7 +85,6 @@ def quality_runs(families, seeds, overrides, out: Path, progress: bool, gap_draw
                 print(f"[{k}/{n}] {family} seed {seed}")
                 summary = fit(cfg, run_dir)
             iterations = summary["iteration"]
-            curve = read_run(run_dir)["curve"]  # every evaluation: (iteration, training s, metrics)
             precise = run_dir / "bound_gap_precise.json"
             if not precise.exists():
                 print(f"[{k}/{n}] {family} seed {seed}: bound gap from {gap_draws[0]} x {gap_draws[1]} draws")
@@ -99,7 +97,7 @@ def quality_runs(families, seeds, overrides, out: Path, progress: bool, gap_draw
                             "bound_gap_per_sigma": summary.get("bound_gap_per_sigma"),
                             "seconds_per_step": summary["train_seconds"] / max(iterations, 1),
                             "train_seconds": summary["train_seconds"], "total_seconds": summary["total_seconds"],
-                            "curve": curve,
+                            "curve": read_curve(run_dir),  # every evaluation: (iteration, training s, metrics)
                             **json.loads(precise.read_text())})
     return records
 
@@ -217,9 +215,7 @@ def main() -> None:
     runs = by_family(records, args.families)
     if runs:
         plot_curves(runs, out / "guides.png", title="Guide families, exact teacher (one line per seed)")
-        report += "\n\n" + "\n".join([*time_table(runs, args.times, label="guide"), "",
-                                       "Targets (issue 2, every run): " + ", ".join(
-                                           f"{k} {op} {v}" for k, (op, v) in TARGETS.items()), "",
+        report += "\n\n" + "\n".join([*time_table(runs, args.times, label="guide"), "", targets_line(), "",
                                        "![guide families](guides.png)"])
     (out / "guides.md").write_text(report + "\n")
     (out / "guides.json").write_text(json.dumps({"overrides": overrides, "seeds": seeds, "runs": records,
