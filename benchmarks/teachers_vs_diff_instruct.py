@@ -137,8 +137,9 @@ def run_one(job: dict) -> dict:
         summary = json.loads((run_dir / "summary.json").read_text())
     else:
         iterations = job["iterations"]
+        eval_every = max(1, math.ceil(iterations / job["evals"]))  # and at the end: the curve of the run
         cfg = compose_config("config", [*job["overrides"], f"seed={job['seed']}", f"trainer.iterations={iterations}",
-                                        f"trainer.eval_every={iterations}", "trainer.progress=false"])
+                                        f"trainer.eval_every={eval_every}", "trainer.progress=false"])
         summary = fit(cfg, run_dir)
     return {**{k: job[k] for k in ("teacher", "method", "budget", "seed")},
             "iterations": summary["iteration"],  # what the run did (a run read back may predate this invocation's costs)
@@ -231,6 +232,8 @@ def main() -> None:
     parser.add_argument("--teacher-dir", type=Path, default=None,
                         help="a train_teacher run directory (default: train one into OUT/teacher)")
     parser.add_argument("--teachers", nargs="+", default=["exact", "learned"], choices=["exact", "learned"])
+    parser.add_argument("--evals", type=int, default=6,
+                        help="evaluations per run, evenly spaced (the last at the end): the curves against time")
     parser.add_argument("--jobs", type=int, default=1, help="runs in parallel (each with --threads threads)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads per run (default: 1 if jobs > 1)")
     parser.add_argument("--out", type=Path, default=Path("outputs/benchmarks/teachers_vs_diff_instruct"))
@@ -239,6 +242,8 @@ def main() -> None:
                              "e.g. --report docs/teachers_vs_diff_instruct.md")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides passed to every distillation run")
     args = parser.parse_args()
+    if args.evals < 1:
+        parser.error(f"--evals must be at least 1 (got {args.evals})")
     extra, teacher_extra = list(args.overrides), []
     if args.quick:
         args.iterations, args.seconds = QUICK["iterations"], QUICK["seconds"]
@@ -282,7 +287,8 @@ def main() -> None:
                     slug = f"{teacher}_{re.sub(r'[^a-z0-9]+', '_', method.lower()).strip('_')}"
                     run_dir = args.out / "runs" / f"{slug}_{budget.replace(' ', '')}_seed{seed}"
                     jobs.append({"teacher": teacher, "method": method, "budget": budget, "seed": seed,
-                                 "iterations": iterations, "run_dir": str(run_dir), "threads": threads,
+                                 "iterations": iterations, "evals": args.evals, "run_dir": str(run_dir),
+                                 "threads": threads,
                                  "overrides": [*teacher_overrides(teacher_dir), *method_overrides(method, extra),
                                                "device=cpu"]})
     print(f"{len(jobs)} runs", flush=True)
