@@ -35,9 +35,8 @@ from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
 from provenance import git_commit, machine_line
-from recipes import plot as plot_curves
-from recipes import read_curve, targets_line, time_table
-from teachers_vs_diff_instruct import interval
+from quality import interval, read_curve, targets_line, time_table
+from quality import plot as plot_curves
 from vardiu_pyro.bound_gap import bound_gap
 from vardiu_pyro.build import build_objective, build_problem
 from vardiu_pyro.checkpoint import load_checkpoint
@@ -137,7 +136,7 @@ def mean_interval(values) -> str:
 
 
 def by_family(records: list[dict], families: list[str]) -> dict[str, dict[int, dict]]:
-    """The runs as ``recipes.time_table`` and ``recipes.plot`` take them: family -> seed -> run (with its curve)."""
+    """The runs as ``quality.time_table`` and ``quality.plot`` take them: family -> seed -> run (with its curve)."""
     runs = {family: {r["seed"]: r for r in records if r["family"] == family} for family in families}
     return {family: by_seed for family, by_seed in runs.items() if by_seed}
 

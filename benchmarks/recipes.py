@@ -31,14 +31,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from default_fit import TARGETS  # noqa: E402
-from provenance import git_commit, machine_line  # noqa: E402
-from teachers_vs_diff_instruct import interval  # noqa: E402
+from provenance import git_commit, machine_line
+from quality import METRICS, meets_targets, plot, read_curve, targets_line, time_table
 
 # The published recipe (DESIGN.md §1): the paper's bound (no importance samples), σ curriculum from p = 0.1,
 # w = (σ/σ_max)², Adam lr 1e-4, batch 1024, per-network clip 10, width-400 SiLU networks, constant learning rate.
@@ -47,7 +41,6 @@ PAPER_RECIPE = ["objective.importance_samples=0", "sigma=paper", "optim.lr=1e-4"
                 "generator.depth=3",  # 3 hidden layers, as both networks had in the default until 2026-12-02
                 "generator.activation=silu", "guide.activation=silu"]
 RECIPES = {"default": [], "published recipe": PAPER_RECIPE}
-METRICS = {"log_mmd": "log-MMD", "log_density": "log-density", "modes_covered": "modes covered"}
 QUICK = ["trainer.iterations=40", "trainer.eval_every=20", "trainer.eval_samples=1000"]
 
 
@@ -81,36 +74,10 @@ def run_side_by_side(out: Path, seed: int, extra: list[str]) -> int:
     return read_back
 
 
-def read_curve(folder: Path) -> list[dict]:
-    """A run's evaluations (``metrics.jsonl``): iteration, training seconds and the metrics of each."""
-    curve = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    return [{k: c[k] for k in ("iteration", "train_seconds", *METRICS)} for c in curve]
-
-
 def read_run(folder: Path) -> dict:
     summary = json.loads((folder / "summary.json").read_text())
     return {"iterations": summary["iteration"], "train_seconds": summary["train_seconds"],
             "total_seconds": summary["total_seconds"], **{k: summary[k] for k in METRICS}, "curve": read_curve(folder)}
-
-
-def targets_line() -> str:
-    """Issue 2's targets, as the reports state them under their tables."""
-    return "Targets (issue 2, every run): " + ", ".join(f"{k} {op} {v}" for k, (op, v) in TARGETS.items())
-
-
-def meets_targets(run: dict) -> bool:
-    return all(run[k] <= v if op == "<=" else run[k] >= v for k, (op, v) in TARGETS.items())
-
-
-def at_time(run: dict, seconds: float) -> dict | None:
-    """The last evaluation at or before ``seconds`` of training (None if the run had none by then)."""
-    before = [c for c in run["curve"] if c["train_seconds"] <= seconds]
-    return before[-1] if before else None
-
-
-def cell(values: list[float], digits: int) -> str:
-    mean, _, half = interval(values)
-    return f"{mean:.{digits}f}" + ("" if half != half else f" ± {half:.{digits}f}")  # half is NaN for one run
 
 
 def tables(runs: dict[str, dict[int, dict]], times: list[float]) -> list[str]:
@@ -123,56 +90,6 @@ def tables(runs: dict[str, dict[int, dict]], times: list[float]) -> list[str]:
                          f"{'yes' if meets_targets(r) else 'no'} |")
     lines += ["", targets_line(), "", *time_table(runs, times)]
     return lines
-
-
-def time_table(runs: dict[str, dict[int, dict]], times: list[float], label: str = "recipe") -> list[str]:
-    """Per setting (a recipe, a guide family, ...; ``label`` heads the column), the mean ± half-width of the 95%
-    t-interval over seeds at fixed training times (the last evaluation at or before each) and at the end."""
-    lines = ["Mean ± half-width of the 95% t-interval over seeds, at fixed training times (the last evaluation at or "
-             "before each, so the iteration counts differ) and at the end:", "",
-             f"| {label} | training s | iterations | log-MMD | log-density | modes | runs meeting every target |",
-             "|---|---|---:|---:|---:|---:|---:|"]
-    for recipe, by_seed in runs.items():
-        for seconds in times:
-            points = [p for p in (at_time(r, seconds) for r in by_seed.values()) if p is not None]
-            if len(points) < len(by_seed) or seconds >= min(r["train_seconds"] for r in by_seed.values()):
-                continue  # a run without an evaluation by then (no fair mean), or past a run's end (the end row)
-            lines.append(f"| {recipe} | ≤ {seconds:g} | {cell([p['iteration'] for p in points], 0)} | "
-                         f"{cell([p['log_mmd'] for p in points], 2)} | {cell([p['log_density'] for p in points], 2)} | "
-                         f"{cell([p['modes_covered'] for p in points], 1)} | |")
-        final = list(by_seed.values())
-        lines.append(f"| {recipe} | end ({cell([r['train_seconds'] for r in final], 0)}) | "
-                     f"{cell([r['iterations'] for r in final], 0)} | **{cell([r['log_mmd'] for r in final], 2)}** | "
-                     f"**{cell([r['log_density'] for r in final], 2)}** | **{cell([r['modes_covered'] for r in final], 1)}** | "
-                     f"{sum(map(meets_targets, final))} of {len(final)} |")
-    return lines
-
-
-def plot(runs: dict[str, dict[int, dict]], path: Path,
-         title: str = "The default run and the published recipe, side by side (one line per seed)") -> None:
-    """Each metric against training seconds (top) and iterations (bottom), one line per run, one colour per
-    setting; targets dashed."""
-    fig, axes = plt.subplots(2, len(METRICS), figsize=(4.2 * len(METRICS), 6.4), squeeze=False)
-    for i_setting, (recipe, by_seed) in enumerate(runs.items()):
-        color = f"C{i_setting}"
-        for i, r in enumerate(by_seed.values()):
-            for col, key in enumerate(METRICS):
-                for row, x in enumerate(("train_seconds", "iteration")):
-                    axes[row][col].plot([c[x] for c in r["curve"]], [c[key] for c in r["curve"]], color=color,
-                                        marker=".", alpha=0.8, label=recipe if i == 0 else None)
-    for col, key in enumerate(METRICS):
-        op, target = TARGETS[key]
-        for row, xlabel in enumerate(("training seconds", "iterations")):
-            ax = axes[row][col]
-            ax.axhline(target, color="k", ls="--", lw=1, label=f"target ({op} {target})")
-            ax.set_xlabel(xlabel)
-            ax.set_ylabel(METRICS[key])
-            ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8)
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -194,7 +111,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     report = args.report or args.out / "recipes.md"
     report.parent.mkdir(parents=True, exist_ok=True)
-    plot(runs, report.with_suffix(".png"))
+    plot(runs, report.with_suffix(".png"), "The default run and the published recipe, side by side (one line per seed)")
     lines = ["# The default run against the published recipe, side by side", "",
              f"{datetime.date.today()}, commit {commit}, {machine_line()}", "",
              *([f"{read_back} of the {2 * len(args.seeds)} runs were read back from an earlier invocation (their "

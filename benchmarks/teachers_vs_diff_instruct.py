@@ -11,10 +11,13 @@ K = 1, 5, 10 fake-score steps per generator step), over seeds, two budgets:
   Each run then follows its full schedules (σ law, weight, learning rate) within its own budget.
 
 All runs share the configuration of ``python -m vardiu_pyro.fit`` (σ law, weight, batch, antithetic
-pairs, generator, optimiser); only ``objective`` (and ``teacher``) differ. Reported per row: final
-log-MMD, log-density and modes covered (EMA generator, 10,000 samples), mean over seeds with a 95%
-t-interval, plus iterations and training seconds. The learned teacher's own many-step log-MMD
-(DPM-Solver, 32 function evaluations) is the ceiling of its rows.
+pairs, generator, optimiser); only ``objective`` (and ``teacher``) differ. Each run is evaluated
+``--evals`` times (log-MMD, log-density and modes covered of the EMA generator, evenly spaced, the
+last at its end). Reported: per (teacher, method, budget) the final values, mean over seeds with the
+half-width of the 95% t-interval, plus iterations and training seconds; the equal-wall-clock runs at
+fixed training times (``--times``); and the curves, each method's mean over seeds with its 95% band,
+against training seconds (equal wall-clock) and against iterations (equal iterations). The learned
+teacher's own many-step values (DPM-Solver, 32 function evaluations) are the ceiling of its rows.
 
     python benchmarks/teachers_vs_diff_instruct.py --quick                 # minutes: checks the pipeline
     python benchmarks/teachers_vs_diff_instruct.py --report docs/teachers_vs_diff_instruct.md
@@ -47,6 +50,7 @@ import pyro  # noqa: E402
 import torch  # noqa: E402
 from hydra import compose, initialize_config_module  # noqa: E402
 from provenance import git_commit, machine_line  # noqa: E402
+from quality import METRICS, interval, plot_mean_curves, read_curve, targets_line, time_table  # noqa: E402
 
 METHODS = {  # name -> Hydra overrides
     "VarDiU (Gaussian guide)": ["objective=vardiu", "guide=gaussian"],
@@ -55,8 +59,6 @@ METHODS = {  # name -> Hydra overrides
     "Diff-Instruct K=5": ["objective=diff_instruct", "objective.inner_steps=5"],
     "Diff-Instruct K=10": ["objective=diff_instruct", "objective.inner_steps=10"],
 }
-METRICS = ("log_mmd", "log_density", "modes_covered")
-T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 
 QUICK = {"iterations": 40, "seconds": 4.0, "seeds": [0, 1], "extra": [
     "trainer.eval_samples=2000", "trainer.batch_size=128", "generator.width=64", "guide.width=64",
@@ -141,20 +143,12 @@ def run_one(job: dict) -> dict:
         cfg = compose_config("config", [*job["overrides"], f"seed={job['seed']}", f"trainer.iterations={iterations}",
                                         f"trainer.eval_every={eval_every}", "trainer.progress=false"])
         summary = fit(cfg, run_dir)
-    return {**{k: job[k] for k in ("teacher", "method", "budget", "seed")},
+    return {**{k: job[k] for k in ("teacher", "method", "budget", "axis", "seed")},
             "iterations": summary["iteration"],  # what the run did (a run read back may predate this invocation's costs)
             "read_back": read_back,
             **{k: summary[k] for k in (*METRICS, "train_seconds", "total_seconds")},
-            "teacher_metrics": summary.get("teacher")}
-
-
-def interval(values: list[float]) -> tuple[float, float, float]:
-    """(mean, sd, half-width of the 95% t-interval)."""
-    mean = statistics.mean(values)
-    if len(values) < 2:
-        return mean, math.nan, math.nan
-    sd = statistics.stdev(values)
-    return mean, sd, T95.get(len(values) - 1, 1.96) * sd / math.sqrt(len(values))
+            "teacher_metrics": summary.get("teacher"),
+            "curve": read_curve(run_dir)}  # every evaluation: iteration, training s, metrics
 
 
 def table(results: list[dict], ceilings: dict) -> list[str]:
@@ -182,45 +176,47 @@ def table(results: list[dict], ceilings: dict) -> list[str]:
     return lines
 
 
+def by_method(results: list[dict], teacher: str, axis: str) -> dict[str, dict[int, dict]]:
+    """The runs of one teacher and one budget (``axis``: "iteration" for equal iterations, "train_seconds" for equal
+    wall-clock) as ``quality`` takes them: method -> seed -> run."""
+    runs = {m: {r["seed"]: r for r in results if (r["teacher"], r["axis"], r["method"]) == (teacher, axis, m)}
+            for m in METHODS}
+    return {m: by_seed for m, by_seed in runs.items() if by_seed}
+
+
 def plot(results: list[dict], ceilings: dict, path: Path) -> None:
-    """One row per teacher, one column per metric: every method's mean with its 95% interval, one marker per
-    budget; the learned teacher's own many-step value as a line."""
-    import matplotlib
+    """Per teacher two rows: the equal-wall-clock runs against training seconds, the equal-iteration runs against
+    iterations; one column per metric; each method's mean over seeds with its 95% band; the learned teacher's
+    own many-step values dashed."""
+    panels = []
+    for teacher in dict.fromkeys(r["teacher"] for r in results):
+        for axis in ("train_seconds", "iteration"):
+            runs = by_method(results, teacher, axis)
+            if runs:
+                budget = next(r["budget"] for r in results if (r["teacher"], r["axis"]) == (teacher, axis))
+                panels.append((f"{teacher} teacher, {budget}", axis, runs, ceilings.get(teacher, {})))
+    plot_mean_curves(panels, path, "VarDiU vs Diff-Instruct: mean over seeds, 95% band")
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    teachers = list(dict.fromkeys(r["teacher"] for r in results))
-    budgets = list(dict.fromkeys(r["budget"] for r in results))
-    methods = [m for m in METHODS if any(r["method"] == m for r in results)]
-    labels = {"log_mmd": "log-MMD (lower is better)", "log_density": "log-density (target: about -6.85)",
-              "modes_covered": "modes covered (of 40)"}
-    fig, axes = plt.subplots(len(teachers), len(METRICS), figsize=(4.2 * len(METRICS), 3.2 * len(teachers)),
-                             squeeze=False)
-    for row, teacher in enumerate(teachers):
-        for col, key in enumerate(METRICS):
-            ax = axes[row][col]
-            for b, budget in enumerate(budgets):
-                xs, means, halves = [], [], []
-                for i, method in enumerate(methods):
-                    values = [float(r[key]) for r in results if (r["teacher"], r["budget"], r["method"]) == (teacher, budget, method)]
-                    if values:
-                        mean, _, half = interval(values)
-                        xs.append(i + 0.15 * (2 * b - len(budgets) + 1))
-                        means.append(mean)
-                        halves.append(0.0 if math.isnan(half) else half)
-                ax.errorbar(xs, means, yerr=halves, fmt="o", capsize=3, label=budget)
-            if teacher in ceilings and key in ceilings[teacher]:
-                ax.axhline(ceilings[teacher][key], color="k", ls="--", lw=1, label="teacher, many-step")
-            ax.set_xticks(range(len(methods)), [m.replace(" (", "\n(").replace("Diff-Instruct ", "DI ") for m in methods],
-                          fontsize=7)
-            ax.set_title(f"{teacher} teacher: {labels[key]}", fontsize=9)
-            ax.grid(alpha=0.3)
-            if row == 0 and col == 0:
-                ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+def caveats(args, extra: list[str], threads: int) -> str:
+    """What the numbers are and are not: the budgets against the default's, how the runs shared the machine."""
+    teacher = ("" if "learned" not in args.teachers else
+               f" The learned teacher is `{args.teacher_dir}`, given by `--teacher-dir`." if args.teacher_dir else
+               " The learned teacher was trained by this invocation (`vardiu_pyro.train_teacher` with its defaults, "
+               "into `OUT/teacher`, unless read back from there); its ceiling row is its own many-step sampler.")
+    default_budget = compose_config("config", []).trainer.time_budget
+    return ("**Read with care.** The budgets are "
+            f"{args.iterations:,} generator iterations and {args.seconds:g} s of training per run, against the "
+            f"default run's {default_budget:g} s (`trainer.iterations=auto`). Every run is the default configuration of "
+            "`python -m vardiu_pyro.fit` at the commit below with only `objective` and `teacher` changed"
+            + (f" (and `{' '.join(extra)}`)" if extra else "")
+            + ", and lays its schedules (σ curriculum, weight, learning rate) over its own length: at budgets this "
+            "much shorter than the default's these are early-training numbers. "
+            f"{args.jobs} run{'s' if args.jobs > 1 else ''} at a time, {threads} torch thread{'s' if threads > 1 else ''} "
+            "each. The equal-wall-clock count comes from each method's cost per iteration, measured interleaved "
+            "before the runs (list below), so the \"training s\" column, what each run then took beside the others, "
+            f"differs from {args.seconds:g} s. Each run was evaluated {args.evals} times, evenly spaced, the last at "
+            "its end (the EMA generator; the curves in the plot)." + teacher)
 
 
 def main() -> None:
@@ -234,6 +230,9 @@ def main() -> None:
     parser.add_argument("--teachers", nargs="+", default=["exact", "learned"], choices=["exact", "learned"])
     parser.add_argument("--evals", type=int, default=6,
                         help="evaluations per run, evenly spaced (the last at the end): the curves against time")
+    parser.add_argument("--times", type=float, nargs="+", default=None,
+                        help="training seconds at which a table compares the equal-wall-clock runs "
+                             "(default: a third and two thirds of --seconds)")
     parser.add_argument("--jobs", type=int, default=1, help="runs in parallel (each with --threads threads)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads per run (default: 1 if jobs > 1)")
     parser.add_argument("--out", type=Path, default=Path("outputs/benchmarks/teachers_vs_diff_instruct"))
@@ -280,13 +279,13 @@ def main() -> None:
     jobs = []
     for teacher, teacher_dir in teachers.items():
         for method in METHODS:
-            budgets = {f"{args.iterations} iterations": args.iterations,
-                       f"{args.seconds:g} s": max(2, int(args.seconds / costs[(method, teacher_dir)]))}
-            for budget, iterations in budgets.items():
+            budgets = {(f"{args.iterations} iterations", "iteration"): args.iterations,
+                       (f"{args.seconds:g} s", "train_seconds"): max(2, int(args.seconds / costs[(method, teacher_dir)]))}
+            for (budget, axis), iterations in budgets.items():
                 for seed in args.seeds:
                     slug = f"{teacher}_{re.sub(r'[^a-z0-9]+', '_', method.lower()).strip('_')}"
                     run_dir = args.out / "runs" / f"{slug}_{budget.replace(' ', '')}_seed{seed}"
-                    jobs.append({"teacher": teacher, "method": method, "budget": budget, "seed": seed,
+                    jobs.append({"teacher": teacher, "method": method, "budget": budget, "axis": axis, "seed": seed,
                                  "iterations": iterations, "evals": args.evals, "run_dir": str(run_dir),
                                  "threads": threads,
                                  "overrides": [*teacher_overrides(teacher_dir), *method_overrides(method, extra),
@@ -301,9 +300,10 @@ def main() -> None:
         if r["teacher"] == "learned" and r["teacher_metrics"]:
             ceilings["learned"] = r["teacher_metrics"]
 
-    header = ["# VarDiU vs Diff-Instruct on MoG-40, exact and learned teacher", "",
+    threads = threads or torch.get_num_threads()
+    header = ["# VarDiU vs Diff-Instruct on MoG-40, exact and learned teacher", "", caveats(args, extra, threads), "",
               f"{datetime.date.today()}, commit {commit}, {machine_line()}, "
-              f"torch threads per run: {threads or torch.get_num_threads()}, jobs: {args.jobs}", "",
+              f"torch threads per run: {threads}, jobs: {args.jobs}", "",
               *([f"{sum(r['read_back'] for r in results)} of the {len(results)} runs were read back from an earlier "
                  "invocation (their directories' `summary.json`), not run by this one.", ""]
                 if any(r["read_back"] for r in results) else []),
@@ -315,7 +315,12 @@ def main() -> None:
     report.parent.mkdir(parents=True, exist_ok=True)
     plot(results, ceilings, report.with_suffix(".png"))
     figure = report.with_suffix(".png").name  # beside the report, linked by name (it also reads from docs/results.md)
-    text = "\n".join([*header, "", *table(results, ceilings), "", f"![VarDiU vs Diff-Instruct]({figure})"]) + "\n"
+    times = args.times or [round(args.seconds / 3), round(2 * args.seconds / 3)]
+    at_times = {f"{t}, {m}": by_seed for t in teachers for m, by_seed in by_method(results, t, "train_seconds").items()}
+    along_the_way = time_table(at_times, times, label="teacher, method")  # its first line says what it holds
+    text = "\n".join([*header, "", *table(results, ceilings), "",
+                      f"The equal-wall-clock runs ({args.seconds:g} s) along the way. {along_the_way[0]}",
+                      *along_the_way[1:], "", targets_line(), "", f"![VarDiU vs Diff-Instruct]({figure})"]) + "\n"
     report.write_text(text)
     report.with_suffix(".json").write_text(json.dumps(
         {"argv": sys.argv[1:], "costs_ms": {f"{name_of[d]} / {m}": 1e3 * c for (m, d), c in costs.items()},

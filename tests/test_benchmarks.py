@@ -116,7 +116,7 @@ def test_the_page_includes_the_quality_scripts_reports_when_it_has_no_quality_se
 
 
 def curve_run(points: list[tuple[int, float, float, float, int]], total_seconds: float = 800.0) -> dict:
-    """A run as ``recipes.read_run`` gives it, from (iteration, training s, log-MMD, log-density, modes) evaluations."""
+    """A run as ``recipes.read_run`` (and ``teachers_vs_diff_instruct.run_one``) gives it, from (iteration, training s, log-MMD, log-density, modes) evaluations."""
     curve = [dict(zip(("iteration", "train_seconds", "log_mmd", "log_density", "modes_covered"), p)) for p in points]
     return {"iterations": curve[-1]["iteration"], "train_seconds": curve[-1]["train_seconds"],
             "total_seconds": total_seconds, **{k: curve[-1][k] for k in ("log_mmd", "log_density", "modes_covered")},
@@ -124,13 +124,13 @@ def curve_run(points: list[tuple[int, float, float, float, int]], total_seconds:
 
 
 def test_recipes_tables_at_fixed_times_and_against_the_targets(tmp_path):
-    recipes = pytest.importorskip("recipes")
+    recipes, quality = pytest.importorskip("recipes"), pytest.importorskip("quality")
     good = curve_run([(5000, 150.0, -5.0, -9.0, 30), (10000, 310.0, -7.0, -7.2, 40)])
     short = curve_run([(5000, 150.0, -6.0, -8.0, 35), (10000, 310.0, -6.8, -7.2, 40)])  # misses log-MMD
     late = curve_run([(5000, 250.0, -4.0, -12.0, 20), (8000, 400.0, -5.0, -10.0, 30)], total_seconds=950.0)
-    assert recipes.meets_targets(good) and not recipes.meets_targets(short)
-    assert not recipes.meets_targets({**good, "total_seconds": 950.0})  # past 15 minutes
-    assert recipes.at_time(good, 149.0) is None and recipes.at_time(good, 300.0)["iteration"] == 5000
+    assert quality.meets_targets(good) and not quality.meets_targets(short)
+    assert not quality.meets_targets({**good, "total_seconds": 950.0})  # past 15 minutes
+    assert quality.at_time(good, 149.0) is None and quality.at_time(good, 300.0)["iteration"] == 5000
     text = "\n".join(recipes.tables({"default": {0: good, 1: short}, "published recipe": {0: late, 1: late}},
                                      times=[200.0, 300.0]))
     assert "| default | 0 | 10,000 | 310 | 800 | -7.000 | -7.200 | 40 | yes |" in text
@@ -140,7 +140,7 @@ def test_recipes_tables_at_fixed_times_and_against_the_targets(tmp_path):
     assert "| published recipe | ≤ 200 |" not in text  # no evaluation of it by then: no row
     assert "| default | end (310 ± 0) | 10000 ± 0 | **-6.90 ±" in text and "| 1 of 2 |" in text
     assert "| published recipe | end (400 ± 0) |" in text and "| 0 of 2 |" in text
-    recipes.plot({"default": {0: good}, "published recipe": {0: late}}, tmp_path / "recipes.png")
+    quality.plot({"default": {0: good}, "published recipe": {0: late}}, tmp_path / "recipes.png", title="recipes")
     assert (tmp_path / "recipes.png").stat().st_size > 1000
 
 
@@ -175,10 +175,10 @@ def test_smoke_quality_section_runs_both_recipes_and_includes_the_report_with_it
 
 def test_teachers_vs_diff_instruct_table_plot_and_saved_costs(tmp_path):
     tvd = pytest.importorskip("teachers_vs_diff_instruct")
-    rows = [{"teacher": t, "method": m, "budget": b, "seed": s, "iterations": 10, "train_seconds": 1.0,
-             "log_mmd": -5.0 - s - (m == "Diff-Instruct K=1"), "log_density": -8.0, "modes_covered": 30 + s}
+    rows = [{"teacher": t, "method": m, "budget": b, "axis": axis, "seed": s, "iterations": 10, "train_seconds": 1.0,
+             **curve_run([(5, 0.5, -3.0 - s, -9.0, 20), (10, 1.0, -5.0 - s - (m == "Diff-Instruct K=1"), -8.0, 30 + s)])}
             for t in ("exact", "learned") for m in ("VarDiU (Gaussian guide)", "Diff-Instruct K=1")
-            for b in ("10 iterations", "2 s") for s in (0, 1, 2)]
+            for b, axis in (("10 iterations", "iteration"), ("2 s", "train_seconds")) for s in (0, 1, 2)]
     ceilings = {"learned": {"solver": "dpmsolver", "nfe": 32, "log_mmd": -7.9, "log_density": -7.4, "modes_covered": 40}}
     lines = tvd.table(rows, ceilings)
     body = [line for line in lines[2:] if "ceiling" not in line]
@@ -186,6 +186,9 @@ def test_teachers_vs_diff_instruct_table_plot_and_saved_costs(tmp_path):
     half = 4.303 * 1.0 / 3 ** 0.5  # t(2) × sd 1 / √3
     assert f"| exact | Diff-Instruct K=1 | 2 s | 10 | 1 | -7.00 ± {half:.2f} |" in "\n".join(body)
     assert sum("ceiling" in line for line in lines) == 1
+    runs = tvd.by_method(rows, "learned", "train_seconds")
+    assert list(runs) == ["VarDiU (Gaussian guide)", "Diff-Instruct K=1"] and list(runs["Diff-Instruct K=1"]) == [0, 1, 2]
+    assert {r["budget"] for by_seed in runs.values() for r in by_seed.values()} == {"2 s"}
     tvd.plot(rows, ceilings, tmp_path / "results.png")
     assert (tmp_path / "results.png").stat().st_size > 1000
 
@@ -196,6 +199,19 @@ def test_teachers_vs_diff_instruct_table_plot_and_saved_costs(tmp_path):
     assert tvd.read_costs(path, settings, names) is None  # does not cover every setting: measure again
     path.write_text('{"exact / Diff-Instruct K=1": 0.03, "exact / VarDiU (Gaussian guide)": 0.02}')
     assert tvd.read_costs(path, settings, names) == {settings[0]: 0.03, settings[1]: 0.02}
+
+
+def test_mean_curve_over_seeds_with_its_interval():
+    quality = pytest.importorskip("quality")
+    runs = {s: curve_run([(100, 10.0 + s, -3.0 - s, -9.0, 20), (200, 20.0 + s, -5.0 - s, -8.0, 30)]) for s in (0, 1, 2)}
+    xs, means, halves = quality.mean_curve(runs, "train_seconds", "log_mmd")
+    assert xs == [11.0, 21.0] and means == [-4.0, -6.0]  # evaluation by evaluation: means over the three seeds
+    assert halves == pytest.approx([4.303 / 3 ** 0.5] * 2)  # t(2) × sd 1 / √3
+    runs[3] = curve_run([(100, 10.0, -4.0, -9.0, 20)])  # a shorter run cuts the curve at its last evaluation
+    xs, means, halves = quality.mean_curve(runs, "iteration", "modes_covered")
+    assert xs == [100] and means == [20.0] and halves == [0.0]
+    _, means, halves = quality.mean_curve({0: runs[0]}, "iteration", "log_mmd")
+    assert means == [-3.0, -5.0] and halves == [0.0, 0.0]  # one seed: no interval (drawn as no band)
 
 
 def test_guides_table_from_the_finished_runs_only(tmp_path, capsys):
@@ -220,12 +236,12 @@ def test_guides_table_from_the_finished_runs_only(tmp_path, capsys):
     assert "| flow | 0 | -6.4 |" in text and "| mixture | (none) |" in text
     runs = guides.by_family(records, ["gaussian", "flow", "mixture"])
     assert list(runs) == ["gaussian", "flow"] and list(runs["gaussian"]) == [0, 1, 2]  # no runs, no entry
-    recipes = pytest.importorskip("recipes")
-    times = "\n".join(recipes.time_table(runs, [200.0], label="guide"))
+    quality = pytest.importorskip("quality")
+    times = "\n".join(quality.time_table(runs, [200.0], label="guide"))
     assert "| guide | training s |" in times
     assert f"| gaussian | ≤ 200 | 5000 ± 0 | -6.00 ± {half:.2f} |" in times
     assert "| flow | ≤ 200 |" not in times  # no evaluation of it by then: no row
-    recipes.plot(runs, tmp_path / "guides.png", title="guides")  # three settings or more: one colour each
+    quality.plot(runs, tmp_path / "guides.png", title="guides")  # three settings or more: one colour each
     assert (tmp_path / "guides.png").stat().st_size > 1000
 
 

@@ -1,0 +1,152 @@
+"""Quality over seeds and over training time: what the quality benchmarks share.
+
+``recipes.py`` (the default against the published recipe), ``guides.py`` (the guide families) and
+``teachers_vs_diff_instruct.py`` (VarDiU against Diff-Instruct) each run several settings over
+seeds. Every run keeps its evaluations (``metrics.jsonl``: iteration, training seconds, log-MMD,
+log-density, modes covered), its *curve*. From those runs this module gives the mean over seeds
+with the half-width of its 95% t-interval, a table at fixed training times, and plots against
+training seconds and against iterations. A setting's runs are passed as ``{setting: {seed: run}}``,
+a run being a dict with its final metrics, ``iterations``, ``train_seconds`` and ``curve``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from default_fit import TARGETS  # noqa: E402
+
+METRICS = {"log_mmd": "log-MMD", "log_density": "log-density", "modes_covered": "modes covered"}
+T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}  # t(0.975, df)
+
+
+def interval(values: list[float]) -> tuple[float, float, float]:
+    """(mean, sd, half-width of the 95% t-interval); sd and half-width are NaN for one value."""
+    mean = statistics.mean(values)
+    if len(values) < 2:
+        return mean, math.nan, math.nan
+    sd = statistics.stdev(values)
+    return mean, sd, T95.get(len(values) - 1, 1.96) * sd / math.sqrt(len(values))  # t · sd / √n
+
+
+def cell(values: list[float], digits: int) -> str:
+    """'mean ± half-width' (the mean alone for one value)."""
+    mean, _, half = interval(values)
+    return f"{mean:.{digits}f}" + ("" if math.isnan(half) else f" ± {half:.{digits}f}")
+
+
+def read_curve(folder: Path) -> list[dict]:
+    """A run's evaluations (``metrics.jsonl``): iteration, training seconds and the metrics of each."""
+    curve = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    return [{k: c[k] for k in ("iteration", "train_seconds", *METRICS)} for c in curve]
+
+
+def targets_line() -> str:
+    """Issue 2's targets, as the reports state them under their tables."""
+    return "Targets (issue 2, every run): " + ", ".join(f"{k} {op} {v}" for k, (op, v) in TARGETS.items())
+
+
+def meets_targets(run: dict) -> bool:
+    return all(run[k] <= v if op == "<=" else run[k] >= v for k, (op, v) in TARGETS.items())
+
+
+def at_time(run: dict, seconds: float) -> dict | None:
+    """The last evaluation at or before ``seconds`` of training (None if the run had none by then)."""
+    before = [c for c in run["curve"] if c["train_seconds"] <= seconds]
+    return before[-1] if before else None
+
+
+def time_table(runs: dict[str, dict[int, dict]], times: list[float], label: str = "recipe") -> list[str]:
+    """Per setting (a recipe, a guide family, ...; ``label`` heads the column), the mean ± half-width of the 95%
+    t-interval over seeds at fixed training times (the last evaluation at or before each) and at the end."""
+    lines = ["Mean ± half-width of the 95% t-interval over seeds, at fixed training times (the last evaluation at or "
+             "before each, so the iteration counts differ) and at the end:", "",
+             f"| {label} | training s | iterations | log-MMD | log-density | modes | runs meeting every target |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for setting, by_seed in runs.items():
+        for seconds in times:
+            points = [p for p in (at_time(r, seconds) for r in by_seed.values()) if p is not None]
+            if len(points) < len(by_seed) or seconds >= min(r["train_seconds"] for r in by_seed.values()):
+                continue  # a run without an evaluation by then (no fair mean), or past a run's end (the end row)
+            lines.append(f"| {setting} | ≤ {seconds:g} | {cell([p['iteration'] for p in points], 0)} | "
+                         f"{cell([p['log_mmd'] for p in points], 2)} | {cell([p['log_density'] for p in points], 2)} | "
+                         f"{cell([p['modes_covered'] for p in points], 1)} | |")
+        final = list(by_seed.values())
+        lines.append(f"| {setting} | end ({cell([r['train_seconds'] for r in final], 0)}) | "
+                     f"{cell([r['iterations'] for r in final], 0)} | **{cell([r['log_mmd'] for r in final], 2)}** | "
+                     f"**{cell([r['log_density'] for r in final], 2)}** | **{cell([r['modes_covered'] for r in final], 1)}** | "
+                     f"{sum(map(meets_targets, final))} of {len(final)} |")
+    return lines
+
+
+def plot(runs: dict[str, dict[int, dict]], path: Path, title: str) -> None:
+    """Each metric against training seconds (top) and iterations (bottom), one line per run, one colour per
+    setting; targets dashed."""
+    fig, axes = plt.subplots(2, len(METRICS), figsize=(4.2 * len(METRICS), 6.4), squeeze=False)
+    for i_setting, (setting, by_seed) in enumerate(runs.items()):
+        color = f"C{i_setting}"
+        for i, r in enumerate(by_seed.values()):
+            for col, key in enumerate(METRICS):
+                for row, x in enumerate(("train_seconds", "iteration")):
+                    axes[row][col].plot([c[x] for c in r["curve"]], [c[key] for c in r["curve"]], color=color,
+                                        marker=".", alpha=0.8, label=setting if i == 0 else None)
+    for col, key in enumerate(METRICS):
+        op, target = TARGETS[key]
+        for row, xlabel in enumerate(("training seconds", "iterations")):
+            ax = axes[row][col]
+            ax.axhline(target, color="k", ls="--", lw=1, label=f"target ({op} {target})")
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel(METRICS[key])
+            ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def mean_curve(by_seed: dict[int, dict], x: str, key: str) -> tuple[list[float], list[float], list[float]]:
+    """A setting's curve averaged over seeds, evaluation by evaluation (runs of one setting evaluate at the same
+    iterations; a shorter run cuts the curve): (mean x, mean metric, half-width of its 95% t-interval)."""
+    curves = [r["curve"] for r in by_seed.values()]
+    xs, means, halves = [], [], []
+    for k in range(min(map(len, curves))):
+        mean, _, half = interval([float(c[k][key]) for c in curves])
+        xs.append(statistics.mean(c[k][x] for c in curves))
+        means.append(mean)
+        halves.append(0.0 if math.isnan(half) else half)
+    return xs, means, halves
+
+
+def plot_mean_curves(panels: list[tuple[str, str, dict[str, dict[int, dict]], dict]], path: Path, title: str) -> None:
+    """One row per panel ``(row title, x: "train_seconds" or "iteration", runs, reference lines {metric: value})``,
+    one column per metric: each setting's mean over seeds with its 95% band, reference values dashed."""
+    fig, axes = plt.subplots(len(panels), len(METRICS), figsize=(4.4 * len(METRICS), 3.0 * len(panels)),
+                             squeeze=False)
+    xlabels = {"train_seconds": "training seconds", "iteration": "iterations"}
+    for row, (name, x, runs, references) in enumerate(panels):
+        for col, key in enumerate(METRICS):
+            ax = axes[row][col]
+            for i, (setting, by_seed) in enumerate(runs.items()):
+                xs, means, halves = mean_curve(by_seed, x, key)
+                ax.plot(xs, means, color=f"C{i}", marker=".", label=setting)
+                ax.fill_between(xs, [m - h for m, h in zip(means, halves)], [m + h for m, h in zip(means, halves)],
+                                color=f"C{i}", alpha=0.2, lw=0)
+            if key in references:
+                ax.axhline(references[key], color="k", ls="--", lw=1, label="teacher, many-step")
+            ax.set_title(f"{name}: {METRICS[key]}", fontsize=9)
+            ax.set_xlabel(xlabels[x])
+            ax.grid(alpha=0.3)
+            if col == 0:
+                ax.legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
