@@ -98,21 +98,21 @@ def step_costs(settings: list[tuple[str, Path | None]], extra: list[str], rounds
     """Median seconds per training iteration of each (method, teacher), measured round-robin."""
     from vardiu_pyro.build import build_objective, build_problem
 
-    pyro.enable_validation(False)  # as in the runs (trainer.pyro_validation=false)
-    objectives = {}
-    for method, teacher_dir in settings:
-        cfg = compose_config("config", [*teacher_overrides(teacher_dir), *method_overrides(method, extra),
-                                        "trainer.iterations=1000", "device=cpu"])
-        objective = build_objective(cfg, build_problem(cfg, torch.device("cpu")))
-        objective.step(0)  # warm-up
-        objectives[(method, teacher_dir)] = objective
-    times = {key: [] for key in objectives}
-    for _ in range(rounds):
-        for key, objective in objectives.items():
-            tick = time.perf_counter()
-            for i in range(steps):
-                objective.step(i)
-            times[key].append((time.perf_counter() - tick) / steps)
+    with pyro.validation_enabled(False):  # as in the runs (trainer.pyro_validation=false)
+        objectives = {}
+        for method, teacher_dir in settings:
+            cfg = compose_config("config", [*teacher_overrides(teacher_dir), *method_overrides(method, extra),
+                                            "trainer.iterations=1000", "device=cpu"])
+            objective = build_objective(cfg, build_problem(cfg, torch.device("cpu")))
+            objective.step(0)  # warm-up
+            objectives[(method, teacher_dir)] = objective
+        times = {key: [] for key in objectives}
+        for _ in range(rounds):
+            for key, objective in objectives.items():
+                tick = time.perf_counter()
+                for i in range(steps):
+                    objective.step(i)
+                times[key].append((time.perf_counter() - tick) / steps)
     return {key: statistics.median(t) for key, t in times.items()}
 
 
@@ -219,7 +219,7 @@ def caveats(args, extra: list[str], threads: int) -> str:
             "its end (the EMA generator; the curves in the plot)." + teacher)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny budgets, 2 seeds: checks the pipeline only")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -240,7 +240,8 @@ def main() -> None:
                         help="where the table goes (default OUT/results.md); the plot and the JSON go beside it, "
                              "e.g. --report docs/teachers_vs_diff_instruct.md")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides passed to every distillation run")
-    args = parser.parse_args()
+    argv = sys.argv[1:] if argv is None else argv
+    args = parser.parse_args(argv)
     if args.evals < 1:
         parser.error(f"--evals must be at least 1 (got {args.evals})")
     extra, teacher_extra = list(args.overrides), []
@@ -307,7 +308,7 @@ def main() -> None:
               *([f"{sum(r['read_back'] for r in results)} of the {len(results)} runs were read back from an earlier "
                  "invocation (their directories' `summary.json`), not run by this one.", ""]
                 if any(r["read_back"] for r in results) else []),
-              f"Command: `python benchmarks/teachers_vs_diff_instruct.py {' '.join(sys.argv[1:])}`".rstrip(), "",
+              f"Command: `python benchmarks/teachers_vs_diff_instruct.py {' '.join(argv)}`".rstrip(), "",
               f"Seeds {args.seeds}; mean ± half-width of the 95% t-interval over seeds. Equal wall-clock: each "
               "method gets the iterations that fit in the budget at its measured cost per iteration:", ""]
     header += [f"- {name_of[d]} teacher, {m}: {1e3 * c:.1f} ms/iteration" for (m, d), c in costs.items()]
@@ -322,10 +323,11 @@ def main() -> None:
                       f"The equal-wall-clock runs ({args.seconds:g} s) along the way. {along_the_way[0]}",
                       *along_the_way[1:], "", targets_line(), "", f"![VarDiU vs Diff-Instruct]({figure})"]) + "\n"
     report.write_text(text)
-    report.with_suffix(".json").write_text(json.dumps(
-        {"argv": sys.argv[1:], "costs_ms": {f"{name_of[d]} / {m}": 1e3 * c for (m, d), c in costs.items()},
-         "ceilings": ceilings, "runs": results}, indent=2))
+    data = {"argv": argv, "costs_ms": {f"{name_of[d]} / {m}": 1e3 * c for (m, d), c in costs.items()},
+            "ceilings": ceilings, "runs": results}
+    report.with_suffix(".json").write_text(json.dumps(data, indent=2))
     print(text)
+    return data
 
 
 if __name__ == "__main__":

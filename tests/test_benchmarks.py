@@ -201,6 +201,30 @@ def test_teachers_vs_diff_instruct_table_plot_and_saved_costs(tmp_path):
     assert tvd.read_costs(path, settings, names) == {settings[0]: 0.03, settings[1]: 0.02}
 
 
+def test_teachers_vs_diff_instruct_end_to_end_on_a_tiny_budget(tmp_path):
+    """The script runs every method at both budgets, keeps each run's curve, writes its report (caveats, costs,
+    the table, the fixed-time table, the plot) and reads finished runs back on a second invocation."""
+    tvd = pytest.importorskip("teachers_vs_diff_instruct")
+    argv = ["--teachers", "exact", "--seeds", "0", "--iterations", "4", "--seconds", "0.3", "--evals", "2",
+            "--times", "0.05", "--out", str(tmp_path / "out"), "--report", str(tmp_path / "tvd.md"),
+            "trainer.eval_samples=200", "trainer.batch_size=32", "generator.width=16", "guide.width=16",
+            "objective.fake_score.width=16"]
+    data = tvd.main(argv)
+    runs = data["runs"]
+    assert len(runs) == len(tvd.METHODS) * 2 and not any(r["read_back"] for r in runs)
+    by_iterations = [r for r in runs if r["axis"] == "iteration"]
+    assert all([c["iteration"] for c in r["curve"]] == [2, 4] for r in by_iterations)  # 2 evaluations, the last at the end
+    assert all(len(r["curve"]) >= 2 and r["curve"][-1]["iteration"] == r["iterations"] for r in runs)
+    text = (tmp_path / "tvd.md").read_text()
+    assert "**Read with care.** The budgets are 4 generator iterations and 0.3 s of training per run" in text
+    assert "| exact | Diff-Instruct K=10 | 4 iterations | 4 |" in text
+    assert "| exact, VarDiU (Gaussian guide) | end (" in text  # the fixed-time table of the equal-wall-clock runs
+    assert (tmp_path / "tvd.png").stat().st_size > 1000
+    again = tvd.main(argv)  # finished runs and the measured costs are read back, not repeated
+    assert all(r["read_back"] for r in again["runs"]) and again["costs_ms"] == data["costs_ms"]
+    assert f"{len(runs)} of the {len(runs)} runs were read back" in (tmp_path / "tvd.md").read_text()
+
+
 def test_mean_curve_over_seeds_with_its_interval():
     quality = pytest.importorskip("quality")
     runs = {s: curve_run([(100, 10.0 + s, -3.0 - s, -9.0, 20), (200, 20.0 + s, -5.0 - s, -8.0, 30)]) for s in (0, 1, 2)}
