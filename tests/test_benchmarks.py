@@ -116,7 +116,8 @@ def test_the_page_includes_the_quality_scripts_reports_when_it_has_no_quality_se
 
 
 def curve_run(points: list[tuple[int, float, float, float, int]], total_seconds: float = 800.0) -> dict:
-    """A run as ``recipes.read_run`` (and ``teachers_vs_diff_instruct.run_one``) gives it, from (iteration, training s, log-MMD, log-density, modes) evaluations."""
+    """A run as ``recipes.read_run`` and ``teachers_vs_diff_instruct.run_one`` give it, from its evaluations
+    (iteration, training s, log-MMD, log-density, modes)."""
     curve = [dict(zip(("iteration", "train_seconds", "log_mmd", "log_density", "modes_covered"), p)) for p in points]
     return {"iterations": curve[-1]["iteration"], "train_seconds": curve[-1]["train_seconds"],
             "total_seconds": total_seconds, **{k: curve[-1][k] for k in ("log_mmd", "log_density", "modes_covered")},
