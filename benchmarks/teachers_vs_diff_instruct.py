@@ -50,7 +50,7 @@ import pyro  # noqa: E402
 import torch  # noqa: E402
 from hydra import compose, initialize_config_module  # noqa: E402
 from provenance import git_commit, machine_line  # noqa: E402
-from quality import METRICS, interval, plot_mean_curves, read_curve, targets_line, time_table  # noqa: E402
+from quality import METRICS, cell, plot_mean_curves, read_curve, targets_line, time_table  # noqa: E402
 
 METHODS = {  # name -> Hydra overrides
     "VarDiU (Gaussian guide)": ["objective=vardiu", "guide=gaussian"],
@@ -165,11 +165,7 @@ def table(results: list[dict], ceilings: dict) -> list[str]:
         for (t, budget, method), rows in groups.items():
             if t != teacher:
                 continue
-            cells = []
-            for key in METRICS:
-                mean, _, half = interval([float(r[key]) for r in rows])
-                digits = 1 if key == "modes_covered" else 2
-                cells.append(f"{mean:.{digits}f} ± {half:.{digits}f}" if not math.isnan(half) else f"{mean:.{digits}f}")
+            cells = [cell([float(r[key]) for r in rows], 1 if key == "modes_covered" else 2) for key in METRICS]
             its = statistics.median(r["iterations"] for r in rows)
             secs = statistics.mean(r["train_seconds"] for r in rows)
             lines.append(f"| {teacher} | {method} | {budget} | {its:.0f} | {secs:.0f} | " + " | ".join(cells) + " |")
