@@ -35,7 +35,7 @@ from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
 from provenance import git_commit, machine_line
-from quality import interval, read_curve, targets_line, time_table
+from quality import interval, read_back_note, read_curve, run_commit, targets_line, time_table
 from quality import plot as plot_curves
 from vardiu_pyro.bound_gap import bound_gap
 from vardiu_pyro.build import build_objective, build_problem
@@ -77,7 +77,8 @@ def quality_runs(families, seeds, overrides, out: Path, progress: bool, gap_draw
                 print(f"[{k}/{n}] {family} seed {seed}: not run (--only-finished)")
                 continue
             cfg = config([f"guide={family}", f"seed={seed}", f"trainer.progress={str(progress).lower()}", *overrides])
-            if done.exists():
+            read_back = done.exists()
+            if read_back:
                 summary = json.loads(done.read_text())
                 print(f"[{k}/{n}] {family} seed {seed}: read back from {done}")
             else:
@@ -89,7 +90,8 @@ def quality_runs(families, seeds, overrides, out: Path, progress: bool, gap_draw
                 print(f"[{k}/{n}] {family} seed {seed}: bound gap from {gap_draws[0]} x {gap_draws[1]} draws")
                 run_cfg = OmegaConf.create(summary["config"])  # with its iteration count (trainer.iterations=auto)
                 precise.write_text(json.dumps(precise_bound_gap(run_cfg, run_dir, iterations, *gap_draws)))
-            records.append({"family": family, "seed": seed, "iterations": iterations,
+            records.append({"family": family, "seed": seed, "iterations": iterations, "read_back": read_back,
+                            "commit": run_commit(summary),
                             "log_mmd": summary["log_mmd"], "log_density": summary.get("log_density"),
                             "modes_covered": summary.get("modes_covered"), "bound_gap": summary.get("bound_gap"),
                             "bound_gap_se": summary.get("bound_gap_se"),
@@ -210,6 +212,7 @@ def main() -> None:
               f"{time.strftime('%Y-%m-%d')}, commit {git_commit()}, {machine_line()}. "
               f"{seeds_note}; overrides: {' '.join(overrides) or 'none'}; "
               f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), pyro {pyro.__version__}.")
+    header = "\n\n".join([header, *read_back_note([r["commit"] for r in records if r["read_back"]], len(records))[:1]])
     report = table(records, times, args.families, header)
     runs = by_family(records, args.families)
     if runs:

@@ -6,27 +6,12 @@ from __future__ import annotations
 
 import os
 import platform
-import subprocess
 from pathlib import Path
 
 import pyro
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def git_commit() -> str:
-    """The checked-out commit; ``VARDIU_COMMIT`` names it where the tree was copied without ``.git``."""
-    if os.environ.get("VARDIU_COMMIT"):
-        return os.environ["VARDIU_COMMIT"]
-
-    def git(*args):
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    try:
-        commit = git("rev-parse", "--short", "HEAD") or "unknown"
-        return commit + (" (with uncommitted changes)" if git("status", "--porcelain", "--untracked-files=no") else "")
-    except OSError:
-        return "unknown"
+from vardiu_pyro.code_version import git_commit  # noqa: F401 (the benchmarks name the commit as a run's summary does)
 
 
 def cpu_name() -> str:

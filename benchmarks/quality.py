@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
+from collections import Counter
 from pathlib import Path
 
 import matplotlib
@@ -46,6 +47,24 @@ def read_curve(folder: Path) -> list[dict]:
     """A run's evaluations (``metrics.jsonl``): iteration, training seconds and the metrics of each."""
     curve = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line.strip()]
     return [{k: c[k] for k in ("iteration", "train_seconds", *METRICS)} for c in curve]
+
+
+def run_commit(summary: dict) -> str:
+    """The commit of the code that produced a run, as its ``summary.json`` records it (``code``; runs saved before
+    2026-12-06 did not record it)."""
+    return summary.get("code", {}).get("commit", "not recorded")
+
+
+def read_back_note(commits: list[str], total: int) -> list[str]:
+    """A report's lines on the runs read back instead of run (``commits``: each one's ``run_commit``): how many, and
+    which code produced them; nothing when every run was run by this invocation."""
+    if not commits:
+        return []
+    code = ", ".join(f"{'commit ' if c != 'not recorded' else ''}{c} ({n} run{'s' if n > 1 else ''})"
+                     for c, n in Counter(commits).items())
+    return [f"{len(commits)} of the {total} runs were read back from an earlier invocation (their directories' "
+            f"`summary.json`, which holds each run's own configuration and timing), not run by this one; their code: "
+            f"{code}.", ""]
 
 
 def targets_line() -> str:

@@ -32,7 +32,7 @@ import sys
 from pathlib import Path
 
 from provenance import git_commit, machine_line
-from quality import METRICS, meets_targets, plot, read_curve, targets_line, time_table
+from quality import METRICS, meets_targets, plot, read_back_note, read_curve, run_commit, targets_line, time_table
 
 # The published recipe (DESIGN.md §1): the paper's bound (no importance samples), σ curriculum from p = 0.1,
 # w = (σ/σ_max)², Adam lr 1e-4, batch 1024, per-network clip 10, width-400 SiLU networks, constant learning rate.
@@ -48,15 +48,15 @@ def run_dir(out: Path, recipe: str, seed: int) -> Path:
     return out / "runs" / f"{recipe.replace(' ', '_')}_seed{seed}"
 
 
-def run_side_by_side(out: Path, seed: int, extra: list[str]) -> int:
+def run_side_by_side(out: Path, seed: int, extra: list[str]) -> list[Path]:
     """Both recipes of one seed at once, one thread each; finished runs (their ``summary.json``) are kept.
-    Returns how many were read back instead of run."""
-    running, read_back = [], 0
+    Returns the folders of the runs read back instead of run."""
+    running, read_back = [], []
     for recipe, overrides in RECIPES.items():
         folder = run_dir(out, recipe, seed)
         if (folder / "summary.json").exists():
             print(f"read back: {folder}", flush=True)
-            read_back += 1
+            read_back.append(folder)
             continue
         cmd = [sys.executable, "-m", "vardiu_pyro.fit", f"seed={seed}", f"hydra.run.dir={folder}",
                "trainer.threads=1", "trainer.progress=false", *overrides, *extra]
@@ -76,7 +76,7 @@ def run_side_by_side(out: Path, seed: int, extra: list[str]) -> int:
 
 def read_run(folder: Path) -> dict:
     summary = json.loads((folder / "summary.json").read_text())
-    return {"iterations": summary["iteration"], "train_seconds": summary["train_seconds"],
+    return {"iterations": summary["iteration"], "train_seconds": summary["train_seconds"], "commit": run_commit(summary),
             "total_seconds": summary["total_seconds"], **{k: summary[k] for k in METRICS}, "curve": read_curve(folder)}
 
 
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     extra = [*QUICK, *args.overrides] if args.quick else list(args.overrides)
     commit = git_commit()  # the code the runs of this invocation use
-    read_back = sum(run_side_by_side(args.out, seed, extra) for seed in args.seeds)
+    read_back = [folder for seed in args.seeds for folder in run_side_by_side(args.out, seed, extra)]
     runs = {recipe: {s: read_run(run_dir(args.out, recipe, s)) for s in args.seeds} for recipe in RECIPES}
 
     report = args.report or args.out / "recipes.md"
@@ -114,9 +114,8 @@ def main(argv: list[str] | None = None) -> dict:
     plot(runs, report.with_suffix(".png"), "The default run and the published recipe, side by side (one line per seed)")
     lines = ["# The default run against the published recipe, side by side", "",
              f"{datetime.date.today()}, commit {commit}, {machine_line()}", "",
-             *([f"{read_back} of the {2 * len(args.seeds)} runs were read back from an earlier invocation (their "
-                "directories' `summary.json`, which holds each run's own configuration and timing), not run by this one.",
-                ""] if read_back else []),
+             *read_back_note([run_commit(json.loads((f / "summary.json").read_text())) for f in read_back],
+                             2 * len(args.seeds)),
              f"Command: `python benchmarks/recipes.py {' '.join(argv)}`".rstrip(), "",
              "Each seed's two runs ran at the same time, one torch thread each (A/B: the machine's load hits both "
              "alike), "

@@ -42,6 +42,7 @@ def test_cli_writes_every_output_file(tmp_path):
     assert summary["config"]["trainer"]["iterations"] == 20
     assert summary["log_mmd"] == records[-1]["log_mmd"]
     assert summary["hidden_precision"] in {"float32", "bfloat16"}  # what precision=auto chose on this machine
+    assert summary["code"]["version"] and summary["code"]["commit"]  # the code that produced the run
     assert f"({summary['hidden_precision']} hidden products)" in proc.stdout
 
     for png in ("samples.png", "metrics.png"):

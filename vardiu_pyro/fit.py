@@ -33,6 +33,7 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 from .bound_gap import bound_gap_summary  # noqa: E402
 from .budget import BudgetRefit, fit_to_budget  # noqa: E402
 from .build import build_objective, build_problem, hidden_dtype_of, resolve_device  # noqa: E402
+from .code_version import code_version  # noqa: E402
 from .distributed import DataParallel, secondary_rank_overrides, torchrun_world_size  # noqa: E402
 from .evaluation import Evaluator, metric_lines  # noqa: E402
 from .host_memory import retain_freed_memory  # noqa: E402
@@ -133,6 +134,7 @@ def _fit(cfg: DictConfig, run_dir: str | Path | None, parallel: DataParallel | N
     if main_process:
         summary = dict(final, device=str(device), hidden_precision=precision_name(hidden_dtype_of(cfg, device)),
                        reference=evaluator.reference_metrics, config=trainer.config)  # hidden_precision: what precision=auto chose
+        summary["code"] = code_version()  # which code produced it (a report reading runs back names it)
         if calibration is not None:
             summary["calibration"] = calibration.as_dict()
         if parallel is not None:

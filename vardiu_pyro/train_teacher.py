@@ -35,6 +35,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn  # noqa: E
 from tqdm.auto import tqdm  # noqa: E402
 
 from .build import data_std_of, resolve_device  # noqa: E402
+from .code_version import code_version  # noqa: E402
 from .evaluation import Evaluator, metric_lines  # noqa: E402
 from .host_memory import retain_freed_memory  # noqa: E402
 from .models.teachers import LearnedTeacher  # noqa: E402
@@ -129,7 +130,7 @@ def train_teacher(cfg: DictConfig, run_dir: str | Path) -> dict:
 
     teacher = snapshot()
     summary = dict(record, total_seconds=time.perf_counter() - start, device=str(device),
-                   reference=evaluator.reference_metrics, config=config)
+                   reference=evaluator.reference_metrics, config=config, code=code_version())
     if hasattr(target, "score"):
         rows = score_error_table(teacher, target, list(cfg.score_error.sigmas), int(cfg.score_error.num_samples))
         summary["score_error"] = rows
