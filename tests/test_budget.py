@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from vardiu_pyro import budget
-from vardiu_pyro.budget import (MARGIN, BudgetRefit, Calibration, calibrate, iterations_for_budget,
-                               median_step_seconds)
+from vardiu_pyro.budget import (MARGIN, MEASURE_SHARE, MIN_TIMED_STEPS, BudgetRefit, Calibration, calibrate,
+                               iterations_for_budget, median_step_seconds, timed_step_count)
 from vardiu_pyro.fit import fit, format_summary
 from vardiu_pyro.resume import load_run_checkpoint
 from vardiu_pyro.validation import ConfigError
@@ -41,8 +41,22 @@ def test_calibrate_measures_and_leaves_the_random_state_alone():
     c = calibrate(cfg, torch.device("cpu"), warmup=2, steps=10)
     assert torch.equal(torch.get_rng_state(), before)
     assert c.step_seconds > 0 and c.eval_seconds > 0 and c.spent_seconds > 0 and c.time_budget == 100
+    assert c.timed_steps == 10  # 2% of 100 s holds far more than 10 tiny steps
     assert c.iterations == iterations_for_budget(100, c.step_seconds, c.eval_seconds, 10, c.spent_seconds)
     assert cfg.trainer.iterations == "auto"  # measuring changes nothing; fit_to_budget sets the count
+
+
+def test_the_measurement_takes_a_small_share_of_a_short_budget():
+    """200 steps of 90 ms would be 12% of 150 s: 2% of it is 33 steps; the default's 12 ms steps in 840 s stay 200."""
+    assert (MEASURE_SHARE, MIN_TIMED_STEPS) == (0.02, 20)
+    assert timed_step_count(150.0, 0.090, 200) == 33
+    assert timed_step_count(840.0, 0.012, 200) == 200
+    assert timed_step_count(10.0, 0.090, 200) == 20  # never fewer than the minimum
+    assert timed_step_count(10.0, 0.090, 12) == 12  # nor more than asked for
+    assert timed_step_count(10.0, 0.0, 200) == 200  # no pace to go by: as asked
+    cfg = config(*TINY, "trainer.iterations=auto", "trainer.time_budget=0.5")  # 2% of it: 10 ms, under 20 steps
+    c = calibrate(cfg, torch.device("cpu"), warmup=4, steps=200)
+    assert c.timed_steps == MIN_TIMED_STEPS
 
 
 @pytest.mark.parametrize("first, steps", [(20, 200), (0, 25), (5, 7)])
@@ -101,6 +115,11 @@ def test_budget_refit_is_the_cost_model_on_the_runs_own_pace():
     assert refit(iteration=1000, iterations=5000, seconds=99.0, started=(0, 2.0)) == 1100
     assert refit(iteration=1050, iterations=5000, seconds=99.0, started=(0, 2.0)) == 1100
     assert refit(iteration=0, iterations=5000, seconds=3.0, started=(0, 2.0)) == 5000  # nothing to go by yet
+    # a budget too short for round_to iterations: not rounded up to it (iterations_for_budget does not either)
+    short = BudgetRefit(time_budget=4.0, eval_seconds=0.1)
+    # 17 iterations in 1.7 s since the start (at 1 s): 0.1 s each; (1 - 0.1)(4 - 2.7 - 0.2) = 0.99 s left -> 9 more
+    assert short(iteration=17, iterations=47, seconds=2.7, started=(0, 1.0)) == 26
+    assert short(iteration=17, iterations=47, seconds=3.9, started=(0, 1.0)) == 18  # out of time: one more
 
 
 def test_a_budget_too_small_for_one_iteration_is_an_error(tmp_path):

@@ -37,14 +37,18 @@ from omegaconf import DictConfig
 from .build import build_objective, build_problem
 from .evaluation import Evaluator
 
-__all__ = ["Calibration", "calibrate", "iterations_for_budget", "time_steps", "median_step_seconds", "fit_to_budget",
-           "BudgetRefit", "MARGIN", "ROUND_TO"]
+__all__ = ["Calibration", "calibrate", "iterations_for_budget", "timed_step_count", "time_steps", "median_step_seconds",
+           "fit_to_budget", "BudgetRefit", "MARGIN", "ROUND_TO"]
 
 MARGIN = 0.10  # the share of the budget (at a re-fit: of the time left) kept free for what the measurement does not
                # see: a shared VM's speed drifts within a run (a 2-core Xeon, 2026-12-03: measured 13.67 ms a step,
                # then 14.2-15.2 ms)
 PROBE_LENGTH = 100  # the measurement's schedule is this many times its steps: they lie in its first 1%
 ROUND_TO = 100  # iteration counts are rounded down to a multiple of this (readable, and the measurement is not finer)
+MEASURE_SHARE = 0.02  # the timed steps take at most about this share of the budget: 200 steps of a 90 ms step (the flow
+                      # guide, Diff-Instruct K = 10) would be 12% of a 150 s budget, taken from the run; the default's
+                      # 200 steps of 12 ms are 0.3% of its 840 s
+MIN_TIMED_STEPS = 20  # but never fewer than this (the re-fits at every evaluation correct a rough first count)
 WINDOWS = 10  # the timed steps are timed in this many windows and the step is the median window's: a few seconds of
               # other work on a 2-core machine (a command typed beside the run) once made the mean of 200 steps 2x too high
 
@@ -58,6 +62,7 @@ class Calibration:
     eval_seconds: float  # one evaluation of the generator
     spent_seconds: float  # the measurement itself (building, warm-up, timed steps, one evaluation)
     iterations: int  # what fits
+    timed_steps: int = 0  # how many steps the measurement timed (``timed_step_count``; 0: not recorded)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -71,6 +76,14 @@ def iterations_for_budget(budget: float, step_seconds: float, eval_seconds: floa
     per_iteration = step_seconds + eval_seconds / eval_every
     n = math.floor(available / per_iteration) if available > 0 else 0
     return n - n % round_to if n >= round_to else max(n, 0)
+
+
+def timed_step_count(budget: float, step_seconds: float, steps: int, share: float = MEASURE_SHARE,
+                     minimum: int = MIN_TIMED_STEPS) -> int:
+    """How many steps the measurement times: ``steps``, unless that many would take more than ``share`` of the
+    budget at ``step_seconds`` (the warm-up's pace); then what takes that share, but at least ``minimum``."""
+    fits = math.floor(share * budget / step_seconds) if step_seconds > 0 else steps
+    return min(steps, max(minimum, fits))
 
 
 def time_steps(step: Callable[[int], object], first: int, n: int, sync: Callable[[], object] = lambda: None) -> float:
@@ -96,7 +109,8 @@ def calibrate(cfg: DictConfig, device: torch.device, warmup: int = 20, steps: in
     """Measure one iteration and one evaluation of ``cfg`` on ``device`` and choose the iteration count.
 
     The measurement builds the configured problem and objective, takes ``warmup`` untimed steps and
-    ``steps`` timed ones (``median_step_seconds``), and evaluates the generator once, all with random
+    ``steps`` timed ones (``median_step_seconds``; fewer where they would take more than ``MEASURE_SHARE`` of
+    the budget at the warm-up's pace: ``timed_step_count``), and evaluates the generator once, all with random
     states of their own (the run's draws are not touched); what it builds is thrown away.
     """
     tick = time.perf_counter()
@@ -112,10 +126,12 @@ def calibrate(cfg: DictConfig, device: torch.device, warmup: int = 20, steps: in
         torch.manual_seed(int(cfg.seed))
         problem = build_problem(probe, device)
         objective = build_objective(probe, problem)
-        for i in range(warmup):
+        settled = warmup // 2  # the first steps allocate and are slow; the warm-up's second half gives its pace
+        for i in range(settled):
             objective.step(i)
-        sync()
-        step_seconds = median_step_seconds(objective.step, warmup, steps, sync=sync)
+        pace = time_steps(objective.step, settled, warmup - settled, sync) if warmup > settled else 0.0
+        timed = timed_step_count(budget, pace, steps)
+        step_seconds = median_step_seconds(objective.step, warmup, timed, sync=sync)
         evaluator = Evaluator(problem.target, num_samples=int(cfg.trainer.eval_samples),
                               bandwidths=list(cfg.trainer.mmd_bandwidths))
         start = time.perf_counter()
@@ -124,7 +140,7 @@ def calibrate(cfg: DictConfig, device: torch.device, warmup: int = 20, steps: in
         eval_seconds = time.perf_counter() - start
     spent = time.perf_counter() - tick
     iterations = iterations_for_budget(budget, step_seconds, eval_seconds, int(cfg.trainer.eval_every), spent)
-    return Calibration(budget, step_seconds, eval_seconds, spent, iterations)
+    return Calibration(budget, step_seconds, eval_seconds, spent, iterations, timed)
 
 
 @dataclass(frozen=True)
@@ -134,8 +150,9 @@ class BudgetRefit:
     pace = (seconds - seconds at start) / (iterations since start), evaluations included;
     count = iteration + (1 - margin) (time_budget - seconds - 2 eval_seconds) / pace, rounded down to a
     multiple of ``round_to``. A gain smaller than ``min_change`` of the count is not made (the count then
-    stays as it is); a cut always is, so that the budget holds; at least ``round_to`` iterations are always
-    left to run.
+    stays as it is); a cut always is, so that the budget holds; the run always goes on to the next multiple of
+    ``round_to``, so that the schedules can end. A count below ``round_to`` (a budget that short) is neither
+    rounded nor raised to it, as ``iterations_for_budget`` leaves it; then at least one more iteration is left.
     """
 
     time_budget: float
@@ -150,7 +167,10 @@ class BudgetRefit:
             return iterations
         left = (1.0 - self.margin) * (self.time_budget - seconds - 2.0 * self.eval_seconds)
         count = iteration + max(0, math.floor(left * done / spent))  # iteration + left / pace
-        count = max(count - count % self.round_to, iteration - iteration % self.round_to + self.round_to)
+        if count >= self.round_to:
+            count = max(count - count % self.round_to, iteration - iteration % self.round_to + self.round_to)
+        else:  # raising it to round_to would overrun a budget that short (a 47-iteration plan ran 100, 60% over)
+            count = max(count, iteration + 1)
         return count if count < iterations or count >= (1.0 + self.min_change) * iterations else iterations
 
 
