@@ -5,10 +5,15 @@ and each method (VarDiU with the Gaussian guide and with the flow guide; Diff-In
 K = 1, 5, 10 fake-score steps per generator step), over seeds, two budgets:
 
 - equal generator iterations: every method runs ``--iterations`` generator steps;
-- equal wall-clock: every method gets the number of iterations that fits in ``--seconds`` of
-  training time on this machine. The cost of one iteration of each (teacher, method) is measured
-  first, A/B interleaved in one process (medians of rounds), so that machine load hits all alike.
-  Each run then follows its full schedules (σ law, weight, learning rate) within its own budget.
+- equal wall-clock: every run gets ``--seconds`` for the whole run, sized as a user's run of
+  ``python -m vardiu_pyro.fit`` is (``trainer.iterations=auto trainer.time_budget=SECONDS``): it
+  measures its own step where it runs (beside the other runs of ``--jobs``), plans its iteration
+  count, and re-fits it to its own pace at every evaluation (``vardiu_pyro.budget``). Each run
+  follows its full schedules (σ law, weight, learning rate) within its own budget.
+
+The cost of one iteration of each (teacher, method) is measured first, interleaved in one process
+(medians of rounds). It is reported, and it spaces the evaluations of the equal-wall-clock runs
+(about ``--evals`` of them); it does not set their length.
 
 All runs share the configuration of ``python -m vardiu_pyro.fit`` (σ law, weight, batch, antithetic
 pairs, generator, optimiser); only ``objective`` (and ``teacher``) differ. Each run is evaluated
@@ -25,8 +30,9 @@ teacher's own many-step values (DPM-Solver, 32 function evaluations) are the cei
 
 Writes ``results.md``, ``results.json`` and ``results.png`` (every metric, per teacher, method and budget)
 into ``--out`` (or ``--report PATH.md`` and its ``.json`` and ``.png`` beside it), and every run's
-directory under ``--out``. The cost of an iteration is measured once
-(``step_costs.json``); an interrupted benchmark resumes with the same budgets, finished runs read back.
+directory under ``--out``. The cost of an iteration is measured once (``step_costs.json``); an
+interrupted benchmark resumes with the same evaluation spacing, finished runs read back (the report
+names the commit each one recorded).
 """
 
 from __future__ import annotations
@@ -50,7 +56,10 @@ import pyro  # noqa: E402
 import torch  # noqa: E402
 from hydra import compose, initialize_config_module  # noqa: E402
 from provenance import git_commit, machine_line  # noqa: E402
-from quality import METRICS, cell, plot_mean_curves, read_curve, targets_line, time_table  # noqa: E402
+from quality import (METRICS, cell, plot_mean_curves, read_back_note, read_curve, run_commit, targets_line,  # noqa: E402
+                     time_table)
+
+from vardiu_pyro.budget import MARGIN  # noqa: E402
 
 METHODS = {  # name -> Hydra overrides
     "VarDiU (Gaussian guide)": ["objective=vardiu", "guide=gaussian"],
@@ -138,14 +147,14 @@ def run_one(job: dict) -> dict:
     if read_back:  # resumable: finished runs are kept
         summary = json.loads((run_dir / "summary.json").read_text())
     else:
-        iterations = job["iterations"]
-        eval_every = max(1, math.ceil(iterations / job["evals"]))  # and at the end: the curve of the run
-        cfg = compose_config("config", [*job["overrides"], f"seed={job['seed']}", f"trainer.iterations={iterations}",
-                                        f"trainer.eval_every={eval_every}", "trainer.progress=false"])
+        length = ([f"trainer.iterations={job['iterations']}"] if job["time_budget"] is None else  # equal iterations
+                  ["trainer.iterations=auto", f"trainer.time_budget={job['time_budget']}"])  # equal wall-clock
+        cfg = compose_config("config", [*job["overrides"], f"seed={job['seed']}", *length,
+                                        f"trainer.eval_every={job['eval_every']}", "trainer.progress=false"])
         summary = fit(cfg, run_dir)
     return {**{k: job[k] for k in ("teacher", "method", "budget", "axis", "seed")},
             "iterations": summary["iteration"],  # what the run did (a run read back may predate this invocation's costs)
-            "read_back": read_back,
+            "read_back": read_back, "commit": run_commit(summary),
             **{k: summary[k] for k in (*METRICS, "train_seconds", "total_seconds")},
             "teacher_metrics": summary.get("teacher"),
             "curve": read_curve(run_dir)}  # every evaluation: iteration, training s, metrics
@@ -202,16 +211,19 @@ def caveats(args, extra: list[str], threads: int) -> str:
                "into `OUT/teacher`, unless read back from there); its ceiling row is its own many-step sampler.")
     default_budget = compose_config("config", []).trainer.time_budget
     return ("**Read with care.** The budgets are "
-            f"{args.iterations:,} generator iterations and {args.seconds:g} s of training per run, against the "
-            f"default run's {default_budget:g} s (`trainer.iterations=auto`). Every run is the default configuration of "
+            f"{args.iterations:,} generator iterations, and {args.seconds:g} s for the whole run, sized as the default "
+            f"run's {default_budget:g} s are (`trainer.iterations=auto trainer.time_budget={args.seconds:g}`: the run "
+            "measures its step where it runs, beside the others, plans its count with 10% of the budget kept free, and "
+            "re-fits it to its own pace at every evaluation). Every run is the default configuration of "
             "`python -m vardiu_pyro.fit` at the commit below with only `objective` and `teacher` changed"
             + (f" (and `{' '.join(extra)}`)" if extra else "")
             + ", and lays its schedules (σ curriculum, weight, learning rate) over its own length: at budgets this "
             "much shorter than the default's these are early-training numbers. "
             f"{args.jobs} run{'s' if args.jobs > 1 else ''} at a time, {threads} torch thread{'s' if threads > 1 else ''} "
-            "each. The equal-wall-clock count comes from each method's cost per iteration, measured interleaved "
-            "before the runs (list below), so the \"training s\" column, what each run then took beside the others, "
-            f"differs from {args.seconds:g} s. Each run was evaluated {args.evals} times, evenly spaced, the last at "
+            "each. The \"training s\" of an equal-wall-clock run is what its budget left after the measurement "
+            "(20 warm-up steps, then 20 to 200 timed ones, at most about 2% of the budget), the evaluations and the "
+            f"margin. Each equal-iterations run was evaluated {args.evals} times, evenly spaced, the last at its end; "
+            f"each equal-wall-clock run about {args.evals} times, spaced by the cost per iteration listed below, and at "
             "its end (the EMA generator; the curves in the plot)." + teacher)
 
 
@@ -276,15 +288,18 @@ def main(argv: list[str] | None = None) -> dict:
     jobs = []
     for teacher, teacher_dir in teachers.items():
         for method in METHODS:
-            budgets = {(f"{args.iterations} iterations", "iteration"): args.iterations,
-                       (f"{args.seconds:g} s", "train_seconds"): max(2, int(args.seconds / costs[(method, teacher_dir)]))}
-            for (budget, axis), iterations in budgets.items():
+            # (label, curve axis): (iterations, time budget, iterations expected, which space the evaluations)
+            expected = max(1, int((1 - MARGIN) * args.seconds / costs[(method, teacher_dir)]))
+            budgets = {(f"{args.iterations} iterations", "iteration"): (args.iterations, None, args.iterations),
+                       (f"{args.seconds:g} s", "train_seconds"): (None, args.seconds, expected)}
+            for (budget, axis), (iterations, time_budget, expected) in budgets.items():
                 for seed in args.seeds:
                     slug = f"{teacher}_{re.sub(r'[^a-z0-9]+', '_', method.lower()).strip('_')}"
                     run_dir = args.out / "runs" / f"{slug}_{budget.replace(' ', '')}_seed{seed}"
                     jobs.append({"teacher": teacher, "method": method, "budget": budget, "axis": axis, "seed": seed,
-                                 "iterations": iterations, "evals": args.evals, "run_dir": str(run_dir),
-                                 "threads": threads,
+                                 "iterations": iterations, "time_budget": time_budget,
+                                 "eval_every": max(1, math.ceil(expected / args.evals)),  # and at the end: the curve
+                                 "run_dir": str(run_dir), "threads": threads,
                                  "overrides": [*teacher_overrides(teacher_dir), *method_overrides(method, extra),
                                                "device=cpu"]})
     print(f"{len(jobs)} runs", flush=True)
@@ -301,12 +316,11 @@ def main(argv: list[str] | None = None) -> dict:
     header = ["# VarDiU vs Diff-Instruct on MoG-40, exact and learned teacher", "", caveats(args, extra, threads), "",
               f"{datetime.date.today()}, commit {commit}, {machine_line()}, "
               f"torch threads per run: {threads}, jobs: {args.jobs}", "",
-              *([f"{sum(r['read_back'] for r in results)} of the {len(results)} runs were read back from an earlier "
-                 "invocation (their directories' `summary.json`), not run by this one.", ""]
-                if any(r["read_back"] for r in results) else []),
+              *read_back_note([r["commit"] for r in results if r["read_back"]], len(results)),
               f"Command: `python benchmarks/teachers_vs_diff_instruct.py {' '.join(argv)}`".rstrip(), "",
-              f"Seeds {args.seeds}; mean ± half-width of the 95% t-interval over seeds. Equal wall-clock: each "
-              "method gets the iterations that fit in the budget at its measured cost per iteration:", ""]
+              f"Seeds {args.seeds}; mean ± half-width of the 95% t-interval over seeds. The cost of one iteration of "
+              "each method, measured interleaved in one process before the runs (it spaces the evaluations of the "
+              "equal-wall-clock runs; their length is their own time budget's):", ""]
     header += [f"- {name_of[d]} teacher, {m}: {1e3 * c:.1f} ms/iteration" for (m, d), c in costs.items()]
     report = args.report or args.out / "results.md"
     report.parent.mkdir(parents=True, exist_ok=True)

@@ -206,8 +206,8 @@ def test_teachers_vs_diff_instruct_end_to_end_on_a_tiny_budget(tmp_path):
     """The script runs every method at both budgets, keeps each run's curve, writes its report (caveats, costs,
     the table, the fixed-time table, the plot) and reads finished runs back on a second invocation."""
     tvd = pytest.importorskip("teachers_vs_diff_instruct")
-    argv = ["--teachers", "exact", "--seeds", "0", "--iterations", "4", "--seconds", "0.3", "--evals", "2",
-            "--times", "0.05", "--out", str(tmp_path / "out"), "--report", str(tmp_path / "tvd.md"),
+    argv = ["--teachers", "exact", "--seeds", "0", "--iterations", "4", "--seconds", "3", "--evals", "2",
+            "--times", "0.5", "--out", str(tmp_path / "out"), "--report", str(tmp_path / "tvd.md"),
             "trainer.eval_samples=200", "trainer.batch_size=32", "generator.width=16", "guide.width=16",
             "objective.fake_score.width=16"]
     data = tvd.main(argv)
@@ -216,14 +216,34 @@ def test_teachers_vs_diff_instruct_end_to_end_on_a_tiny_budget(tmp_path):
     by_iterations = [r for r in runs if r["axis"] == "iteration"]
     assert all([c["iteration"] for c in r["curve"]] == [2, 4] for r in by_iterations)  # 2 evaluations, the last at the end
     assert all(len(r["curve"]) >= 2 and r["curve"][-1]["iteration"] == r["iterations"] for r in runs)
+    for folder in (tmp_path / "out" / "runs").iterdir():  # equal wall-clock: each run sized by its own time budget
+        summary = json.loads((folder / "summary.json").read_text())
+        assert ("calibration" in summary) == folder.name.endswith("_3s_seed0"), folder.name
+        assert summary["code"]["commit"] == tvd.git_commit()  # the code that produced the run, for reading it back
+        if "calibration" in summary:
+            assert summary["calibration"]["time_budget"] == 3 and summary["iteration"] >= 1
     text = (tmp_path / "tvd.md").read_text()
-    assert "**Read with care.** The budgets are 4 generator iterations and 0.3 s of training per run" in text
+    assert ("**Read with care.** The budgets are 4 generator iterations, and 3 s for the whole run, sized as the "
+            "default run's") in text
     assert "| exact | Diff-Instruct K=10 | 4 iterations | 4 |" in text
     assert "| exact, VarDiU (Gaussian guide) | end (" in text  # the fixed-time table of the equal-wall-clock runs
     assert (tmp_path / "tvd.png").stat().st_size > 1000
     again = tvd.main(argv)  # finished runs and the measured costs are read back, not repeated
     assert all(r["read_back"] for r in again["runs"]) and again["costs_ms"] == data["costs_ms"]
-    assert f"{len(runs)} of the {len(runs)} runs were read back" in (tmp_path / "tvd.md").read_text()
+    assert (f"{len(runs)} of the {len(runs)} runs were read back from an earlier invocation (their directories' "
+            "`summary.json`, which holds each run's own configuration and timing), not run by this one; their code: "
+            f"commit {tvd.git_commit()} ({len(runs)} runs).") in (
+        tmp_path / "tvd.md").read_text()
+
+
+def test_read_back_note_counts_the_runs_of_each_commit():
+    quality = pytest.importorskip("quality")
+    assert quality.read_back_note([], 6) == []  # every run run by this invocation: nothing to say
+    assert quality.run_commit({"code": {"version": "0.1.0", "commit": "abc1234"}}) == "abc1234"
+    assert quality.run_commit({"iteration": 5}) == "not recorded"  # a run saved before runs recorded their code
+    note = quality.read_back_note(["abc1234", "not recorded", "abc1234"], 6)
+    assert note[0].startswith("3 of the 6 runs were read back from an earlier invocation")
+    assert note[0].endswith("their code: commit abc1234 (2 runs), not recorded (1 run).") and note[1] == ""
 
 
 def test_mean_curve_over_seeds_with_its_interval():
