@@ -59,7 +59,7 @@ from provenance import git_commit, machine_line  # noqa: E402
 from quality import (METRICS, cell, plot_mean_curves, read_back_note, read_curve, run_commit, targets_line,  # noqa: E402
                      time_table)
 
-from vardiu_pyro.budget import MARGIN  # noqa: E402
+from vardiu_pyro.budget import TIMED_STEPS, WARMUP_STEPS, iterations_for_budget, timed_step_count  # noqa: E402
 
 METHODS = {  # name -> Hydra overrides
     "VarDiU (Gaussian guide)": ["objective=vardiu", "guide=gaussian"],
@@ -133,6 +133,13 @@ def read_costs(path: Path, settings: list[tuple[str, Path | None]], name_of: dic
     saved = json.loads(path.read_text())
     keys = {(m, d): f"{name_of[d]} / {m}" for m, d in settings}
     return {setting: saved[key] for setting, key in keys.items()} if all(k in saved for k in keys.values()) else None
+
+
+def expected_iterations(seconds: float, step_seconds: float) -> int:
+    """About how many iterations a run with ``trainer.time_budget=seconds`` plans at ``step_seconds`` a step: the
+    budget's own cost model, its measurement included, evaluations left out (what spaces the evaluations)."""
+    measured = WARMUP_STEPS + timed_step_count(seconds, step_seconds, TIMED_STEPS)
+    return max(1, iterations_for_budget(seconds, step_seconds, 0.0, 1, measured * step_seconds, round_to=1))
 
 
 # ---------------------------------------------------------------- one run
@@ -289,7 +296,7 @@ def main(argv: list[str] | None = None) -> dict:
     for teacher, teacher_dir in teachers.items():
         for method in METHODS:
             # (label, curve axis): (iterations, time budget, iterations expected, which space the evaluations)
-            expected = max(1, int((1 - MARGIN) * args.seconds / costs[(method, teacher_dir)]))
+            expected = expected_iterations(args.seconds, costs[(method, teacher_dir)])
             budgets = {(f"{args.iterations} iterations", "iteration"): (args.iterations, None, args.iterations),
                        (f"{args.seconds:g} s", "train_seconds"): (None, args.seconds, expected)}
             for (budget, axis), (iterations, time_budget, expected) in budgets.items():

@@ -215,7 +215,9 @@ def test_teachers_vs_diff_instruct_end_to_end_on_a_tiny_budget(tmp_path):
     assert len(runs) == len(tvd.METHODS) * 2 and not any(r["read_back"] for r in runs)
     by_iterations = [r for r in runs if r["axis"] == "iteration"]
     assert all([c["iteration"] for c in r["curve"]] == [2, 4] for r in by_iterations)  # 2 evaluations, the last at the end
-    assert all(len(r["curve"]) >= 2 and r["curve"][-1]["iteration"] == r["iterations"] for r in runs)
+    for r in runs:  # every run evaluated at its end; an equal-wall-clock run's count is its own, its spacing fixed
+        its = [c["iteration"] for c in r["curve"]]
+        assert its[-1] == r["iterations"] and its == sorted(set(its)) and all(i % its[0] == 0 for i in its[:-1])
     for folder in (tmp_path / "out" / "runs").iterdir():  # equal wall-clock: each run sized by its own time budget
         summary = json.loads((folder / "summary.json").read_text())
         assert ("calibration" in summary) == folder.name.endswith("_3s_seed0"), folder.name
@@ -234,6 +236,13 @@ def test_teachers_vs_diff_instruct_end_to_end_on_a_tiny_budget(tmp_path):
             "`summary.json`, which holds each run's own configuration and timing), not run by this one; their code: "
             f"commit {tvd.git_commit()} ({len(runs)} runs).") in (
         tmp_path / "tvd.md").read_text()
+
+
+def test_the_expected_count_that_spaces_the_evaluations_is_the_budgets_cost_model():
+    tvd = pytest.importorskip("teachers_vs_diff_instruct")
+    # 150 s at 90 ms: 20 + 33 measured steps (4.77 s), (1 - 0.1) 150 - 4.77 = 130.23 s -> 1447 iterations
+    assert tvd.expected_iterations(150.0, 0.090) == 1447
+    assert tvd.expected_iterations(1.0, 0.5) == 1  # nothing fits: still one
 
 
 def test_read_back_note_counts_the_runs_of_each_commit():

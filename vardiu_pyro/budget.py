@@ -38,7 +38,7 @@ from .build import build_objective, build_problem
 from .evaluation import Evaluator
 
 __all__ = ["Calibration", "calibrate", "iterations_for_budget", "timed_step_count", "time_steps", "median_step_seconds",
-           "fit_to_budget", "BudgetRefit", "MARGIN", "ROUND_TO"]
+           "fit_to_budget", "BudgetRefit", "MARGIN", "ROUND_TO", "WARMUP_STEPS", "TIMED_STEPS"]
 
 MARGIN = 0.10  # the share of the budget (at a re-fit: of the time left) kept free for what the measurement does not
                # see: a shared VM's speed drifts within a run (a 2-core Xeon, 2026-12-03: measured 13.67 ms a step,
@@ -48,6 +48,7 @@ ROUND_TO = 100  # iteration counts are rounded down to a multiple of this (reada
 MEASURE_SHARE = 0.02  # the timed steps take at most about this share of the budget: 200 steps of a 90 ms step (the flow
                       # guide, Diff-Instruct K = 10) would be 12% of a 150 s budget, taken from the run; the default's
                       # 200 steps of 12 ms are 0.3% of its 840 s
+WARMUP_STEPS, TIMED_STEPS = 20, 200  # the measurement's untimed and timed steps (``calibrate``)
 MIN_TIMED_STEPS = 20  # but never fewer than this (the re-fits at every evaluation correct a rough first count)
 WINDOWS = 10  # the timed steps are timed in this many windows and the step is the median window's: a few seconds of
               # other work on a 2-core machine (a command typed beside the run) once made the mean of 200 steps 2x too high
@@ -105,7 +106,7 @@ def median_step_seconds(step: Callable[[int], object], first: int, steps: int, w
     return statistics.median(time_steps(step, lo, hi - lo, sync) for lo, hi in zip(bounds, bounds[1:]))
 
 
-def calibrate(cfg: DictConfig, device: torch.device, warmup: int = 20, steps: int = 200) -> Calibration:
+def calibrate(cfg: DictConfig, device: torch.device, warmup: int = WARMUP_STEPS, steps: int = TIMED_STEPS) -> Calibration:
     """Measure one iteration and one evaluation of ``cfg`` on ``device`` and choose the iteration count.
 
     The measurement builds the configured problem and objective, takes ``warmup`` untimed steps and
