@@ -59,7 +59,8 @@ from provenance import git_commit, machine_line  # noqa: E402
 from quality import (METRICS, cell, plot_mean_curves, read_back_note, read_curve, run_commit, targets_line,  # noqa: E402
                      time_table)
 
-from vardiu_pyro.budget import TIMED_STEPS, WARMUP_STEPS, iterations_for_budget, timed_step_count  # noqa: E402
+from vardiu_pyro.budget import (MARGIN, MEASURE_SHARE, MIN_TIMED_STEPS, TIMED_STEPS, WARMUP_STEPS,  # noqa: E402
+                                iterations_for_budget, timed_step_count)
 
 METHODS = {  # name -> Hydra overrides
     "VarDiU (Gaussian guide)": ["objective=vardiu", "guide=gaussian"],
@@ -220,7 +221,8 @@ def caveats(args, extra: list[str], threads: int) -> str:
     return ("**Read with care.** The budgets are "
             f"{args.iterations:,} generator iterations, and {args.seconds:g} s for the whole run, sized as the default "
             f"run's {default_budget:g} s are (`trainer.iterations=auto trainer.time_budget={args.seconds:g}`: the run "
-            "measures its step where it runs, beside the others, plans its count with 10% of the budget kept free, and "
+            f"measures its step where it runs, beside the others, plans its count with {MARGIN:.0%} of the budget kept "
+            "free, and "
             "re-fits it to its own pace at every evaluation). Every run is the default configuration of "
             "`python -m vardiu_pyro.fit` at the commit below with only `objective` and `teacher` changed"
             + (f" (and `{' '.join(extra)}`)" if extra else "")
@@ -228,7 +230,8 @@ def caveats(args, extra: list[str], threads: int) -> str:
             "much shorter than the default's these are early-training numbers. "
             f"{args.jobs} run{'s' if args.jobs > 1 else ''} at a time, {threads} torch thread{'s' if threads > 1 else ''} "
             "each. The \"training s\" of an equal-wall-clock run is what its budget left after the measurement "
-            "(20 warm-up steps, then 20 to 200 timed ones, at most about 2% of the budget), the evaluations and the "
+            f"({WARMUP_STEPS} warm-up steps, then {MIN_TIMED_STEPS} to {TIMED_STEPS} timed ones, at most about "
+            f"{MEASURE_SHARE:.0%} of the budget), the evaluations and the "
             f"margin. Each equal-iterations run was evaluated {args.evals} times, evenly spaced, the last at its end; "
             f"each equal-wall-clock run about {args.evals} times, spaced by the cost per iteration listed below, and at "
             "its end (the EMA generator; the curves in the plot)." + teacher)
