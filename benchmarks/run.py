@@ -75,7 +75,13 @@ BUDGETS = {
         "overhead": {"batch_sizes": [256, 1024], "width": None, "rounds": 30, "steps": 20, "warmup": 20},
         "efficiency": {"shapes": {"default": (512, None), "published recipe": (1024, 400)}, "rounds": 15, "steps": 10,
                        "warmup": 10, "compile": True},
-        "quality": {"seeds": [0, 1, 2], "fit": [], "guides": [], "tvd": [], "teacher": []},
+        # as the reports in docs/ were made (their commands are in them): recipes side by side at the default's budget;
+        # the guide families two processes at a time, one thread each, then the timing alone; VarDiU against
+        # Diff-Instruct at 2,000 iterations and 150 s, two runs at a time (README, "Benchmarks": about 3.6 hours in all)
+        "quality": {"seeds": [0, 1, 2], "fit": [],
+                    "guides": {"args": ["--seeds", "0", "1", "2"],
+                               "side_by_side": [["--families", "gaussian", "full_gaussian"], ["--families", "flow", "mixture"]]},
+                    "tvd": ["--iterations", "2000", "--seconds", "150", "--jobs", "2", "--threads", "1"], "teacher": []},
         "sampling": {"num_samples": 10_000, "rounds": 5, "steps": [10, 35, 100], "eval_samples": 10_000},
     },
     "quick": {
@@ -83,7 +89,7 @@ BUDGETS = {
         "efficiency": {"shapes": {"default": (512, None), "published recipe": (1024, 400)}, "rounds": 3, "steps": 3,
                        "warmup": 2, "compile": False},
         "quality": {"seeds": [0], "fit": ["trainer.iterations=150", "trainer.eval_every=50", "trainer.eval_samples=2000"],
-                    "guides": ["--quick"], "tvd": ["--quick", "--seeds", "0"], "teacher": tvd.QUICK["teacher"]},
+                    "guides": {"args": ["--quick"]}, "tvd": ["--quick", "--seeds", "0"], "teacher": tvd.QUICK["teacher"]},
         "sampling": {"num_samples": 2000, "rounds": 2, "steps": [10, 35, 100], "eval_samples": 2000},
     },
     "smoke": {
@@ -318,6 +324,30 @@ def run_script(args: list[str]) -> None:
     subprocess.run(cmd, check=True, cwd=ROOT)
 
 
+def run_scripts_side_by_side(commands: list[list[str]]) -> None:
+    """Several scripts at the same time (each its own process); waits for all before reporting a failure."""
+    processes = []
+    for args in commands:
+        cmd = [sys.executable, *args]
+        print("$", " ".join(shlex.quote(a) for a in cmd[1:]), "&", flush=True)
+        processes.append(subprocess.Popen(cmd, cwd=ROOT))
+    for process in processes:
+        process.wait()
+    failed = [p for p in processes if p.returncode != 0]
+    if failed:
+        raise subprocess.CalledProcessError(failed[0].returncode, failed[0].args)
+
+
+def run_guides(b: dict, folder: Path) -> None:
+    """``guides.py`` as ``b`` says: in one invocation, or its families split over processes side by side (one thread
+    each, no timing) and then one more invocation alone that reads the runs back and times the families."""
+    script = [str(HERE / "guides.py"), "--out", str(folder), "--no-progress", *b["args"]]
+    if b.get("side_by_side"):
+        run_scripts_side_by_side([[*script, *split, "--no-timing", "--threads", "1"] for split in b["side_by_side"]])
+        script.append("--only-finished")
+    run_script(script)
+
+
 def train_teacher(out: Path, overrides: list[str]) -> Path:
     """A learned teacher (``python -m vardiu_pyro.train_teacher``), trained once into ``out/teacher``."""
     print(f"[teacher] training into {out / 'teacher'} (read back if already there)", flush=True)
@@ -343,7 +373,7 @@ def bench_quality(b: dict, out: Path, teacher_dir: Path, figdir: Path) -> dict:
     result["recipes_md"] = included(folder / "recipes.md", figdir)
     if b["guides"] is not None:
         folder = out / "guides"
-        run_script([str(HERE / "guides.py"), "--out", str(folder), "--no-progress", *b["guides"]])
+        run_guides(b["guides"], folder)
         result["guides_md"] = included(folder / "guides.md", figdir)
     if b["tvd"] is not None:
         folder = out / "teachers_vs_diff_instruct"

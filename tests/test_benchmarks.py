@@ -76,6 +76,39 @@ def test_smoke_run_writes_the_page_and_plots(tmp_path):
     assert (tmp_path / "results.json").exists()
 
 
+def test_the_full_quality_section_runs_the_scripts_as_the_reports_in_docs_were_made(tmp_path, monkeypatch):
+    """Guide families: two processes side by side (one thread each, no timing), then one alone that reads them back
+    and times; VarDiU against Diff-Instruct at the budgets of docs/teachers_vs_diff_instruct.md."""
+    alone, together = [], []
+    monkeypatch.setattr(run, "run_script", lambda args: alone.append(args))
+    monkeypatch.setattr(run, "run_scripts_side_by_side", lambda commands: together.append(commands))
+    monkeypatch.setattr(run, "included", lambda report, figdir: report.name)
+    full = run.BUDGETS["full"]["quality"]
+    run.bench_quality(full, tmp_path, tmp_path / "teacher", tmp_path)
+    assert [Path(a[0]).name for a in alone] == ["recipes.py", "guides.py", "teachers_vs_diff_instruct.py"]
+    (split,) = together
+    families = [c[c.index("--families") + 1: c.index("--no-timing")] for c in split]
+    configs = Path(run.__file__).resolve().parents[1] / "configs" / "guide"
+    assert sorted(f for fs in families for f in fs) == sorted(p.stem for p in configs.glob("*.yaml"))  # every family
+    assert all(c[-3:] == ["--no-timing", "--threads", "1"] and "--only-finished" not in c for c in split)
+    assert alone[1][-1] == "--only-finished" and "--families" not in alone[1] and "--threads" not in alone[1]
+    docs = Path(run.__file__).resolve().parents[1] / "docs"
+    published = next(line for line in (docs / "teachers_vs_diff_instruct.md").read_text().splitlines()
+                     if line.startswith("Command: "))
+    assert " ".join(full["tvd"]) in published  # the page's quality section is the README's
+
+
+def test_scripts_side_by_side_all_run_and_a_failure_is_reported_after_all_ended(tmp_path):
+    marks = [tmp_path / "a", tmp_path / "b"]
+    run.run_scripts_side_by_side([["-c", f"open({str(m)!r}, 'w').write('x')"] for m in marks])
+    assert all(m.exists() for m in marks)
+    late = tmp_path / "late"
+    with pytest.raises(run.subprocess.CalledProcessError):
+        run.run_scripts_side_by_side([["-c", "raise SystemExit(3)"],
+                                      ["-c", f"import time; time.sleep(0.5); open({str(late)!r}, 'w').write('x')"]])
+    assert late.exists()
+
+
 def test_a_later_invocation_keeps_the_sections_it_does_not_run(tmp_path):
     """``--sections efficiency`` after ``--sections overhead``: the page has both, the overhead under its own
     provenance; ``--fresh`` drops it."""
