@@ -132,13 +132,24 @@ def plot(runs: dict[str, dict[int, dict]], path: Path, title: str) -> None:
 
 
 def mean_curve(by_seed: dict[int, dict], x: str, key: str) -> tuple[list[float], list[float], list[float]]:
-    """A setting's curve averaged over seeds, evaluation by evaluation (runs of one setting evaluate at the same
-    iterations; a shorter run cuts the curve): (mean x, mean metric, half-width of its 95% t-interval)."""
+    """A setting's curve averaged over seeds: (mean x, mean metric, half-width of its 95% t-interval) per point.
+
+    The evaluations that every run made at the same iteration are averaged point by point; the last point is every
+    run's own last evaluation, its end. Runs sized by a time budget share their spacing but not their length (one
+    ends at 6,900 iterations, another at 7,300 after an evaluation at 7,170): their ends are averaged with each other,
+    not with another run's evaluation on the way.
+    """
     curves = [r["curve"] for r in by_seed.values()]
+    points = []
+    for k in range(min(len(c) - 1 for c in curves)):  # evaluations before the end, while they line up
+        if len({c[k]["iteration"] for c in curves}) > 1:
+            break
+        points.append([c[k] for c in curves])
+    points.append([c[-1] for c in curves])
     xs, means, halves = [], [], []
-    for k in range(min(map(len, curves))):
-        mean, _, half = interval([float(c[k][key]) for c in curves])
-        xs.append(statistics.mean(c[k][x] for c in curves))
+    for evaluations in points:
+        mean, _, half = interval([float(e[key]) for e in evaluations])
+        xs.append(statistics.mean(e[x] for e in evaluations))
         means.append(mean)
         halves.append(0.0 if math.isnan(half) else half)
     return xs, means, halves

@@ -294,9 +294,15 @@ def test_mean_curve_over_seeds_with_its_interval():
     xs, means, halves = quality.mean_curve(runs, "train_seconds", "log_mmd")
     assert xs == [11.0, 21.0] and means == [-4.0, -6.0]  # evaluation by evaluation: means over the three seeds
     assert halves == pytest.approx([4.303 / 3 ** 0.5] * 2)  # t(2) × sd 1 / √3
-    runs[3] = curve_run([(100, 10.0, -4.0, -9.0, 20)])  # a shorter run cuts the curve at its last evaluation
+    runs[3] = curve_run([(100, 10.0, -4.0, -9.0, 20)])  # a shorter run: the last point is still every run's end
     xs, means, halves = quality.mean_curve(runs, "iteration", "modes_covered")
-    assert xs == [100] and means == [20.0] and halves == [0.0]
+    assert xs == [175.0] and means == [27.5]  # ends at 200, 200, 200 and 100 iterations; 30, 30, 30 and 20 modes
+    # runs sized by a time budget: the same spacing, their own ends (the second evaluated once more on the way)
+    sized = {0: curve_run([(100, 10.0, -3.0, -9.0, 20), (200, 20.0, -4.0, -8.0, 30), (230, 23.0, -5.0, -8.0, 31)]),
+             1: curve_run([(100, 10.0, -3.0, -9.0, 22), (200, 20.0, -4.0, -8.0, 32), (300, 30.0, -6.0, -8.0, 36),
+                           (310, 31.0, -7.0, -8.0, 35)])}
+    xs, means, _ = quality.mean_curve(sized, "iteration", "modes_covered")
+    assert xs == [100, 200, 270] and means == [21, 31, 33]  # the end: (31 + 35) / 2, not (31 + 36) / 2
     _, means, halves = quality.mean_curve({0: runs[0]}, "iteration", "log_mmd")
     assert means == [-3.0, -5.0] and halves == [0.0, 0.0]  # one seed: no interval (drawn as no band)
 
