@@ -38,7 +38,7 @@ from .build import build_objective, build_problem
 from .evaluation import Evaluator
 
 __all__ = ["Calibration", "calibrate", "iterations_for_budget", "timed_step_count", "time_steps", "median_step_seconds",
-           "fit_to_budget", "BudgetRefit", "MARGIN", "ROUND_TO", "WARMUP_STEPS", "TIMED_STEPS"]
+           "fit_to_budget", "BudgetRefit", "round_count", "MARGIN", "ROUND_TO", "WARMUP_STEPS", "TIMED_STEPS"]
 
 MARGIN = 0.10  # the share of the budget (at a re-fit: of the time left) kept free for what the measurement does not
                # see: a shared VM's speed drifts within a run (a 2-core Xeon, 2026-12-03: measured 13.67 ms a step,
@@ -69,6 +69,12 @@ class Calibration:
         return asdict(self)
 
 
+def round_count(n: int, round_to: int = ROUND_TO) -> int:
+    """An iteration count rounded down to a multiple of ``round_to``; a count below ``round_to`` is kept as it is
+    (rounding it would leave nothing of a budget that short)."""
+    return n - n % round_to if n >= round_to else n
+
+
 def iterations_for_budget(budget: float, step_seconds: float, eval_seconds: float, eval_every: int,
                           spent_seconds: float = 0.0, margin: float = MARGIN, round_to: int = ROUND_TO) -> int:
     """The largest N (a multiple of ``round_to`` when N >= ``round_to``) with
@@ -76,7 +82,7 @@ def iterations_for_budget(budget: float, step_seconds: float, eval_seconds: floa
     available = (1.0 - margin) * budget - spent_seconds - 2.0 * eval_seconds  # the final evaluation, the plots
     per_iteration = step_seconds + eval_seconds / eval_every
     n = math.floor(available / per_iteration) if available > 0 else 0
-    return n - n % round_to if n >= round_to else max(n, 0)
+    return round_count(n, round_to)
 
 
 def timed_step_count(budget: float, step_seconds: float, steps: int, share: float = MEASURE_SHARE,
@@ -169,7 +175,7 @@ class BudgetRefit:
         left = (1.0 - self.margin) * (self.time_budget - seconds - 2.0 * self.eval_seconds)
         count = iteration + max(0, math.floor(left * done / spent))  # iteration + left / pace
         if count >= self.round_to:
-            count = max(count - count % self.round_to, iteration - iteration % self.round_to + self.round_to)
+            count = max(round_count(count, self.round_to), iteration - iteration % self.round_to + self.round_to)
         else:  # raising it to round_to would overrun a budget that short (a 47-iteration plan ran 100, 60% over)
             count = max(count, iteration + 1)
         return count if count < iterations or count >= (1.0 + self.min_change) * iterations else iterations
