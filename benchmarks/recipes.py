@@ -48,15 +48,15 @@ def run_dir(out: Path, recipe: str, seed: int) -> Path:
     return out / "runs" / f"{recipe.replace(' ', '_')}_seed{seed}"
 
 
-def run_side_by_side(out: Path, seed: int, extra: list[str]) -> list[Path]:
+def run_side_by_side(out: Path, seed: int, extra: list[str]) -> list[str]:
     """Both recipes of one seed at once, one thread each; finished runs (their ``summary.json``) are kept.
-    Returns the folders of the runs read back instead of run."""
+    Returns the recipes whose run was read back instead of run."""
     running, read_back = [], []
     for recipe, overrides in RECIPES.items():
         folder = run_dir(out, recipe, seed)
         if (folder / "summary.json").exists():
             print(f"read back: {folder}", flush=True)
-            read_back.append(folder)
+            read_back.append(recipe)
             continue
         cmd = [sys.executable, "-m", "vardiu_pyro.fit", f"seed={seed}", f"hydra.run.dir={folder}",
                "trainer.threads=1", "trainer.progress=false", *overrides, *extra]
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     extra = [*QUICK, *args.overrides] if args.quick else list(args.overrides)
     commit = git_commit()  # the code the runs of this invocation use
-    read_back = [folder for seed in args.seeds for folder in run_side_by_side(args.out, seed, extra)]
+    read_back = [(recipe, seed) for seed in args.seeds for recipe in run_side_by_side(args.out, seed, extra)]
     runs = {recipe: {s: read_run(run_dir(args.out, recipe, s)) for s in args.seeds} for recipe in RECIPES}
 
     report = args.report or args.out / "recipes.md"
@@ -114,8 +114,7 @@ def main(argv: list[str] | None = None) -> dict:
     plot(runs, report.with_suffix(".png"), "The default run and the published recipe, side by side (one line per seed)")
     lines = ["# The default run against the published recipe, side by side", "",
              f"{datetime.date.today()}, commit {commit}, {machine_line()}", "",
-             *read_back_note([run_commit(json.loads((f / "summary.json").read_text())) for f in read_back],
-                             2 * len(args.seeds)),
+             *read_back_note([runs[recipe][seed]["commit"] for recipe, seed in read_back], 2 * len(args.seeds)),
              f"Command: `python benchmarks/recipes.py {' '.join(argv)}`".rstrip(), "",
              "Each seed's two runs ran at the same time, one torch thread each (A/B: the machine's load hits both "
              "alike), "

@@ -299,9 +299,9 @@ def main(argv: list[str] | None = None) -> dict:
     for teacher, teacher_dir in teachers.items():
         for method in METHODS:
             # (label, curve axis): (iterations, time budget, iterations expected, which space the evaluations)
-            expected = expected_iterations(args.seconds, costs[(method, teacher_dir)])
             budgets = {(f"{args.iterations} iterations", "iteration"): (args.iterations, None, args.iterations),
-                       (f"{args.seconds:g} s", "train_seconds"): (None, args.seconds, expected)}
+                       (f"{args.seconds:g} s", "train_seconds"):
+                           (None, args.seconds, expected_iterations(args.seconds, costs[(method, teacher_dir)]))}
             for (budget, axis), (iterations, time_budget, expected) in budgets.items():
                 for seed in args.seeds:
                     slug = f"{teacher}_{re.sub(r'[^a-z0-9]+', '_', method.lower()).strip('_')}"
