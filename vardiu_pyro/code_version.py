@@ -13,7 +13,7 @@ from pathlib import Path
 
 from . import __version__
 
-__all__ = ["code_version", "git_commit"]
+__all__ = ["code_version", "git_commit", "NOT_CODE"]
 
 ROOT = Path(__file__).resolve().parents[1]  # the checkout when installed editable (pip install -e .)
 
@@ -22,17 +22,23 @@ def _git(*args: str) -> str:
     return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
 
 
+NOT_CODE = ("docs", "*.md")  # what the benchmarks and reports write into the checkout; a change there is not a change
+                             # of the code (the plots of ``python benchmarks/run.py``'s first sections had marked every
+                             # run of its later ones "with uncommitted changes")
+
+
 def git_commit() -> str:
-    """The checked-out commit (short), with " (with uncommitted changes)" when tracked files differ from it;
-    ``VARDIU_COMMIT`` names it where the tree was copied without ``.git``; "unknown" outside a checkout of this
-    project (an installed wheel: an enclosing repository that is not ours is not asked)."""
+    """The checked-out commit (short), with " (with uncommitted changes)" when tracked files other than documents
+    (``NOT_CODE``) differ from it; ``VARDIU_COMMIT`` names it where the tree was copied without ``.git``; "unknown"
+    outside a checkout of this project (an installed wheel: an enclosing repository that is not ours is not asked)."""
     if os.environ.get("VARDIU_COMMIT"):
         return os.environ["VARDIU_COMMIT"]
     try:
         if Path(_git("rev-parse", "--show-toplevel") or "/nonexistent").resolve() != ROOT:
             return "unknown"
         commit = _git("rev-parse", "--short", "HEAD") or "unknown"
-        return commit + (" (with uncommitted changes)" if _git("status", "--porcelain", "--untracked-files=no") else "")
+        changed = _git("status", "--porcelain", "--untracked-files=no", "--", ".", *(f":(exclude){p}" for p in NOT_CODE))
+        return commit + (" (with uncommitted changes)" if changed else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
