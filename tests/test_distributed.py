@@ -46,15 +46,14 @@ def one_step_on(ranks, seed=5):
 
 
 def test_two_gloo_ranks_take_the_step_of_one_process_on_both_ranks_samples(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k not in TORCHRUN_ENV}
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                           "-m", "vardiu_pyro.fit", "trainer.distributed=true", *ONE_STEP],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    proc = torchrun(ONE_STEP, cwd, tmp=tmp_path)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
 
     # one run directory, resolved by rank 0 (the default outputs/<date>/<time>), and nothing else
-    assert os.listdir(tmp_path) == ["outputs"]
-    (run,) = list((tmp_path / "outputs").glob("*/*"))
+    assert os.listdir(cwd) == ["outputs"]
+    (run,) = list((cwd / "outputs").glob("*/*"))
     assert sorted(p.name for p in run.iterdir()) == sorted(
         [".hydra", "checkpoint.safetensors", "fit.log", "job.json", "metrics.jsonl", "metrics.png", "samples.png",
          "summary.json"])
@@ -123,9 +122,12 @@ def test_average_gradients_over_two_processes(tmp_path):
         assert g[2] is None  # no rank had a gradient: the optimiser skips it, as in one process
 
 
-def torchrun(args, cwd, env=None, nproc=2):
+def torchrun(args, cwd, env=None, nproc=2, tmp=None):
+    """``torchrun --standalone`` of ``vardiu_pyro.fit`` with ``trainer.distributed=true``; its agent leaves a
+    torchelastic_* log folder in the temporary directory: ``tmp`` (default ``cwd``), not the machine's /tmp."""
     environ = {k: v for k, v in os.environ.items() if k not in TORCHRUN_ENV and k != KILL_ENV}
     environ["PYTHONPATH"] = os.pathsep.join([str(REPO), environ.get("PYTHONPATH", "")])  # tests.faults
+    environ["TMPDIR"] = str(tmp or cwd)
     return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
                            "-m", "vardiu_pyro.fit", "trainer.distributed=true", *args],
                           cwd=cwd, env={**environ, **(env or {})}, capture_output=True, text=True, timeout=600)
