@@ -341,7 +341,7 @@ def run_scripts_side_by_side(commands: list[list[str]]) -> None:
 def run_guides(b: dict, folder: Path) -> None:
     """``guides.py`` as ``b`` says: in one invocation, or its families split over processes side by side (one thread
     each, no timing) and then one more invocation alone that reads the runs back and times the families."""
-    script = [str(HERE / "guides.py"), "--out", str(folder), "--no-progress", *b["args"]]
+    script = [in_repo(HERE / "guides.py"), "--out", in_repo(folder), "--no-progress", *b["args"]]
     if b.get("side_by_side"):
         run_scripts_side_by_side([[*script, *split, "--no-timing", "--threads", "1"] for split in b["side_by_side"]])
         script.append("--only-finished")
@@ -369,7 +369,7 @@ def bench_quality(b: dict, out: Path, teacher_dir: Path, figdir: Path) -> dict:
     """Drive the quality scripts; collect their reports (each with its own command, tables and plot)."""
     result: dict = {}
     folder = out / "recipes"
-    run_script([str(HERE / "recipes.py"), *b["fit"], "--out", str(folder), "--seeds", *map(str, b["seeds"])])
+    run_script([in_repo(HERE / "recipes.py"), *b["fit"], "--out", in_repo(folder), "--seeds", *map(str, b["seeds"])])
     result["recipes_md"] = included(folder / "recipes.md", figdir)
     if b["guides"] is not None:
         folder = out / "guides"
@@ -377,8 +377,8 @@ def bench_quality(b: dict, out: Path, teacher_dir: Path, figdir: Path) -> dict:
         result["guides_md"] = included(folder / "guides.md", figdir)
     if b["tvd"] is not None:
         folder = out / "teachers_vs_diff_instruct"
-        run_script([str(HERE / "teachers_vs_diff_instruct.py"), "--out", str(folder), "--teacher-dir", str(teacher_dir),
-                    *b["tvd"]])
+        run_script([in_repo(HERE / "teachers_vs_diff_instruct.py"), "--out", in_repo(folder),
+                    "--teacher-dir", in_repo(teacher_dir), *b["tvd"]])
         result["teachers_md"] = included(folder / "results.md", figdir)
     return result
 
@@ -507,12 +507,13 @@ def plot_sampling(data: dict, path: Path) -> None:
 
 
 # ---------------------------------------------------------------- the page
-def in_repo(path: str) -> str:
-    """A path relative to the repository when it lies inside it."""
+def in_repo(path: str | Path) -> str:
+    """A path relative to the repository when it lies inside it (the scripts run from there: their reports then name
+    their folders as a user's checkout has them)."""
     try:
         return str(Path(path).resolve().relative_to(ROOT))
     except ValueError:
-        return path
+        return str(path)
 
 
 def f(x, digits=3):
@@ -755,7 +756,7 @@ def main(argv: list[str] | None = None) -> dict:
         if not (student / "summary.json").exists():  # sampling alone: a default run of its own gives the student
             student = work / "sampling_student" / "runs" / f"default_seed{seed}"
             if not (student / "summary.json").exists():
-                run_script([str(HERE / "default_fit.py"), "--seeds", str(seed), "--out", str(work / "sampling_student"),
+                run_script([in_repo(HERE / "default_fit.py"), "--seeds", str(seed), "--out", in_repo(work / "sampling_student"),
                             *budget["quality"]["fit"]])
         results["sampling"] = bench_sampling(budget["sampling"], student, teacher_dir)
         plot_sampling(results["sampling"], args.docs / figs["sampling"])

@@ -97,6 +97,16 @@ def test_the_full_quality_section_runs_the_scripts_as_the_reports_in_docs_were_m
                      if line.startswith("Command: "))
     assert " ".join(full["tvd"]) in published  # the page's quality section is the README's
 
+    # folders inside the repository are named relative to it (the scripts run there), so the reports' commands hold no
+    # path of the machine that ran them
+    alone.clear()
+    inside = run.ROOT / "outputs" / "benchmarks" / "full"
+    run.bench_quality(full, inside, inside / "teacher", tmp_path)
+    assert [a[0] for a in alone] == [f"benchmarks/{n}.py" for n in ("recipes", "guides", "teachers_vs_diff_instruct")]
+    assert [a[a.index("--out") + 1] for a in alone] == [
+        f"outputs/benchmarks/full/{n}" for n in ("recipes", "guides", "teachers_vs_diff_instruct")]
+    assert alone[2][alone[2].index("--teacher-dir") + 1] == "outputs/benchmarks/full/teacher"
+
 
 def test_scripts_side_by_side_all_run_and_a_failure_is_reported_after_all_ended(tmp_path):
     marks = [tmp_path / "a", tmp_path / "b"]
