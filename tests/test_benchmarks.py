@@ -7,6 +7,7 @@ count of a step against torch's FLOP counter.
 
 import json
 import sys
+import tempfile
 from pathlib import Path
 
 import pyro
@@ -411,8 +412,10 @@ def test_data_parallel_times_both_modes_on_the_same_samples_per_step(tmp_path, c
     processes = data_parallel.fit_command("data-parallel", 2, 64, 5, tmp_path, [])
     assert {"--nproc_per_node=2", "trainer.distributed=true", "trainer.threads=1", "trainer.batch_size=32"} <= set(processes)
     tiny = ["generator.width=8", "guide.width=8", "trainer.eval_samples=200"]
+    agent_logs = set(Path(tempfile.gettempdir()).glob("torchelastic_*"))
     result = data_parallel.main(["--iterations", "3", "--rounds", "1", "--batch-size", "16", "--json",
                                  str(tmp_path / "dp.json"), *tiny])
+    assert set(Path(tempfile.gettempdir()).glob("torchelastic_*")) == agent_logs  # torchrun's logs went with its run
     assert len(result["seconds"]["threads"]) == len(result["seconds"]["data-parallel"]) == 1
     assert result["ratio_median"] == result["seconds"]["data-parallel"][0] / result["seconds"]["threads"][0] > 0
     assert "data-parallel / threads" in capsys.readouterr().out
