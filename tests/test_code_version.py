@@ -13,8 +13,9 @@ def test_the_commit_of_this_checkout_and_its_uncommitted_changes():
                           text=True).stdout.strip()
     if not head:
         pytest.skip("not a git checkout (the tree was copied without .git)")
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)docs",
-                            ":(exclude)*.md"], cwd=code_version.ROOT, capture_output=True, text=True).stdout.strip()
+    documents = [f":(exclude){p}" for p in code_version.NOT_CODE]
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *documents],
+                           cwd=code_version.ROOT, capture_output=True, text=True).stdout.strip()
     assert git_commit() == head + (" (with uncommitted changes)" if dirty else "")
     assert code_version.code_version() == {"version": __version__, "commit": git_commit()}
 
