@@ -18,7 +18,8 @@ alone on the machine.
 Writes ``guides.md`` (the tables), ``guides.png`` (the curves) and ``guides.json`` (every run's summary,
 curve and timing) into ``--out`` (default ``docs/benchmarks``; ``outputs/benchmarks/guides-quick`` with ``--quick``).
 Runs are kept under ``<out>/runs/<family>/seed<k>``; a run whose ``summary.json`` exists is read
-back instead of repeated, so an interrupted benchmark resumes where it stopped.
+back instead of repeated, so an interrupted benchmark resumes where it stopped; a run of other settings than
+this invocation's stops it (``quality.check_read_back`` names what differs).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
 from provenance import git_commit, machine_line
-from quality import interval, read_back_note, read_curve, run_commit, targets_line, time_table
+from quality import check_read_back, interval, read_back_note, read_curve, run_commit, targets_line, time_table
 from quality import plot as plot_curves
 from vardiu_pyro.bound_gap import bound_gap
 from vardiu_pyro.build import build_objective, build_problem
@@ -76,10 +77,12 @@ def quality_runs(families, seeds, overrides, out: Path, progress: bool, gap_draw
             if only_finished and not done.exists():
                 print(f"[{k}/{n}] {family} seed {seed}: not run (--only-finished)")
                 continue
-            cfg = config([f"guide={family}", f"seed={seed}", f"trainer.progress={str(progress).lower()}", *overrides])
+            settings = [f"guide={family}", f"seed={seed}", f"trainer.progress={str(progress).lower()}", *overrides]
+            cfg = config(settings)
             read_back = done.exists()
             if read_back:
                 summary = json.loads(done.read_text())
+                check_read_back(run_dir, summary, settings)
                 print(f"[{k}/{n}] {family} seed {seed}: read back from {done}")
             else:
                 print(f"[{k}/{n}] {family} seed {seed}")

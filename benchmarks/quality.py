@@ -23,6 +23,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from default_fit import TARGETS  # noqa: E402
+from hydra import compose, initialize_config_module  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
 
 METRICS = {"log_mmd": "log-MMD", "log_density": "log-density", "modes_covered": "modes covered"}
 T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}  # t(0.975, df)
@@ -53,6 +55,48 @@ def run_commit(summary: dict) -> str:
     """The commit of the code that produced a run, as its ``summary.json`` records it (``code``; runs saved before
     2026-12-06 did not record it)."""
     return summary.get("code", {}).get("commit", "not recorded")
+
+
+RUN_ONLY = frozenset({"trainer.threads", "trainer.progress", "trainer.resume", "trainer.checkpoint_every",  # how a
+                      "teacher.path"})  # run ran, not what it computes; and where its teacher's files were (a work
+# folder may be moved or copied: the learned teacher is trained once into OUT/teacher and read back from there)
+FITTED = frozenset({"trainer.schedule_iterations", "trainer.refits"})  # what a run sized to a time budget
+# (trainer.iterations=auto) chose for itself, besides every value that is its count ("auto" in the request)
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    """A nested configuration as {dotted key: value}."""
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def settings_differences(stored: dict, requested: dict) -> list[str]:
+    """How a finished run's configuration (``summary.json``'s ``config``) differs from the one an invocation would run
+    in its place: ``"key: stored → requested"`` for every setting both have whose values differ. How the run ran
+    (``RUN_ONLY``) is no difference, nor is, for a run sized to a time budget, the count it fitted (``FITTED``); a
+    key the run's (older) code did not have is left to its recorded commit."""
+    have, want = _flat(stored), _flat(requested)
+    budget = want.get("trainer.iterations") == "auto"
+    fitted = {k for k in want if budget and (k in FITTED or want[k] == "auto")}  # the schedules' lengths among them
+    return [f"{k}: {have[k]!r} → {want[k]!r}" for k in sorted(have.keys() & want.keys())
+            if k not in RUN_ONLY and k not in fitted and have[k] != want[k]]
+
+
+def check_read_back(run_dir: Path, summary: dict, overrides: list[str]) -> None:
+    """Read a finished run back only when it is the run asked for: the configuration ``overrides`` compose must match
+    the one it ran with (``settings_differences``); otherwise stop, rather than report a run of other settings."""
+    with initialize_config_module(version_base="1.3", config_module="vardiu_pyro.configs"):
+        requested = OmegaConf.to_container(compose("config", overrides=overrides), resolve=True)
+    differences = settings_differences(summary["config"], requested)
+    if differences:
+        shown = "; ".join(differences[:5]) + ("; ..." if len(differences) > 5 else "")
+        raise SystemExit(f"{run_dir} holds a finished run of other settings than this invocation asks for ({shown}): "
+                         "remove it, or give another --out")
 
 
 def read_back_note(commits: list[str], total: int) -> list[str]:

@@ -18,7 +18,8 @@ seconds and against iterations, one line per run.
     python benchmarks/recipes.py --quick --out /tmp/recipes    # a minute: checks the pipeline only
 
 Runs are kept under ``OUT/runs/<recipe>_seed<k>`` (each run's output in ``<run>.log`` beside it); a
-run whose ``summary.json`` exists is read back, so an interrupted benchmark resumes.
+run whose ``summary.json`` exists is read back, so an interrupted benchmark resumes; a run of other settings
+than this invocation's stops it (``quality.check_read_back`` names what differs).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import sys
 from pathlib import Path
 
 from provenance import git_commit, machine_line
-from quality import METRICS, meets_targets, plot, read_back_note, read_curve, run_commit, targets_line, time_table
+from quality import METRICS, check_read_back, meets_targets, plot, read_back_note, read_curve, run_commit, targets_line, time_table
 
 # The published recipe (DESIGN.md §1): the paper's bound (no importance samples), σ curriculum from p = 0.1,
 # w = (σ/σ_max)², Adam lr 1e-4, batch 1024, per-network clip 10, width-400 SiLU networks, constant learning rate.
@@ -54,12 +55,13 @@ def run_side_by_side(out: Path, seed: int, extra: list[str]) -> list[str]:
     running, read_back = [], []
     for recipe, overrides in RECIPES.items():
         folder = run_dir(out, recipe, seed)
+        settings = [f"seed={seed}", "trainer.threads=1", "trainer.progress=false", *overrides, *extra]
         if (folder / "summary.json").exists():
+            check_read_back(folder, json.loads((folder / "summary.json").read_text()), settings)
             print(f"read back: {folder}", flush=True)
             read_back.append(recipe)
             continue
-        cmd = [sys.executable, "-m", "vardiu_pyro.fit", f"seed={seed}", f"hydra.run.dir={folder}",
-               "trainer.threads=1", "trainer.progress=false", *overrides, *extra]
+        cmd = [sys.executable, "-m", "vardiu_pyro.fit", f"hydra.run.dir={folder}", *settings]
         print("$", shlex.join(cmd[1:]), flush=True)
         log = folder.with_suffix(".log")
         log.parent.mkdir(parents=True, exist_ok=True)

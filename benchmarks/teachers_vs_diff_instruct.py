@@ -32,7 +32,8 @@ Writes ``results.md``, ``results.json`` and ``results.png`` (every metric, per t
 into ``--out`` (or ``--report PATH.md`` and its ``.json`` and ``.png`` beside it), and every run's
 directory under ``--out``. The cost of an iteration is measured once (``step_costs.json``); an
 interrupted benchmark resumes with the same evaluation spacing, finished runs read back (the report
-names the commit each one recorded).
+names the commit each one recorded); a run of other settings than this invocation's stops it
+(``quality.check_read_back`` names what differs).
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ import pyro  # noqa: E402
 import torch  # noqa: E402
 from hydra import compose, initialize_config_module  # noqa: E402
 from provenance import git_commit, machine_line  # noqa: E402
-from quality import (METRICS, cell, plot_mean_curves, read_back_note, read_curve, run_commit, targets_line,  # noqa: E402
+from quality import (METRICS, cell, check_read_back, plot_mean_curves, read_back_note, read_curve, run_commit, targets_line,  # noqa: E402
                      time_table)
 
 from vardiu_pyro.budget import (MARGIN, MEASURE_SHARE, MIN_TIMED_STEPS, TIMED_STEPS, WARMUP_STEPS,  # noqa: E402
@@ -151,15 +152,16 @@ def run_one(job: dict) -> dict:
     from vardiu_pyro.fit import fit
 
     run_dir = Path(job["run_dir"])
+    length = ([f"trainer.iterations={job['iterations']}"] if job["time_budget"] is None else  # equal iterations
+              ["trainer.iterations=auto", f"trainer.time_budget={job['time_budget']}"])  # equal wall-clock
+    settings = [*job["overrides"], f"seed={job['seed']}", *length, f"trainer.eval_every={job['eval_every']}",
+                "trainer.progress=false"]
     read_back = (run_dir / "summary.json").exists()
     if read_back:  # resumable: finished runs are kept
         summary = json.loads((run_dir / "summary.json").read_text())
+        check_read_back(run_dir, summary, settings)
     else:
-        length = ([f"trainer.iterations={job['iterations']}"] if job["time_budget"] is None else  # equal iterations
-                  ["trainer.iterations=auto", f"trainer.time_budget={job['time_budget']}"])  # equal wall-clock
-        cfg = compose_config("config", [*job["overrides"], f"seed={job['seed']}", *length,
-                                        f"trainer.eval_every={job['eval_every']}", "trainer.progress=false"])
-        summary = fit(cfg, run_dir)
+        summary = fit(compose_config("config", settings), run_dir)
     return {**{k: job[k] for k in ("teacher", "method", "budget", "axis", "seed")},
             "iterations": summary["iteration"],  # what the run did (a run read back may predate this invocation's costs)
             "read_back": read_back, "commit": run_commit(summary),

@@ -212,8 +212,11 @@ def test_smoke_quality_section_runs_both_recipes_and_includes_the_report_with_it
     assert (tmp_path / "results" / "quality_recipes.png").stat().st_size > 1000
     assert results["quality"]["recipes_md"].count("| default | 0 | 4 |") == 1
     assert "read back" not in results["quality"]["recipes_md"]
-    recipes = pytest.importorskip("recipes")  # again on the same folder: nothing runs, the report says so
-    again = recipes.main(["--out", str(tmp_path / "work" / "recipes"), "--seeds", "0", "--report", str(tmp_path / "r.md")])
+    recipes = pytest.importorskip("recipes")  # again on the same folder, same settings: nothing runs, the report says so
+    folder = ["--out", str(tmp_path / "work" / "recipes"), "--seeds", "0", "--report", str(tmp_path / "r.md")]
+    with pytest.raises(SystemExit, match="other settings"):  # the default's settings: those runs are not its runs
+        recipes.main(folder)
+    again = recipes.main([*folder, *run.BUDGETS["smoke"]["quality"]["fit"]])
     assert again["runs"]["default"][0]["log_mmd"] == summary_of("default")["log_mmd"]
     assert "2 of the 2 runs were read back from an earlier invocation" in (tmp_path / "r.md").read_text()
 
@@ -297,6 +300,35 @@ def test_read_back_note_counts_the_runs_of_each_commit():
     note = quality.read_back_note(["abc1234", "not recorded", "abc1234"], 6)
     assert note[0].startswith("3 of the 6 runs were read back from an earlier invocation")
     assert note[0].endswith("their code: commit abc1234 (2 runs), not recorded (1 run).") and note[1] == ""
+
+
+def test_a_finished_run_is_read_back_only_for_the_settings_it_ran_with(tmp_path):
+    """A resumed benchmark reads back the runs it would have run, and stops at one of other settings (an 840-s run in
+    a folder now asked for 150 iterations) instead of reporting it."""
+    quality = pytest.importorskip("quality")
+    stored = {"seed": 0, "optim": {"lr": 1e-3, "iterations": 50100}, "teacher": {"path": "/old/place/teacher"},
+              "trainer": {"iterations": 47900, "time_budget": 840, "schedule_iterations": 50100, "refits": [[5000, 50100]],
+                          "threads": 1, "progress": False}}
+    budget = {"seed": 0, "optim": {"lr": 1e-3, "iterations": "auto"}, "teacher": {"path": "/new/place/teacher"},
+              "trainer": {"iterations": "auto", "time_budget": 840, "schedule_iterations": None, "refits": None,
+                          "threads": 2, "progress": True}, "added_since": 1}
+    # the count it fitted, how it ran, where its teacher was, a key its older code did not have: no difference
+    assert quality.settings_differences(stored, budget) == []
+    assert quality.settings_differences(stored, {**budget, "seed": 1}) == ["seed: 0 → 1"]
+    fixed = {**budget, "optim": {"lr": 1e-3, "iterations": 150},
+             "trainer": {**budget["trainer"], "iterations": 150, "time_budget": None}}
+    assert quality.settings_differences(stored, fixed) == [
+        "optim.iterations: 50100 → 150", "trainer.iterations: 47900 → 150", "trainer.refits: [[5000, 50100]] → None",
+        "trainer.schedule_iterations: 50100 → None", "trainer.time_budget: 840 → None"]
+
+    from hydra import compose, initialize_config_module
+    from omegaconf import OmegaConf
+
+    with initialize_config_module(version_base="1.3", config_module="vardiu_pyro.configs"):
+        ran = OmegaConf.to_container(compose("config", overrides=["seed=3", "trainer.iterations=40"]), resolve=True)
+    quality.check_read_back(tmp_path, {"config": ran}, ["seed=3", "trainer.iterations=40", "trainer.threads=1"])
+    with pytest.raises(SystemExit, match=r"other settings .*seed: 3 → 4.*give another --out"):
+        quality.check_read_back(tmp_path, {"config": ran}, ["seed=4", "trainer.iterations=40"])
 
 
 def test_mean_curve_over_seeds_with_its_interval():
