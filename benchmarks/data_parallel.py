@@ -36,7 +36,7 @@ def fit_command(mode: str, nproc: int, batch: int, iterations: int, run_dir: Pat
     if mode == "threads":
         return [sys.executable, "-m", "vardiu_pyro.fit", f"trainer.threads={nproc}", f"trainer.batch_size={batch}",
                 *common]
-    logs = run_dir.with_name(run_dir.name + "_torchrun")  # the agent's own logs, beside the run (else a new /tmp folder)
+    logs = run_dir.with_name(run_dir.name + "_torchrun")  # the agent's logs, beside the run (else a new /tmp folder)
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
             f"--log-dir={logs}", "-m", "vardiu_pyro.fit", "trainer.distributed=true", "trainer.threads=1",
             f"trainer.batch_size={batch // nproc}", *common]

@@ -756,8 +756,8 @@ def main(argv: list[str] | None = None) -> dict:
         if not (student / "summary.json").exists():  # sampling alone: a default run of its own gives the student
             student = work / "sampling_student" / "runs" / f"default_seed{seed}"
             if not (student / "summary.json").exists():
-                run_script([in_repo(HERE / "default_fit.py"), "--seeds", str(seed), "--out", in_repo(work / "sampling_student"),
-                            *budget["quality"]["fit"]])
+                run_script([in_repo(HERE / "default_fit.py"), "--seeds", str(seed),
+                            "--out", in_repo(work / "sampling_student"), *budget["quality"]["fit"]])
         results["sampling"] = bench_sampling(budget["sampling"], student, teacher_dir)
         plot_sampling(results["sampling"], args.docs / figs["sampling"])
 

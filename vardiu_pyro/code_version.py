@@ -37,7 +37,8 @@ def git_commit() -> str:
         if Path(_git("rev-parse", "--show-toplevel") or "/nonexistent").resolve() != ROOT:
             return "unknown"
         commit = _git("rev-parse", "--short", "HEAD") or "unknown"
-        changed = _git("status", "--porcelain", "--untracked-files=no", "--", ".", *(f":(exclude){p}" for p in NOT_CODE))
+        documents = (f":(exclude){p}" for p in NOT_CODE)
+        changed = _git("status", "--porcelain", "--untracked-files=no", "--", ".", *documents)
         return commit + (" (with uncommitted changes)" if changed else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
