@@ -32,11 +32,10 @@ from pathlib import Path
 
 import pyro
 import torch
-from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
 from provenance import git_commit, machine_line
-from quality import check_read_back, interval, read_back_note, read_curve, run_commit, targets_line, time_table
+from quality import check_read_back, compose_config, interval, read_back_note, read_curve, run_commit, targets_line, time_table
 from quality import plot as plot_curves
 from vardiu_pyro.bound_gap import bound_gap
 from vardiu_pyro.build import build_objective, build_problem
@@ -46,11 +45,6 @@ from vardiu_pyro.fit import fit
 FAMILIES = ["gaussian", "full_gaussian", "mixture", "flow"]
 QUICK = ["trainer.iterations=100", "trainer.eval_every=100", "trainer.eval_samples=2000"]
 PAPER = "published (1M GPU iterations, spline flow vs diagonal Gaussian): log-MMD -7.33 ± 0.18 vs -6.87 ± 0.29"
-
-
-def config(overrides: list[str]):
-    with initialize_config_module(version_base="1.3", config_module="vardiu_pyro.configs"):
-        return compose("config", overrides=overrides)
 
 
 def precise_bound_gap(cfg, run_dir: Path, iteration: int, num_outer: int, num_inner: int) -> dict:
@@ -77,12 +71,12 @@ def quality_runs(families, seeds, overrides, out: Path, progress: bool, gap_draw
             if only_finished and not done.exists():
                 print(f"[{k}/{n}] {family} seed {seed}: not run (--only-finished)")
                 continue
-            settings = [f"guide={family}", f"seed={seed}", f"trainer.progress={str(progress).lower()}", *overrides]
-            cfg = config(settings)
+            cfg = compose_config([f"guide={family}", f"seed={seed}", f"trainer.progress={str(progress).lower()}",
+                                  *overrides])
             read_back = done.exists()
             if read_back:
                 summary = json.loads(done.read_text())
-                check_read_back(run_dir, summary, settings)
+                check_read_back(run_dir, summary, cfg)
                 print(f"[{k}/{n}] {family} seed {seed}: read back from {done}")
             else:
                 print(f"[{k}/{n}] {family} seed {seed}")
@@ -112,7 +106,7 @@ def interleaved_step_times(families, overrides, rounds: int, steps: int, warmup:
     objectives = {}
     for family in families:
         pyro.clear_param_store()
-        cfg = config([f"guide={family}", "trainer.iterations=50000", *overrides])  # any count: a step costs the same
+        cfg = compose_config([f"guide={family}", "trainer.iterations=50000", *overrides])  # any count: a step costs the same
         problem = build_problem(cfg, torch.device("cpu"))
         objectives[family] = build_objective(cfg, problem)
         for i in range(warmup):

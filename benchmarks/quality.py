@@ -24,7 +24,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from default_fit import TARGETS  # noqa: E402
 from hydra import compose, initialize_config_module  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 METRICS = {"log_mmd": "log-MMD", "log_density": "log-density", "modes_covered": "modes covered"}
 T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}  # t(0.975, df)
@@ -87,12 +87,18 @@ def settings_differences(stored: dict, requested: dict) -> list[str]:
             if k not in RUN_ONLY and k not in fitted and have[k] != want[k]]
 
 
-def check_read_back(run_dir: Path, summary: dict, overrides: list[str]) -> None:
-    """Read a finished run back only when it is the run asked for: the configuration ``overrides`` compose must match
-    the one it ran with (``settings_differences``); otherwise stop, rather than report a run of other settings."""
+def compose_config(overrides: list[str], name: str = "config") -> DictConfig:
+    """The configuration ``python -m vardiu_pyro.fit`` (``name="config"``) or another entry point would run with
+    these Hydra overrides."""
     with initialize_config_module(version_base="1.3", config_module="vardiu_pyro.configs"):
-        requested = OmegaConf.to_container(compose("config", overrides=overrides), resolve=True)
-    differences = settings_differences(summary["config"], requested)
+        return compose(name, overrides=overrides)
+
+
+def check_read_back(run_dir: Path, summary: dict, cfg: DictConfig) -> None:
+    """Read a finished run back only when it is the run asked for: ``cfg``, what the invocation would run in its place,
+    must match the configuration it ran with (``settings_differences``); otherwise stop, rather than report a run of
+    other settings."""
+    differences = settings_differences(summary["config"], OmegaConf.to_container(cfg, resolve=True))
     if differences:
         shown = "; ".join(differences[:5]) + ("; ..." if len(differences) > 5 else "")
         raise SystemExit(f"{run_dir} holds a finished run of other settings than this invocation asks for ({shown}): "

@@ -33,8 +33,8 @@ import sys
 from pathlib import Path
 
 from provenance import git_commit, machine_line
-from quality import (METRICS, check_read_back, meets_targets, plot, read_back_note, read_curve, run_commit, targets_line,
-                     time_table)
+from quality import (METRICS, check_read_back, compose_config, meets_targets, plot, read_back_note, read_curve,
+                     run_commit, targets_line, time_table)
 
 # The published recipe (DESIGN.md §1): the paper's bound (no importance samples), σ curriculum from p = 0.1,
 # w = (σ/σ_max)², Adam lr 1e-4, batch 1024, per-network clip 10, width-400 SiLU networks, constant learning rate.
@@ -58,7 +58,7 @@ def run_side_by_side(out: Path, seed: int, extra: list[str]) -> list[str]:
         folder = run_dir(out, recipe, seed)
         settings = [f"seed={seed}", "trainer.threads=1", "trainer.progress=false", *overrides, *extra]
         if (folder / "summary.json").exists():
-            check_read_back(folder, json.loads((folder / "summary.json").read_text()), settings)
+            check_read_back(folder, json.loads((folder / "summary.json").read_text()), compose_config(settings))
             print(f"read back: {folder}", flush=True)
             read_back.append(recipe)
             continue

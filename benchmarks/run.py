@@ -53,7 +53,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pyro  # noqa: E402
 import torch  # noqa: E402
-from hydra import compose, initialize_config_module  # noqa: E402
 from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
@@ -64,6 +63,7 @@ sys.path.insert(0, str(HERE))
 import step_overhead  # noqa: E402
 from step_overhead import linear_shapes  # noqa: E402
 from provenance import git_commit, machine  # noqa: E402
+from quality import compose_config  # noqa: E402
 import teachers_vs_diff_instruct as tvd  # noqa: E402
 from recipes import PAPER_RECIPE  # noqa: E402
 from vardiu_pyro.host_memory import retain_freed_memory  # noqa: E402
@@ -105,11 +105,6 @@ BUDGETS = {
         "sampling": {"num_samples": 200, "rounds": 1, "steps": [2, 4], "eval_samples": 200},
     },
 }
-
-
-def compose_config(overrides: list[str]):
-    with initialize_config_module(version_base="1.3", config_module="vardiu_pyro.configs"):
-        return compose("config", overrides=overrides)
 
 
 # ---------------------------------------------------------------- 1. framework overhead

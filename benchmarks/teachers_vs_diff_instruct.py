@@ -55,10 +55,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pyro  # noqa: E402
 import torch  # noqa: E402
-from hydra import compose, initialize_config_module  # noqa: E402
 from provenance import git_commit, machine_line  # noqa: E402
-from quality import (METRICS, cell, check_read_back, plot_mean_curves, read_back_note, read_curve, run_commit, targets_line,  # noqa: E402
-                     time_table)
+from quality import (METRICS, cell, check_read_back, compose_config, plot_mean_curves, read_back_note,  # noqa: E402
+                     read_curve, run_commit, targets_line, time_table)
 
 from vardiu_pyro.budget import (MARGIN, MEASURE_SHARE, MIN_TIMED_STEPS, TIMED_STEPS, WARMUP_STEPS,  # noqa: E402
                                 iterations_for_budget, timed_step_count)
@@ -78,11 +77,6 @@ QUICK = {"iterations": 40, "seconds": 4.0, "seeds": [0, 1], "extra": [
     "denoiser.width=64", "score_error.num_samples=1024"]}
 
 
-def compose_config(name: str, overrides: list[str]):
-    with initialize_config_module(version_base="1.3", config_module="vardiu_pyro.configs"):
-        return compose(name, overrides=overrides)
-
-
 def method_overrides(method: str, extra: list[str]) -> list[str]:
     """Overrides of one method; keys of other objectives (e.g. objective.fake_score.*) are dropped."""
     objective = "diff_instruct" if "diff_instruct" in " ".join(METHODS[method]) else "vardiu"
@@ -100,7 +94,7 @@ def train_teacher(out: Path, overrides: list[str]) -> Path:
 
     run_dir = out / "teacher"
     if not (run_dir / "summary.json").exists():
-        train(compose_config("train_teacher", ["trainer.progress=false", *overrides]), run_dir)
+        train(compose_config(["trainer.progress=false", *overrides], "train_teacher"), run_dir)
     return run_dir
 
 
@@ -112,7 +106,7 @@ def step_costs(settings: list[tuple[str, Path | None]], extra: list[str], rounds
     with pyro.validation_enabled(False):  # as in the runs (trainer.pyro_validation=false)
         objectives = {}
         for method, teacher_dir in settings:
-            cfg = compose_config("config", [*teacher_overrides(teacher_dir), *method_overrides(method, extra),
+            cfg = compose_config([*teacher_overrides(teacher_dir), *method_overrides(method, extra),
                                             "trainer.iterations=1000", "device=cpu"])
             objective = build_objective(cfg, build_problem(cfg, torch.device("cpu")))
             objective.step(0)  # warm-up
@@ -154,14 +148,14 @@ def run_one(job: dict) -> dict:
     run_dir = Path(job["run_dir"])
     length = ([f"trainer.iterations={job['iterations']}"] if job["time_budget"] is None else  # equal iterations
               ["trainer.iterations=auto", f"trainer.time_budget={job['time_budget']}"])  # equal wall-clock
-    settings = [*job["overrides"], f"seed={job['seed']}", *length, f"trainer.eval_every={job['eval_every']}",
-                "trainer.progress=false"]
+    cfg = compose_config([*job["overrides"], f"seed={job['seed']}", *length, f"trainer.eval_every={job['eval_every']}",
+                          "trainer.progress=false"])
     read_back = (run_dir / "summary.json").exists()
     if read_back:  # resumable: finished runs are kept
         summary = json.loads((run_dir / "summary.json").read_text())
-        check_read_back(run_dir, summary, settings)
+        check_read_back(run_dir, summary, cfg)
     else:
-        summary = fit(compose_config("config", settings), run_dir)
+        summary = fit(cfg, run_dir)
     return {**{k: job[k] for k in ("teacher", "method", "budget", "axis", "seed")},
             "iterations": summary["iteration"],  # what the run did (a run read back may predate this invocation's costs)
             "read_back": read_back, "commit": run_commit(summary),
@@ -219,7 +213,7 @@ def caveats(args, extra: list[str], threads: int) -> str:
                f" The learned teacher is `{args.teacher_dir}`, given by `--teacher-dir`." if args.teacher_dir else
                " The learned teacher was trained by this invocation (`vardiu_pyro.train_teacher` with its defaults, "
                "into `OUT/teacher`, unless read back from there); its ceiling row is its own many-step sampler.")
-    default_budget = compose_config("config", []).trainer.time_budget
+    default_budget = compose_config([]).trainer.time_budget
     return ("**Read with care.** The budgets are "
             f"{args.iterations:,} generator iterations, and {args.seconds:g} s for the whole run, sized as the default "
             f"run's {default_budget:g} s are (`trainer.iterations=auto trainer.time_budget={args.seconds:g}`: the run "

@@ -321,14 +321,13 @@ def test_a_finished_run_is_read_back_only_for_the_settings_it_ran_with(tmp_path)
         "optim.iterations: 50100 → 150", "trainer.iterations: 47900 → 150", "trainer.refits: [[5000, 50100]] → None",
         "trainer.schedule_iterations: 50100 → None", "trainer.time_budget: 840 → None"]
 
-    from hydra import compose, initialize_config_module
     from omegaconf import OmegaConf
 
-    with initialize_config_module(version_base="1.3", config_module="vardiu_pyro.configs"):
-        ran = OmegaConf.to_container(compose("config", overrides=["seed=3", "trainer.iterations=40"]), resolve=True)
-    quality.check_read_back(tmp_path, {"config": ran}, ["seed=3", "trainer.iterations=40", "trainer.threads=1"])
+    ran = OmegaConf.to_container(quality.compose_config(["seed=3", "trainer.iterations=40"]), resolve=True)
+    quality.check_read_back(tmp_path, {"config": ran},
+                            quality.compose_config(["seed=3", "trainer.iterations=40", "trainer.threads=1"]))
     with pytest.raises(SystemExit, match=r"other settings .*seed: 3 → 4.*give another --out"):
-        quality.check_read_back(tmp_path, {"config": ran}, ["seed=4", "trainer.iterations=40"])
+        quality.check_read_back(tmp_path, {"config": ran}, quality.compose_config(["seed=4", "trainer.iterations=40"]))
 
 
 def test_mean_curve_over_seeds_with_its_interval():
