@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["GaussianMixture", "mog40", "mog9", "noised_variance", "mixture_logits", "mixture_score"]
+__all__ = ["GaussianMixture", "mog40", "mog9", "noised_variance", "squared_distances", "mixture_logits", "normalise_logits",
+           "mixture_score", "mixture_log_prob", "mixture_score_and_log_prob"]
 
 
 def noised_variance(scale: float, sigma: Tensor | float) -> Tensor | float:
@@ -25,22 +26,64 @@ def noised_variance(scale: float, sigma: Tensor | float) -> Tensor | float:
     return scale**2 + sigma**2
 
 
+# exp(-80) ≈ 1.8e-35: a term this far below the largest cannot change a float32 (or float64) sum that holds exp(0) = 1
+EXP_FLOOR = -80.0
+
+
+def squared_distances(x: Tensor, locs: Tensor) -> Tensor:
+    """|x - μ_k|²,  shape (..., K), for ``x`` of shape (..., D) and ``locs`` (K, D).
+
+    Differences are taken directly (no ||x||² - 2x·μ + ||μ||² expansion), so float32 stays
+    accurate however far x is from the modes. With few coordinates the sum runs over them one
+    (..., K) difference at a time: a reduction over a last dimension of 2 is several times slower on CPU.
+    """
+    d = x.shape[-1]
+    if d > 4:
+        return (x.unsqueeze(-2) - locs).square().sum(-1)
+    sq = (x[..., 0, None] - locs[:, 0]).square()
+    for i in range(1, d):
+        sq = sq + (x[..., i, None] - locs[:, i]).square()
+    return sq
+
+
 def mixture_logits(x: Tensor, locs: Tensor, log_weights: Tensor, var: Tensor) -> Tensor:
     """Unnormalised log responsibilities  log w_k + log N(x; μ_k, v I),  shape (..., K).
 
     ``x`` has shape (..., D), ``locs`` (K, D), ``var`` broadcasts against (..., 1).
-    Differences are taken directly (no ||x||² - 2x·μ + ||μ||² expansion), so float32 stays
-    accurate however far x is from the modes and however small v is.
+    Accurate however small v is (``squared_distances``).
     """
     d = x.shape[-1]
-    sq = (x.unsqueeze(-2) - locs).square().sum(-1)  # (..., K)
-    return log_weights - 0.5 * sq / var - 0.5 * d * torch.log(2 * math.pi * var)
+    return log_weights - 0.5 * squared_distances(x, locs) / var - 0.5 * d * torch.log(2 * math.pi * var)
+
+
+def normalise_logits(logits: Tensor) -> tuple[Tensor, Tensor]:
+    """softmax(ℓ) and logsumexp(ℓ) over the last dimension, from one exp:  e = exp(max(ℓ - max ℓ, -80)),
+    r = e / Σe,  log Σ exp ℓ = max ℓ + log Σe.
+
+    The same values as ``torch.softmax`` and ``torch.logsumexp`` (the floor moves a responsibility below
+    2e-35 by less than that, and a log-sum not at all: ``EXP_FLOOR``), and 2-4 times faster on CPU, where
+    exp of a far-negative argument (a component thousands of log-units away) is slow.
+    """
+    top = logits.amax(-1, keepdim=True)
+    e = (logits - top).clamp_min_(EXP_FLOOR).exp_()
+    total = e.sum(-1, keepdim=True)
+    return e / total, (top + total.log()).squeeze(-1)
 
 
 def mixture_score(x: Tensor, locs: Tensor, log_weights: Tensor, var: Tensor) -> Tensor:
     """Score of a Gaussian mixture:  ∇ log p(x) = (Σ_k r_k(x) μ_k - x) / v,  r = softmax(logits)."""
-    r = torch.softmax(mixture_logits(x, locs, log_weights, var), dim=-1)  # (..., K)
-    return (r @ locs - x) / var
+    return mixture_score_and_log_prob(x, locs, log_weights, var)[0]
+
+
+def mixture_log_prob(x: Tensor, locs: Tensor, log_weights: Tensor, var: Tensor) -> Tensor:
+    """Log-density of a Gaussian mixture:  log p(x) = logsumexp_k logits_k."""
+    return normalise_logits(mixture_logits(x, locs, log_weights, var))[1]
+
+
+def mixture_score_and_log_prob(x: Tensor, locs: Tensor, log_weights: Tensor, var: Tensor) -> tuple[Tensor, Tensor]:
+    """(score, log-density) of a Gaussian mixture from one pass over its logits."""
+    r, log_p = normalise_logits(mixture_logits(x, locs, log_weights, var))
+    return (r @ locs - x) / var, log_p
 
 
 class GaussianMixture(nn.Module):
@@ -90,11 +133,15 @@ class GaussianMixture(nn.Module):
 
     def log_prob(self, x: Tensor, sigma: Tensor | float | None = None) -> Tensor:
         """log p_d^σ(x), shape x.shape[:-1]."""
-        return torch.logsumexp(mixture_logits(x, self.locs, self.log_weights, self._var(sigma)), -1)
+        return mixture_log_prob(x, self.locs, self.log_weights, self._var(sigma))
 
     def score(self, x: Tensor, sigma: Tensor | float | None = None) -> Tensor:
         """∇_x log p_d^σ(x), exact, shape x.shape."""
         return mixture_score(x, self.locs, self.log_weights, self._var(sigma))
+
+    def score_and_log_prob(self, x: Tensor, sigma: Tensor | float | None = None) -> tuple[Tensor, Tensor]:
+        """(``score``, ``log_prob``) from one pass over the mixture's logits."""
+        return mixture_score_and_log_prob(x, self.locs, self.log_weights, self._var(sigma))
 
     def assign(self, x: Tensor, radius: float = 3.0) -> Tensor:
         """Index of the component whose core holds x, or -1 when x lies in none.

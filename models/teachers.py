@@ -26,13 +26,14 @@ from vardiu_pyro.validation import ConfigError
 
 from .denoiser import EDMDenoiser
 from .sampling import SAMPLER_DEFAULTS, sample_teacher
-from .targets import mixture_logits, mixture_score
+from .targets import mixture_log_prob, mixture_score, mixture_score_and_log_prob
 
 __all__ = ["Teacher", "ExactTeacher", "EmpiricalTeacher", "LearnedTeacher", "load_denoiser"]
 
 
 class Teacher(nn.Module):
-    """Interface: ``score(x_t, sigma)``; ``log_prob(x_t, sigma)`` or ``has_log_prob = False``.
+    """Interface: ``score(x_t, sigma)``; ``log_prob(x_t, sigma)`` or ``has_log_prob = False``. The VarDiU objective
+    asks for both at once, ``score_and_log_prob``, which a teacher may compute in one pass (the mixtures do).
 
     ``x_t`` has shape (B, *event_shape) and ``sigma`` shape (B,).
     """
@@ -49,6 +50,16 @@ class Teacher(nn.Module):
 
     def log_prob(self, x_t: Tensor, sigma: Tensor) -> Tensor:
         raise NotImplementedError(f"{type(self).__name__} has no log-density")
+
+    def score_and_log_prob(self, x_t: Tensor, sigma: Tensor) -> tuple[Tensor, Tensor | None]:
+        """(``score``, ``log_prob``) at the same points, the latter None without a density (a teacher with one
+        may share the work between them)."""
+        return self.score(x_t, sigma), (self.log_prob(x_t, sigma) if self.has_log_prob else None)
+
+    def _own_pair(self, cls: type) -> bool:
+        """Whether ``score`` and ``log_prob`` are still ``cls``'s, so that its one-pass ``score_and_log_prob`` gives
+        what they would give (a subclass that changes either one gets the two calls instead)."""
+        return type(self).score is cls.score and type(self).log_prob is cls.log_prob
 
     def freeze(self) -> "Teacher":
         for p in self.parameters():
@@ -75,6 +86,11 @@ class ExactTeacher(Teacher):
 
     def log_prob(self, x_t: Tensor, sigma: Tensor) -> Tensor:
         return self.target.log_prob(x_t, sigma)
+
+    def score_and_log_prob(self, x_t: Tensor, sigma: Tensor) -> tuple[Tensor, Tensor]:
+        if hasattr(self.target, "score_and_log_prob") and self._own_pair(ExactTeacher):
+            return self.target.score_and_log_prob(x_t, sigma)
+        return super().score_and_log_prob(x_t, sigma)
 
 
 class EmpiricalTeacher(Teacher):
@@ -107,20 +123,23 @@ class EmpiricalTeacher(Teacher):
         self.chunk_size = int(chunk_size)
         self.freeze()
 
-    def _chunks(self, fn, x: Tensor, sigma: Tensor) -> Tensor:
+    def _chunks(self, fn, x: Tensor, sigma: Tensor) -> list:
+        """``fn(x, points, log_weights, σ²)`` over chunks of ``chunk_size`` points of x (flattened)."""
         flat, var = x.flatten(1), sigma.reshape(-1, 1).square()
-        out = [fn(flat[i:i + self.chunk_size], self.points, self.log_weights, var[i:i + self.chunk_size])
-               for i in range(0, len(flat), self.chunk_size)]
-        return torch.cat(out)
+        return [fn(flat[i:i + self.chunk_size], self.points, self.log_weights, var[i:i + self.chunk_size])
+                for i in range(0, len(flat), self.chunk_size)]
 
     def score(self, x_t: Tensor, sigma: Tensor) -> Tensor:
-        return self._chunks(mixture_score, x_t, sigma).view_as(x_t)
+        return torch.cat(self._chunks(mixture_score, x_t, sigma)).view_as(x_t)
 
     def log_prob(self, x_t: Tensor, sigma: Tensor) -> Tensor:
-        def log_density(x, points, log_weights, var):
-            return torch.logsumexp(mixture_logits(x, points, log_weights, var), -1)
+        return torch.cat(self._chunks(mixture_log_prob, x_t, sigma))
 
-        return self._chunks(log_density, x_t, sigma)
+    def score_and_log_prob(self, x_t: Tensor, sigma: Tensor) -> tuple[Tensor, Tensor]:
+        if not self._own_pair(EmpiricalTeacher):
+            return super().score_and_log_prob(x_t, sigma)
+        scores, log_probs = zip(*self._chunks(mixture_score_and_log_prob, x_t, sigma))
+        return torch.cat(scores).view_as(x_t), torch.cat(log_probs)
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:

@@ -3,7 +3,8 @@ import math
 import pytest
 import torch
 
-from vardiu_pyro.models import ExactTeacher, GaussianMixture, mog9, mog40
+from vardiu_pyro.models import EmpiricalTeacher, ExactTeacher, GaussianMixture, Teacher, mog9, mog40
+from vardiu_pyro.models.targets import normalise_logits, squared_distances
 
 SIGMAS = [0.01, 0.1, 0.5, 1.0, 5.0, 20.0, 80.0]
 
@@ -118,3 +119,49 @@ def test_bad_mixture_arguments():
         GaussianMixture(torch.zeros(3), scale=1.0)
     with pytest.raises(ValueError, match="positive"):
         GaussianMixture(torch.zeros(3, 2), scale=0.0)
+
+
+@pytest.mark.parametrize("d", [1, 2, 4, 5, 7])
+def test_squared_distances_are_those_of_the_differences(d):
+    """Both ways of summing (coordinate by coordinate up to D = 4, one reduction above) give |x - μ_k|²."""
+    x, locs = torch.randn(3, 6, d, dtype=torch.float64) * 30, torch.randn(9, d, dtype=torch.float64) * 30
+    direct = torch.stack([torch.stack([((x[i, j] - m) ** 2).sum() for m in locs]) for i in range(3) for j in range(6)])
+    assert torch.allclose(squared_distances(x, locs), direct.view(3, 6, 9), rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_normalise_logits_is_softmax_and_logsumexp(dtype):
+    """Logits thousands of units apart (components far from x at small σ) and close together alike."""
+    logits = torch.cat([torch.randn(5, 40, dtype=dtype) * 3, -torch.rand(5, 40, dtype=dtype) * 3000], dim=0)
+    logits[5:, 7] = 12.0  # one component dominates in the far rows
+    r, log_total = normalise_logits(logits)
+    assert torch.allclose(r, torch.softmax(logits, -1), rtol=1e-6, atol=1e-30)
+    assert torch.allclose(log_total, torch.logsumexp(logits, -1), rtol=1e-7 if dtype == torch.float32 else 1e-14)
+    assert torch.allclose(r.sum(-1), torch.ones((), dtype=dtype))
+
+
+def test_one_pass_score_and_log_prob_equal_the_two_calls():
+    t = mog40()
+    x, s = torch.randn(300, 2) * 30, torch.rand(300) * 5 + 0.01
+    for density in (t, ExactTeacher(t), EmpiricalTeacher(t, num_samples=500, chunk_size=128)):
+        score, log_p = density.score_and_log_prob(x, s)
+        assert torch.equal(score, density.score(x, s)) and torch.equal(log_p, density.log_prob(x, s))
+
+
+def test_a_teacher_that_changes_its_score_keeps_it_in_the_one_pass():
+    """The ELBO asks for both at once: a subclass's own score must still be the one it gets."""
+
+    class Halved(ExactTeacher):
+        def score(self, x_t, sigma):
+            return super().score(x_t, sigma) / 2
+
+    class ScoreOnly(Teacher):
+        def score(self, x_t, sigma):
+            return -x_t
+
+    t = mog40()
+    x, s = torch.randn(16, 2) * 30, torch.ones(16)
+    score, log_p = Halved(t).score_and_log_prob(x, s)
+    assert torch.equal(score, t.score(x, s) / 2) and torch.equal(log_p, t.log_prob(x, s))
+    score, log_p = ScoreOnly().score_and_log_prob(x, s)
+    assert torch.equal(score, -x) and log_p is None

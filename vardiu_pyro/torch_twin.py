@@ -48,15 +48,15 @@ def vardiu_twin_loss(generator: nn.Module, guide, teacher, weight, z: Tensor, si
     log_q = diagonal_gaussian_log_q(guide, z, x_t, sigma)
     w = weight(sigma, iteration)
     with torch.no_grad():
-        score = teacher.score(x_t, sigma)
+        score, log_p_d = teacher.score_and_log_prob(x_t, sigma)  # log p_d: None without a density
     surrogate = -(w * (log_q + (score * x0).flatten(1).sum(-1))).mean()
     with torch.no_grad():
         d, k = eps[0].numel(), z[0].numel()
         log_prior = -0.5 * z.flatten(1).square().sum(-1) - 0.5 * k * math.log(2 * math.pi)
         log_lik = -0.5 * eps.flatten(1).square().sum(-1) - d * sigma.log() - 0.5 * d * math.log(2 * math.pi)
         u = log_prior + log_lik - log_q
-        if getattr(teacher, "has_log_prob", False):
-            u = u - teacher.log_prob(x_t, sigma)
+        if log_p_d is not None:
+            u = u - log_p_d
         bound = (w * u).mean()
     return surrogate, bound
 
@@ -93,10 +93,10 @@ def vardiu_importance_twin_loss(generator: nn.Module, guide, teacher, weight, z:
     log_mean_w = torch.logsumexp(log_w, 0) - math.log(k + 1)
     w = weight(sigma, iteration)
     with torch.no_grad():
-        score = teacher.score(x_t, sigma)
+        score, log_p_d = teacher.score_and_log_prob(x_t, sigma)
     surrogate = (w * (log_mean_w - (score * x0).sum(-1))).mean()
     with torch.no_grad():
-        u = log_mean_w - (teacher.log_prob(x_t, sigma) if getattr(teacher, "has_log_prob", False) else 0.0)
+        u = log_mean_w - (0.0 if log_p_d is None else log_p_d)
         bound = (w * u).mean()
     return surrogate, bound
 

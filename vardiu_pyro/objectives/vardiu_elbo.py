@@ -127,8 +127,8 @@ class VarDiUELBO(ELBO):
 
         iteration = kwargs.get("iteration", 0)
         weight = self.weight(sigma, iteration).detach()
-        score = self.teacher.score(x_t.detach(), sigma)
         with torch.no_grad():
+            score, log_p_d = self.teacher.score_and_log_prob(x_t, sigma)  # log p_d: None without a density
             log_joint_0 = nodes["z"]["fn"].log_prob(z) + nodes["x_t"]["fn"].log_prob(x_t)  # log N(z) + log N(x_t; x0, σ²I)
         proposals = None
         if self.importance_samples:
@@ -140,9 +140,8 @@ class VarDiUELBO(ELBO):
         else:
             surrogate = vardiu_surrogate_terms(log_q, score, x0, weight)
             u = log_joint_0 - log_q.detach()  # U = log N(z) + log N(x_t; x0, σ²I) - log q(z | x_t, σ) - log p_d^σ(x_t)
-        if self.teacher.has_log_prob:
-            with torch.no_grad():
-                u = u - self.teacher.log_prob(x_t, sigma)
+        if log_p_d is not None:
+            u = u - log_p_d
         terms = VarDiUTerms(surrogate, weight * u, sigma, weight, log_q, z, x0, x_t, self.teacher.has_log_prob,
                             proposals)
         self.last_terms = terms
