@@ -26,7 +26,8 @@ def noised_variance(scale: float, sigma: Tensor | float) -> Tensor | float:
     return scale**2 + sigma**2
 
 
-# exp(-80) ≈ 1.8e-35: a term this far below the largest cannot change a float32 (or float64) sum that holds exp(0) = 1
+# exp(-80) ≈ 1.8e-35: a term this far below the largest cannot change a float32 (or float64) sum that holds
+# exp(0) = 1. Arguments are clamped to it before exp, whose underflow path is very slow on CPU (also in metrics.py).
 EXP_FLOOR = -80.0
 
 

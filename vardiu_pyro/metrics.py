@@ -15,12 +15,13 @@ from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
+from vardiu_pyro.models.targets import EXP_FLOOR
+
 __all__ = ["MultiBandwidthMMD", "MeanLogDensity", "ModesCovered", "kernel_sums", "mmd_squared"]
 
-# exp(-80) ≈ 1.8e-35: kernel arguments below this are clamped before exp. The largest change to a
-# kernel sum is n·m·1.8e-35, far below float64 resolution of any sum that matters, and it spares
-# the CPU the very slow underflow path of exp (13x faster on the far pairs, which are most pairs).
-_MIN_LOG_KERNEL = -80.0
+# Kernel arguments below EXP_FLOOR = -80 are clamped before exp. The largest change to a kernel sum is
+# n·m·1.8e-35, far below float64 resolution of any sum that matters, and it spares the CPU the very slow
+# underflow path of exp (13x faster on the far pairs, which are most pairs).
 
 
 def _squared_distances(x: Tensor, y: Tensor, out: Tensor) -> Tensor:
@@ -62,11 +63,11 @@ def kernel_sums(x: Tensor, y: Tensor, bandwidths: Sequence[float], chunk_size: i
         if symmetric:  # block [start:start+c, start:]: the diagonal square counts once, the rest twice
             c = xc.shape[0]
             for i, coeff in enumerate(coeffs):
-                torch.mul(d2, coeff, out=k).clamp_(min=_MIN_LOG_KERNEL).exp_()
+                torch.mul(d2, coeff, out=k).clamp_(min=EXP_FLOOR).exp_()
                 totals[i] += k[:, :c].sum(dtype=torch.float64) + 2 * k[:, c:].sum(dtype=torch.float64)
         else:
             for i, coeff in enumerate(coeffs):
-                torch.mul(d2, coeff, out=k).clamp_(min=_MIN_LOG_KERNEL).exp_()
+                torch.mul(d2, coeff, out=k).clamp_(min=EXP_FLOOR).exp_()
                 totals[i] += k.sum(dtype=torch.float64)
     return totals
 
