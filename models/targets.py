@@ -62,8 +62,8 @@ def normalise_logits(logits: Tensor) -> tuple[Tensor, Tensor]:
     r = e / Σe,  log Σ exp ℓ = max ℓ + log Σe.
 
     The same values as ``torch.softmax`` and ``torch.logsumexp`` (the floor moves a responsibility below
-    2e-35 by less than that, and a log-sum not at all: ``EXP_FLOOR``), and 2-4 times faster on CPU, where
-    exp of a far-negative argument (a component thousands of log-units away) is slow.
+    2e-35 by less than that, and a log-sum not at all: ``EXP_FLOOR``), and faster on CPU, where exp of a
+    far-negative argument (a component thousands of log-units away) is slow (``benchmarks/teacher_pass.py``).
     """
     top = logits.amax(-1, keepdim=True)
     e = (logits - top).clamp_min_(EXP_FLOOR).exp_()

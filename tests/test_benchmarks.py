@@ -564,3 +564,18 @@ def test_host_memory_counts_the_page_faults_that_retaining_freed_memory_removes(
         # the process's allocation history (76 to 1,555 faults a step seen); with the memory retained, next to none
         returned, retained = (result["median"][s]["page_faults_per_step"] for s in ("returned", "retained"))
         assert result["applied"] and retained <= 20 and returned > retained
+
+
+def test_teacher_pass_times_the_direct_formulas_against_the_library_on_the_same_values():
+    teacher_pass = pytest.importorskip("teacher_pass")
+    row = teacher_pass.measure(64, rounds=2, calls=1)
+    assert row["direct_us"] > 0 and row["library_us"] > 0 and row["speedup"] > 0
+    # the reference is what the teacher computed before: the same values
+    assert row["max_abs_difference"]["score"] < 1e-4 and row["max_abs_difference"]["log_prob"] < 1e-4
+    x, sigma = torch.randn(32, 2) * 30, torch.rand(32) * 3 + 0.1
+    target = teacher_pass.mog40()
+    score, log_p = teacher_pass.direct_score_and_log_prob(target, x, sigma)
+    xg = x.clone().requires_grad_()
+    (grad,) = torch.autograd.grad(target.distribution(sigma).log_prob(xg).sum(), xg)  # Pyro's mixture: independent of ours
+    assert torch.allclose(log_p, target.distribution(sigma).log_prob(x), atol=1e-4)
+    assert torch.allclose(score, grad, atol=1e-3)
