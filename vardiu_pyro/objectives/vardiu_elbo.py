@@ -127,8 +127,8 @@ class VarDiUELBO(ELBO):
 
         iteration = kwargs.get("iteration", 0)
         weight = self.weight(sigma, iteration).detach()
+        score, log_p_d = self.teacher.score_and_log_prob(x_t.detach(), sigma)  # log p_d: None without a density
         with torch.no_grad():
-            score, log_p_d = self.teacher.score_and_log_prob(x_t, sigma)  # log p_d: None without a density
             log_joint_0 = nodes["z"]["fn"].log_prob(z) + nodes["x_t"]["fn"].log_prob(x_t)  # log N(z) + log N(x_t; x0, σ²I)
         proposals = None
         if self.importance_samples:
