@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from torch.distributions.transforms import ReshapeTransform
 
 from vardiu_pyro.param_store import register_network
+from vardiu_pyro.plates import BatchPlates
 
 __all__ = ["Guide", "pyro_guide", "NoiseConditioning", "with_event_shape"]
 
@@ -93,9 +94,10 @@ def pyro_guide(guide: Guide, name: str = "guide") -> Callable[[Tensor, Tensor], 
     (see ``vardiu_pyro.param_store``).
     """
     register_network(name, guide)
+    plates = BatchPlates("batch", dim=-1)
 
     def program(x_t: Tensor, sigma: Tensor) -> Tensor:
-        with pyro.plate("batch", x_t.shape[0], dim=-1):
+        with plates(x_t.shape[0]):
             return pyro.sample("z", guide(x_t, sigma))
 
     program.guide = guide  # type: ignore[attr-defined]

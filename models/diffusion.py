@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from vardiu_pyro.param_store import register_network
+from vardiu_pyro.plates import BatchPlates
 
 from .antithetic import AntitheticPairs, generate_once_per_pair
 from .quasi_random import QuasiRandomNormal
@@ -43,6 +44,7 @@ class ForwardDiffusion:
             raise ValueError(f"quasi_random must be true or false, got {quasi_random!r}")
         self.generator, self.sigma_law = generator, sigma_law
         self.antithetic, self.name, self.quasi_random = bool(antithetic), name, quasi_random
+        self._plates = BatchPlates("batch", dim=-1)
         self._prior_cache: tuple | None = None  # (key, p(z)) of the last batch size, device, dtype and way of drawing
         register_network(name, generator)
 
@@ -69,7 +71,7 @@ class ForwardDiffusion:
         if self.antithetic and batch_size % 2:
             raise ValueError(f"antithetic pairs need an even batch size, got {batch_size}")
         prior = self._prior(batch_size, next(self.generator.parameters()))
-        with pyro.plate("batch", batch_size, dim=-1):
+        with self._plates(batch_size):
             z = pyro.sample("z", prior)
             # a stratified law stratifies each half of the batch on its own: pairs repeat the first half
             law = self.sigma_law.batch(iteration, batch_size, blocks=2 if self.antithetic else 1)
