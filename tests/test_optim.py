@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from vardiu_pyro.optim import PerNetworkOptim, lr_factor
+from vardiu_pyro.optim import PerNetworkOptim, clipped_step, lr_factor
 
 
 def nets():
@@ -26,6 +26,48 @@ def test_each_network_is_clipped_on_its_own():
     assert torch.allclose(step_b, torch.cat([g.flatten() for g in grads_b]))  # small: untouched
     assert float(opt.last_grad_norms["a"]) > 100
     assert all(p.grad is None for v in n.values() for p in v.parameters())
+
+
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("name", ["adam", "adamw", "sgd"])
+@pytest.mark.parametrize("max_norm", [0.5, 1e4])  # clipped, and not
+def test_clipped_step_is_clip_grad_norm_then_step(name, fused, dtype, max_norm):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 2)).to(dtype)
+    ref = nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 2)).to(dtype)
+    ref.load_state_dict(net.state_dict())
+    x = torch.randn(16, 3, dtype=dtype)
+    kwargs = {"lr": 1e-4, "fused": fused} | ({} if name == "sgd" else {"eps": 1.0})  # eps: Adam sees the gradient's scale
+    opt = OPTIMIZERS[name](net.parameters(), **kwargs)
+    ref_opt = OPTIMIZERS[name](ref.parameters(), **kwargs)
+    for _ in range(3):
+        for n in (net, ref):
+            n.zero_grad()
+            (100 * n(x).square().sum()).backward()
+        params = list(net.parameters())
+        norm = nn.utils.get_total_norm([p.grad for p in params])
+        clipped_step(opt, params, max_norm, norm)
+        ref_norm = nn.utils.clip_grad_norm_(ref.parameters(), max_norm)
+        ref_opt.step()
+        assert (float(norm) > max_norm) == (max_norm == 0.5)
+        assert float(norm) == pytest.approx(float(ref_norm), rel=1e-6)
+        assert not hasattr(opt, "grad_scale")
+        for a, b in zip(net.parameters(), ref.parameters()):  # the fused way rounds the factor to float32
+            assert torch.allclose(a, b, rtol=1e-6, atol=1e-7)
+    assert not torch.equal(net[0].weight, nn.Linear(3, 8).to(dtype).weight)
+
+
+def test_clipped_step_without_a_norm_or_a_maximum_is_a_plain_step():
+    torch.manual_seed(0)
+    for max_norm, norm in ((None, torch.tensor(5.0)), (1.0, None)):
+        p = nn.Parameter(torch.zeros(3))
+        p.grad = torch.full((3,), 10.0)
+        clipped_step(torch.optim.SGD([p], lr=1.0), [p], max_norm, norm)
+        assert torch.equal(p.detach(), torch.full((3,), -10.0))
 
 
 def test_stray_parameters_are_an_error():

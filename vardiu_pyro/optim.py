@@ -31,7 +31,7 @@ import torch
 from pyro.optim import PyroOptim
 from torch import nn
 
-__all__ = ["PerNetworkOptim", "lr_factor"]
+__all__ = ["PerNetworkOptim", "clipped_step", "lr_factor"]
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
 SCHEDULES = ("constant", "cosine", "linear")
@@ -53,6 +53,28 @@ def _all_finite(norms: Iterable[torch.Tensor]) -> bool:
     """Whether every gradient norm is finite (a NaN or Inf anywhere in a gradient makes its norm so)."""
     norms = list(norms)
     return bool(torch.stack([n.to(norms[0].device) for n in norms]).isfinite().all())  # one device sync
+
+
+def clipped_step(optimizer: torch.optim.Optimizer, params: list[torch.Tensor], max_grad_norm: float | None,
+                 total_norm: torch.Tensor | None) -> None:
+    """``optimizer.step()`` with the gradients of ``params``, of global norm ``total_norm``, clipped to ``max_grad_norm``.
+
+    g <- g min(1, c / (|g| + 1e-6))  (torch's ``clip_grad_norm_``; None for either: no clipping). A fused optimiser
+    (``fused=True``) divides every gradient by max(1, (|g| + 1e-6) / c) inside its own kernel instead, through the
+    ``grad_scale`` it reads from the optimiser (the hook torch's ``GradScaler`` uses to unscale): the same update
+    without a pass over the gradients of its own.
+    """
+    if max_grad_norm is None or total_norm is None:
+        optimizer.step()
+    elif all(group.get("fused") for group in optimizer.param_groups):
+        optimizer.grad_scale = ((total_norm + 1e-6) / max_grad_norm).clamp(min=1.0).float()  # fused kernels read float32
+        try:
+            optimizer.step()
+        finally:
+            del optimizer.grad_scale
+    else:
+        nn.utils.clip_grads_with_norm_(params, max_grad_norm, total_norm, foreach=True)
+        optimizer.step()
 
 
 class PerNetworkOptim(PyroOptim):
@@ -127,11 +149,9 @@ class PerNetworkOptim(PyroOptim):
             factor = self.current_lr_factor()
             for name, optimizer in self.optimizers.items():
                 group = self.params[name]
-                if self.max_grad_norm is not None and name in self.last_grad_norms:
-                    nn.utils.clip_grads_with_norm_(group, self.max_grad_norm, self.last_grad_norms[name], foreach=True)
                 for g in optimizer.param_groups:
                     g["lr"] = self.base_lrs[name] * factor
-                optimizer.step()
+                clipped_step(optimizer, group, self.max_grad_norm, self.last_grad_norms.get(name))
             self.num_steps += 1
         for group in self.params.values():
             for p in group:  # SVI's zero_grads then skips these instead of allocating zeros

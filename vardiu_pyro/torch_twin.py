@@ -1,8 +1,9 @@
 """A plain-torch twin of the VarDiU step, written without Pyro.
 
 It is the reference the Pyro objective is tested against (same draws, same gradients) and the
-baseline of the framework-overhead benchmark (same networks, batch and optimiser). It covers the
-diagonal-Gaussian guide, whose log-density it writes out by hand.
+baseline of the framework-overhead benchmark (same networks, batch and optimiser: its clipped step is
+``vardiu_pyro.optim.clipped_step``, plain torch, as the Pyro side's). It covers the diagonal-Gaussian
+guide, whose log-density it writes out by hand.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from torch import Tensor, nn
 from torch.distributions import Independent, Normal
 
 from vardiu_pyro.models.quasi_random import QuasiRandomNormal
+from vardiu_pyro.optim import clipped_step
 
 __all__ = ["diagonal_gaussian_log_q", "paired_generator_output", "vardiu_twin_loss", "vardiu_importance_twin_loss",
            "TorchVarDiUStep"]
@@ -147,7 +149,7 @@ class TorchVarDiUStep:
                                                 iteration, paired=self.antithetic)
         surrogate.backward()
         for net, opt in zip((self.generator, self.guide), self.optimizers):
-            nn.utils.clip_grad_norm_(net.parameters(), self.max_grad_norm, foreach=True)
-            opt.step()
+            params = [p for p in net.parameters() if p.grad is not None]
+            clipped_step(opt, params, self.max_grad_norm, nn.utils.get_total_norm([p.grad for p in params], foreach=True))
             opt.zero_grad(set_to_none=True)
         return bound.item()
