@@ -19,19 +19,18 @@ from pathlib import Path
 
 import pyro
 import torch
-from hydra import compose, initialize_config_module
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from provenance import git_commit, machine_line  # noqa: E402 (benchmarks/ is on the path when run as a script)
 from vardiu_pyro.build import build_objective, build_problem
 from vardiu_pyro.evaluation import Evaluator
+from vardiu_pyro.validation import compose_config
 
 
 def run(overrides: list[str], seed: int, decays: list[float], eval_every: int) -> list[dict]:
     """Train once; at every evaluation point, the metrics of each decay's average (0: the generator itself)."""
-    with initialize_config_module(version_base="1.3", config_module="vardiu_pyro.configs"):
-        cfg = compose("config", overrides=[f"seed={seed}", *overrides])
+    cfg = compose_config([f"seed={seed}", *overrides])
     if cfg.trainer.iterations == "auto":
         raise SystemExit("give trainer.iterations=N: the run's length sets its schedules")
     if cfg.trainer.threads:

@@ -35,12 +35,13 @@ import torch
 from omegaconf import OmegaConf
 
 from provenance import git_commit, machine_line
-from quality import check_read_back, compose_config, interval, read_back_note, read_curve, run_commit, targets_line, time_table
+from quality import check_read_back, interval, read_back_note, read_curve, run_commit, targets_line, time_table
 from quality import plot as plot_curves
 from vardiu_pyro.bound_gap import bound_gap
 from vardiu_pyro.build import build_objective, build_problem
 from vardiu_pyro.checkpoint import load_checkpoint
 from vardiu_pyro.fit import fit
+from vardiu_pyro.validation import compose_config
 
 FAMILIES = ["gaussian", "full_gaussian", "mixture", "flow"]
 QUICK = ["trainer.iterations=100", "trainer.eval_every=100", "trainer.eval_samples=2000"]

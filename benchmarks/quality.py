@@ -23,7 +23,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from default_fit import TARGETS  # noqa: E402
-from hydra import compose, initialize_config_module  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 METRICS = {"log_mmd": "log-MMD", "log_density": "log-density", "modes_covered": "modes covered"}
@@ -85,13 +84,6 @@ def settings_differences(stored: dict, requested: dict) -> list[str]:
     fitted = {k for k in want if budget and (k in FITTED or want[k] == "auto")}  # the schedules' lengths among them
     return [f"{k}: {have[k]!r} → {want[k]!r}" for k in sorted(have.keys() & want.keys())
             if k not in RUN_ONLY and k not in fitted and have[k] != want[k]]
-
-
-def compose_config(overrides: list[str], name: str = "config") -> DictConfig:
-    """The configuration ``python -m vardiu_pyro.fit`` (``name="config"``) or another entry point would run with
-    these Hydra overrides."""
-    with initialize_config_module(version_base="1.3", config_module="vardiu_pyro.configs"):
-        return compose(name, overrides=overrides)
 
 
 def check_read_back(run_dir: Path, summary: dict, cfg: DictConfig) -> None:

@@ -33,8 +33,9 @@ import sys
 from pathlib import Path
 
 from provenance import git_commit, machine_line
-from quality import (METRICS, check_read_back, compose_config, meets_targets, plot, read_back_note, read_curve,
+from quality import (METRICS, check_read_back, meets_targets, plot, read_back_note, read_curve,
                      run_commit, targets_line, time_table)
+from vardiu_pyro.validation import compose_config
 
 # The published recipe (DESIGN.md §1): the paper's bound (no importance samples), σ curriculum from p = 0.1,
 # w = (σ/σ_max)², Adam lr 1e-4, batch 1024, per-network clip 10, width-400 SiLU networks, constant learning rate.

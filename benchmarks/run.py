@@ -63,10 +63,10 @@ sys.path.insert(0, str(HERE))
 import step_overhead  # noqa: E402
 from step_overhead import linear_shapes  # noqa: E402
 from provenance import git_commit, machine  # noqa: E402
-from quality import compose_config  # noqa: E402
 import teachers_vs_diff_instruct as tvd  # noqa: E402
 from recipes import PAPER_RECIPE  # noqa: E402
 from vardiu_pyro.host_memory import retain_freed_memory  # noqa: E402
+from vardiu_pyro.validation import compose_config  # noqa: E402
 
 SECTIONS = ("overhead", "efficiency", "quality", "sampling")
 

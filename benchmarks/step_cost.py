@@ -19,17 +19,16 @@ import statistics
 
 import pyro
 import torch
-from hydra import compose, initialize_config_module
 
 from step_overhead import time_steps  # noqa: E402 (benchmarks/ is on the path when run as a script)
 from vardiu_pyro.build import build_objective, build_problem
 from vardiu_pyro.host_memory import retain_freed_memory
+from vardiu_pyro.validation import compose_config
 
 
 def make_step(overrides: list[str]):
     """The ``step(iteration)`` of the objective a configuration builds (CPU, seed 0)."""
-    with initialize_config_module(version_base="1.3", config_module="vardiu_pyro.configs"):
-        cfg = compose("config", overrides=["trainer.iterations=50000", "device=cpu", *overrides])  # any count
+    cfg = compose_config(["trainer.iterations=50000", "device=cpu", *overrides])  # any count
     pyro.set_rng_seed(0)
     pyro.enable_validation(bool(cfg.trainer.pyro_validation))  # as `python -m vardiu_pyro.fit` runs
     problem = build_problem(cfg, torch.device("cpu"))

@@ -19,12 +19,12 @@ import statistics
 
 import pyro
 import torch
-from hydra import compose, initialize_config_module
 
 from vardiu_pyro.budget import time_steps
 from vardiu_pyro.build import build_objective, build_problem
 from vardiu_pyro.host_memory import retain_freed_memory
 from vardiu_pyro.torch_twin import TorchVarDiUStep
+from vardiu_pyro.validation import compose_config
 
 
 def width_overrides(width: int | None) -> list[str]:
@@ -46,10 +46,9 @@ def network_shapes(objective) -> str:
 
 
 def make_pair(batch_size: int, width: int | None, overrides: list[str], device: str = "cpu"):
-    with initialize_config_module(version_base="1.3", config_module="vardiu_pyro.configs"):
-        cfg = compose("config", overrides=["trainer.iterations=50000",  # any count: a step costs the same
-                                           f"trainer.batch_size={batch_size}", *width_overrides(width),
-                                           f"device={device}", "optim.schedule=constant", *overrides])
+    cfg = compose_config(["trainer.iterations=50000",  # any count: a step costs the same
+                          f"trainer.batch_size={batch_size}", *width_overrides(width),
+                          f"device={device}", "optim.schedule=constant", *overrides])
     pyro.set_rng_seed(0)
     pyro.clear_param_store()
     pyro.enable_validation(bool(cfg.trainer.pyro_validation))  # as `python -m vardiu_pyro.fit` runs

@@ -27,7 +27,6 @@ from pathlib import Path
 
 import pyro
 import torch
-from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 from tqdm.auto import tqdm
 
@@ -37,6 +36,7 @@ from vardiu_pyro.fit import fit
 from vardiu_pyro.gradient_estimators import flat_grad
 from vardiu_pyro.objectives import VarDiU
 from vardiu_pyro.resume import load_run_checkpoint
+from vardiu_pyro.validation import compose_config
 
 QUANTILES = (0.5, 0.9, 0.99)
 NETWORKS = ("generator", "guide")
@@ -46,9 +46,7 @@ DRAWS = {"sigma": ("σ", "stratified"), "z": ("z", "quasi-random")}
 
 def train_default(run_dir: Path, iterations: int, overrides: list[str]) -> None:
     """The default configuration trained ``iterations`` steps into ``run_dir`` (its checkpoint is the state)."""
-    with initialize_config_module(version_base="1.3", config_module="vardiu_pyro.configs"):
-        cfg = compose("config", overrides=[f"trainer.iterations={iterations}", f"trainer.eval_every={iterations}",
-                                           *overrides])
+    cfg = compose_config([f"trainer.iterations={iterations}", f"trainer.eval_every={iterations}", *overrides])
     pyro.clear_param_store()
     fit(cfg, run_dir=run_dir)
 

@@ -56,11 +56,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import pyro  # noqa: E402
 import torch  # noqa: E402
 from provenance import git_commit, machine_line  # noqa: E402
-from quality import (METRICS, cell, check_read_back, compose_config, plot_mean_curves, read_back_note,  # noqa: E402
+from quality import (METRICS, cell, check_read_back, plot_mean_curves, read_back_note,  # noqa: E402
                      read_curve, run_commit, targets_line, time_table)
 
 from vardiu_pyro.budget import (MARGIN, MEASURE_SHARE, MIN_TIMED_STEPS, TIMED_STEPS, WARMUP_STEPS,  # noqa: E402
                                 iterations_for_budget, timed_step_count)
+from vardiu_pyro.validation import compose_config  # noqa: E402
 
 METHODS = {  # name -> Hydra overrides
     "VarDiU (Gaussian guide)": ["objective=vardiu", "guide=gaussian"],

@@ -323,11 +323,26 @@ def test_a_finished_run_is_read_back_only_for_the_settings_it_ran_with(tmp_path)
 
     from omegaconf import OmegaConf
 
-    ran = OmegaConf.to_container(quality.compose_config(["seed=3", "trainer.iterations=40"]), resolve=True)
-    quality.check_read_back(tmp_path, {"config": ran},
-                            quality.compose_config(["seed=3", "trainer.iterations=40", "trainer.threads=1"]))
+    from vardiu_pyro.validation import compose_config
+
+    ran = OmegaConf.to_container(compose_config(["seed=3", "trainer.iterations=40"]), resolve=True)
+    quality.check_read_back(tmp_path, {"config": ran}, compose_config(["seed=3", "trainer.iterations=40", "trainer.threads=1"]))
     with pytest.raises(SystemExit, match=r"other settings .*seed: 3 → 4.*give another --out"):
-        quality.check_read_back(tmp_path, {"config": ran}, quality.compose_config(["seed=4", "trainer.iterations=40"]))
+        quality.check_read_back(tmp_path, {"config": ran}, compose_config(["seed=4", "trainer.iterations=40"]))
+
+
+@pytest.mark.parametrize("script", ["step_cost", "step_overhead", "ema_decays", "stratified_sigma"])
+def test_benchmark_scripts_compose_their_configuration_as_the_package_does(script, tmp_path):
+    module = pytest.importorskip(script)
+    from vardiu_pyro.validation import ConfigError
+
+    build = {"step_cost": lambda o: module.make_step(o), "step_overhead": lambda o: module.make_pair(8, None, o),
+             "ema_decays": lambda o: module.run(o, 0, [0.9], 10),
+             "stratified_sigma": lambda o: module.train_default(tmp_path / "run", 10, o)}[script]
+    with pytest.raises(ConfigError, match=r"^guide=nope: no such guide option \(choose one of: .*gaussian"):
+        build(["guide=nope"])
+    with pytest.raises(ConfigError, match=r"^trainer.nope=1: no such key"):
+        build(["trainer.nope=1"])
 
 
 def test_mean_curve_over_seeds_with_its_interval():

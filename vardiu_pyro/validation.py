@@ -39,7 +39,7 @@ from .checkpoint import PICKLE_SUFFIXES, CheckpointError, load_torch_file
 from .nn import resolve_precision
 from .schedule_clock import check_refits
 
-__all__ = ["ConfigError", "exit_with_message", "validate_config", "validate_teacher_dir", "validate_problem", "check_command_line",
+__all__ = ["ConfigError", "compose_config", "exit_with_message", "validate_config", "validate_teacher_dir", "validate_problem", "check_command_line",
            "CONFIG_MODULE"]
 
 CONFIG_MODULE = "vardiu_pyro.configs"
@@ -330,7 +330,7 @@ def check_command_line(args: Sequence[str], config_name: str = "config") -> None
             continue
         candidates += [fixed + [f"{sweep.get_key_element()}={v}"] for v in values]
     for candidate in candidates:
-        cfg = _compose(config_name, candidate)
+        cfg = compose_config(candidate, config_name)
         if OmegaConf.select(cfg, "trainer.resume"):
             from .resume import resumed_config
 
@@ -338,14 +338,16 @@ def check_command_line(args: Sequence[str], config_name: str = "config") -> None
         validate_config(cfg)
 
 
-def _compose(config_name: str, overrides: list[str]) -> DictConfig:
-    """``hydra.compose`` with composition errors turned into one-line ``ConfigError``s."""
+def compose_config(overrides: Sequence[str], config_name: str = "config") -> DictConfig:
+    """The configuration ``python -m vardiu_pyro.fit`` (``config_name="config"``) or another entry point of
+    ``vardiu_pyro.configs`` would run with these Hydra overrides: ``hydra.compose``, with composition errors turned
+    into one-line ``ConfigError``s."""
     from hydra import compose, initialize_config_module
     from hydra.errors import HydraException, MissingConfigException
 
     try:
         with initialize_config_module(version_base="1.3", config_module=CONFIG_MODULE):
-            return compose(config_name, overrides=overrides)
+            return compose(config_name, overrides=list(overrides))
     except MissingConfigException as e:
         missing = str(e.missing_cfg_file or "")
         if e.options and "/" in missing:
