@@ -10,7 +10,8 @@ on the page comes from this script. The benchmarks:
 1. framework overhead: one SVI step against its plain-torch twin (``step_overhead.py``), batch 256
    and 1024, A/B interleaved; median ratio and its spread;
 2. hardware efficiency: a step's floating-point operations over its time, against this machine's
-   own measured matrix-multiply rate, for a few execution settings (threads, fused / foreach / per-tensor Adam,
+   own matrix-multiply rate, measured again in every round beside the steps (the median over rounds of the
+   round's fraction), for a few execution settings (threads, fused / foreach / per-tensor Adam,
    ``torch.compile``), beside the step's own matrix products replayed alone (the ceiling of that fraction);
 3. quality against time: the default run beside the published recipe over seeds, side by side, with
    curves against wall-clock and iterations (``recipes.py``), the guide families (``guides.py``), VarDiU
@@ -74,7 +75,7 @@ BUDGETS = {
     "full": {
         "overhead": {"batch_sizes": [256, 1024], "width": None, "rounds": 30, "steps": 20, "warmup": 20},
         "efficiency": {"shapes": {"default": (512, None), "published recipe": (1024, 400)}, "rounds": 15, "steps": 10,
-                       "warmup": 10, "compile": True},
+                       "warmup": 10, "compile": True, "rate_seconds": 0.1},
         # as the reports in docs/ were made (their commands are in them): recipes side by side at the default's budget;
         # the guide families two processes at a time, one thread each, then the timing alone; VarDiU against
         # Diff-Instruct at 2,000 iterations and 150 s, two runs at a time (README, "Benchmarks": about 3.6 hours in all)
@@ -87,7 +88,7 @@ BUDGETS = {
     "quick": {
         "overhead": {"batch_sizes": [256, 1024], "width": None, "rounds": 4, "steps": 3, "warmup": 3},
         "efficiency": {"shapes": {"default": (512, None), "published recipe": (1024, 400)}, "rounds": 3, "steps": 3,
-                       "warmup": 2, "compile": False},
+                       "warmup": 2, "compile": False, "rate_seconds": 0.05},
         "quality": {"seeds": [0], "fit": ["trainer.iterations=150", "trainer.eval_every=50", "trainer.eval_samples=2000"],
                     "guides": {"args": ["--quick"]}, "tvd": ["--quick", "--seeds", "0"], "teacher": tvd.QUICK["teacher"]},
         "sampling": {"num_samples": 2000, "rounds": 2, "steps": [10, 35, 100], "eval_samples": 2000},
@@ -95,7 +96,7 @@ BUDGETS = {
     "smoke": {
         "overhead": {"batch_sizes": [16], "width": 16, "rounds": 2, "steps": 1, "warmup": 1},
         "efficiency": {"shapes": {"default": (32, 16), "published recipe": (32, 24)}, "rounds": 2, "steps": 1,
-                       "warmup": 1, "compile": False},
+                       "warmup": 1, "compile": False, "rate_seconds": 0.005},
         "quality": {"seeds": [0], "fit": ["trainer.iterations=4", "trainer.eval_every=2", "trainer.eval_samples=200",
                                           "trainer.batch_size=32", "generator.width=16", "guide.width=16"],
                     "guides": None, "tvd": None,
@@ -231,6 +232,12 @@ def efficiency_variants(b: dict) -> dict[str, dict]:
     return variants
 
 
+def quartile_summary(name: str, values: list[float]) -> dict:
+    """``name``: the median of ``values``; ``name_q1``, ``name_q3``: their quartiles (one value: itself)."""
+    q = statistics.quantiles(values, n=4) if len(values) > 1 else values * 3
+    return {name: statistics.median(values), f"{name}_q1": q[0], f"{name}_q3": q[2]}
+
+
 def build_svi(batch: int, width: int | None, overrides: list[str], compile_networks: bool = False):
     """The SVI objective at batch ``batch``, both networks at ``width`` (None: the configuration's networks)."""
     cfg = compose_config(["trainer.iterations=50000",  # any count: a step costs the same
@@ -285,6 +292,7 @@ def bench_efficiency(b: dict, recipes: dict[str, list[str]]) -> dict:
         runners = {name: (variants[name]["threads"], lambda o=o: o.step(b["warmup"])) for name, o in objectives.items()}
         runners[ceiling] = (first_threads, lambda: replay_matmuls(calls))
         times = {name: [] for name in runners}
+        round_rates = {threads: [] for threads in sorted({threads for threads, _ in runners.values()})}
         for r in range(b["rounds"]):
             names = list(runners)
             names = names[r % len(names):] + names[: r % len(names)]
@@ -296,17 +304,22 @@ def bench_efficiency(b: dict, recipes: dict[str, list[str]]) -> dict:
                 for _ in range(b["steps"]):
                     step()
                 times[name].append((time.perf_counter() - tick) / b["steps"])
+            for threads, rates_seen in round_rates.items():  # the rate again in this round: drift hits both alike
+                torch.set_num_threads(threads)
+                rates_seen.append(matmul_rate(seconds=b["rate_seconds"])["peak"])
         analytic = analytic_step_flops(batch, linear_shapes(obj.generator), linear_shapes(obj.guide),
                                        teacher_matmul_shape(obj.elbo.teacher), obj.elbo.importance_samples,
                                        obj.model.antithetic)
         networks = step_overhead.network_shapes(obj)
         for name, t in times.items():
             seconds = statistics.median(t)
-            peak = rates[runners[name][0]]["peak"]
+            rates_seen = round_rates[runners[name][0]]
+            fractions = [flops / step_seconds / rate for step_seconds, rate in zip(t, rates_seen)]  # round by round
             rows.append({"recipe": recipe, "setting": name, "batch_size": batch, "width": width, "networks": networks,
                          "flops_counted": flops, "flops_analytic": analytic, "ms_per_step": 1e3 * seconds,
-                         "gflops_per_s": flops / seconds / 1e9, "matmul_gflops_per_s": peak / 1e9,
-                         "fraction": flops / seconds / peak, "times": t, "ceiling": name == ceiling})
+                         "gflops_per_s": flops / seconds / 1e9, "matmul_gflops_per_s": statistics.median(rates_seen) / 1e9,
+                         **quartile_summary("fraction", fractions), "times": t, "round_rates": rates_seen,
+                         "ceiling": name == ceiling})
     torch.set_num_threads(default_threads)
     return {"rows": rows, "matmul": {str(k): v for k, v in rates.items()}, "target_fraction": 0.75,
             "default_hidden_precision": default_hidden_precision()}
@@ -633,23 +646,28 @@ def page(results: dict, mode: str, command: str, docs: Path, figs: dict[str, str
         lines += ["## 2. Hardware efficiency", "",
                   *from_earlier(results, "efficiency"),
                   "FLOPs of one SVI step (counted by `torch.utils.flop_counter.FlopCounterMode`; the analytic count from "
-                  "the layer shapes is shown beside it) over its median time, against this machine's float32 matmul rate "
-                  "(square products 256–1024, best of them, measured by this script with the same threads). "
-                  f"Target: ≥ {100 * e['target_fraction']:.0f}%. The row *its matrix products alone* replays the "
+                  "the layer shapes is shown beside it) over its time, against this machine's float32 matmul rate with the "
+                  "same threads (square products 256–1024, the best of them), measured by this script "
+                  + ("again in every round, beside the steps: the fraction is the median over rounds of the round's step "
+                     "FLOP/s over the round's rate, with its interquartile range, so that the machine's drift hits both "
+                     "alike; ms/step and matmul GFLOP/s are medians over rounds. " if any("fraction_q1" in r for r in e["rows"])
+                     else "once, before the steps. ")
+                  + f"Target: ≥ {100 * e['target_fraction']:.0f}%. The row *its matrix products alone* replays the "
                   "step's own products (recorded from one step, same shapes and strides, inputs copied) back to back "
                   "with nothing else: the fraction the step could reach if its activations, bias additions, reductions, "
                   "teacher, optimiser and Python cost nothing; the step's fraction over that one is the share of its "
                   "time spent in matrix products.", "",
                   *precision_note(e),
-                  "| recipe | setting | batch | generator / guide (layers × width) | GFLOP/step (counted / analytic) | ms/step | GFLOP/s | matmul GFLOP/s | fraction |",
-                  "|---|---|---:|---|---|---:|---:|---:|---:|"]
+                  "| recipe | setting | batch | generator / guide (layers × width) | GFLOP/step (counted / analytic) | ms/step | GFLOP/s | matmul GFLOP/s | fraction | IQR |",
+                  "|---|---|---:|---|---|---:|---:|---:|---:|---|"]
         for r in e["rows"]:
             if "error" in r:
-                lines.append(f"| {r['recipe']} | {r['setting']} | | | | | | | failed: {r['error']} |")
+                lines.append(f"| {r['recipe']} | {r['setting']} | | | | | | | failed: {r['error']} | |")
                 continue
+            spread = f"{100 * r['fraction_q1']:.0f}–{100 * r['fraction_q3']:.0f}%" if "fraction_q1" in r else ""
             lines.append(f"| {r['recipe']} | {r['setting']} | {r['batch_size']} | {r.get('networks', r['width'])} | "
                          f"{r['flops_counted'] / 1e9:.3f} / {r['flops_analytic'] / 1e9:.3f} | {r['ms_per_step']:.2f} | "
-                         f"{r['gflops_per_s']:.1f} | {r['matmul_gflops_per_s']:.1f} | **{100 * r['fraction']:.0f}%** |")
+                         f"{r['gflops_per_s']:.1f} | {r['matmul_gflops_per_s']:.1f} | **{100 * r['fraction']:.0f}%** | {spread} |")
         lines += ["", f"![efficiency]({figs['efficiency']})", ""]
 
     if "quality" in results:

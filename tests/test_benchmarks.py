@@ -69,6 +69,11 @@ def test_smoke_run_writes_the_page_and_plots(tmp_path):
         assert f"**{row['ratio_median']:.3f}**" in page
     fractions = [r["fraction"] for r in results["efficiency"]["rows"]]
     assert fractions and all(f > 0 for f in fractions)
+    for r in results["efficiency"]["rows"]:  # the round's step FLOP/s over the rate measured in the same round
+        assert len(r["round_rates"]) == len(r["times"]) == 2
+        per_round = [r["flops_counted"] / t / rate for t, rate in zip(r["times"], r["round_rates"])]
+        assert r["fraction"] == pytest.approx(sum(per_round) / 2) and r["fraction_q1"] <= r["fraction"] <= r["fraction_q3"]
+        assert f"**{100 * r['fraction']:.0f}%** | {100 * r['fraction_q1']:.0f}–{100 * r['fraction_q3']:.0f}% |" in page
     ceilings = [r for r in results["efficiency"]["rows"] if r["ceiling"]]
     assert [r["recipe"] for r in ceilings] == ["default", "published recipe"]
     assert "its matrix products alone (1 thread)" in page
