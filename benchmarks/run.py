@@ -232,12 +232,6 @@ def efficiency_variants(b: dict) -> dict[str, dict]:
     return variants
 
 
-def quartile_summary(name: str, values: list[float]) -> dict:
-    """``name``: the median of ``values``; ``name_q1``, ``name_q3``: their quartiles (one value: itself)."""
-    q = statistics.quantiles(values, n=4) if len(values) > 1 else values * 3
-    return {name: statistics.median(values), f"{name}_q1": q[0], f"{name}_q3": q[2]}
-
-
 def build_svi(batch: int, width: int | None, overrides: list[str], compile_networks: bool = False):
     """The SVI objective at batch ``batch``, both networks at ``width`` (None: the configuration's networks)."""
     cfg = compose_config(["trainer.iterations=50000",  # any count: a step costs the same
@@ -315,10 +309,11 @@ def bench_efficiency(b: dict, recipes: dict[str, list[str]]) -> dict:
             seconds = statistics.median(t)
             rates_seen = round_rates[runners[name][0]]
             fractions = [flops / step_seconds / rate for step_seconds, rate in zip(t, rates_seen)]  # round by round
+            q1, fraction, q3 = step_overhead.quartiles(fractions)
             rows.append({"recipe": recipe, "setting": name, "batch_size": batch, "width": width, "networks": networks,
                          "flops_counted": flops, "flops_analytic": analytic, "ms_per_step": 1e3 * seconds,
                          "gflops_per_s": flops / seconds / 1e9, "matmul_gflops_per_s": statistics.median(rates_seen) / 1e9,
-                         **quartile_summary("fraction", fractions), "times": t, "round_rates": rates_seen,
+                         "fraction": fraction, "fraction_q1": q1, "fraction_q3": q3, "times": t, "round_rates": rates_seen,
                          "ceiling": name == ceiling})
     torch.set_num_threads(default_threads)
     return {"rows": rows, "matmul": {str(k): v for k, v in rates.items()}, "target_fraction": 0.75,

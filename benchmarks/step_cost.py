@@ -20,7 +20,7 @@ import statistics
 import pyro
 import torch
 
-from step_overhead import time_steps  # noqa: E402 (benchmarks/ is on the path when run as a script)
+from step_overhead import quartiles, time_steps  # noqa: E402 (benchmarks/ is on the path when run as a script)
 from vardiu_pyro.build import build_objective, build_problem
 from vardiu_pyro.host_memory import retain_freed_memory
 from vardiu_pyro.validation import compose_config
@@ -37,8 +37,8 @@ def make_step(overrides: list[str]):
 
 def ratio_summary(ratios: list[float]) -> dict:
     """The median of per-round ratios and its quartiles: ``ratio_median``, ``ratio_q1``, ``ratio_q3``."""
-    q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
-    return {"ratio_median": statistics.median(ratios), "ratio_q1": q[0], "ratio_q3": q[2]}
+    q1, median, q3 = quartiles(ratios)
+    return {"ratio_median": median, "ratio_q1": q1, "ratio_q3": q3}
 
 
 def measure(configs: list[str], rounds: int, steps: int, warmup: int) -> list[dict]:

@@ -45,6 +45,12 @@ def network_shapes(objective) -> str:
     return f"{shape(objective.generator)} / {shape(objective.guide)}"
 
 
+def quartiles(values: list[float]) -> tuple[float, float, float]:
+    """(first quartile, median, third quartile) of ``values``, as the tables report a spread; one value is all three."""
+    q = statistics.quantiles(values, n=4) if len(values) > 1 else values * 3
+    return q[0], statistics.median(values), q[2]
+
+
 def make_pair(batch_size: int, width: int | None, overrides: list[str], device: str = "cpu"):
     cfg = compose_config(["trainer.iterations=50000",  # any count: a step costs the same
                           f"trainer.batch_size={batch_size}", *width_overrides(width),
@@ -77,11 +83,11 @@ def measure(batch_size: int, width: int | None, rounds: int, steps: int, warmup:
         svi.append(got["svi"])
         torch_times.append(got["twin"])
         ratios.append(got["svi"] / got["twin"])
-    q = statistics.quantiles(ratios, n=4)
+    q1, median, q3 = quartiles(ratios)
     return {"batch_size": batch_size, "width": width, "networks": network_shapes(objective), "rounds": rounds,
             "steps_per_round": steps,
             "svi_ms": 1e3 * statistics.median(svi), "twin_ms": 1e3 * statistics.median(torch_times),
-            "ratio_median": statistics.median(ratios), "ratio_q1": q[0], "ratio_q3": q[2],
+            "ratio_median": median, "ratio_q1": q1, "ratio_q3": q3,
             "ratio_min": min(ratios), "ratio_max": max(ratios), "ratios": ratios}
 
 
