@@ -580,10 +580,12 @@ def test_host_memory_counts_the_page_faults_that_retaining_freed_memory_removes(
         result["rounds"]["returned"][0]["ms_per_step"] > 0
     assert "retained / returned" in capsys.readouterr().out
     assert json.loads((tmp_path / "hm.json").read_text())["steps"] == 20
-    if _glibc() is not None:  # glibc's own thresholds hand some of a default step's memory back: how much depends on
-        # the process's allocation history (76 to 1,555 faults a step seen); with the memory retained, next to none
-        returned, retained = (result["median"][s]["page_faults_per_step"] for s in ("returned", "retained"))
-        assert result["applied"] and retained <= 20 and returned > retained
+    rounds = {s: result["rounds"][s][0] for s in ("returned", "retained")}
+    assert not rounds["returned"]["applied"] and rounds["returned"]["page_faults_per_step"] >= 0
+    if _glibc() is not None:  # with the memory retained, next to no faults. glibc's own thresholds, the other setting,
+        # hand a default step's memory back in most processes (76 to 1,612 faults a step seen), but not in all: in 2 of
+        # about 12 runs of this file on 2026-12-06 its child had 0.15 a step: how many is what the benchmark reports
+        assert result["applied"] and rounds["retained"]["applied"] and rounds["retained"]["page_faults_per_step"] <= 20
 
 
 def test_teacher_pass_times_the_direct_formulas_against_the_library_on_the_same_values():
