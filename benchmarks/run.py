@@ -73,7 +73,8 @@ SECTIONS = ("overhead", "efficiency", "quality", "sampling")
 
 BUDGETS = {
     "full": {
-        "overhead": {"batch_sizes": [256, 1024], "width": None, "rounds": 30, "steps": 20, "warmup": 20},
+        "overhead": {"batch_sizes": [256, 1024], "width": None, "rounds": 30, "steps": 20, "warmup": 20,
+                     "site_samples": 200},
         "efficiency": {"shapes": {"default": (512, None), "published recipe": (1024, 400)}, "rounds": 15, "steps": 10,
                        "warmup": 10, "compile": True, "rate_seconds": 0.1},
         # as the reports in docs/ were made (their commands are in them): recipes side by side at the default's budget;
@@ -86,7 +87,8 @@ BUDGETS = {
         "sampling": {"num_samples": 10_000, "rounds": 5, "steps": [10, 35, 100], "eval_samples": 10_000},
     },
     "quick": {
-        "overhead": {"batch_sizes": [256, 1024], "width": None, "rounds": 4, "steps": 3, "warmup": 3},
+        "overhead": {"batch_sizes": [256, 1024], "width": None, "rounds": 4, "steps": 3, "warmup": 3,
+                     "site_samples": 30},
         "efficiency": {"shapes": {"default": (512, None), "published recipe": (1024, 400)}, "rounds": 3, "steps": 3,
                        "warmup": 2, "compile": False, "rate_seconds": 0.05},
         "quality": {"seeds": [0], "fit": ["trainer.iterations=150", "trainer.eval_every=50", "trainer.eval_samples=2000"],
@@ -94,7 +96,7 @@ BUDGETS = {
         "sampling": {"num_samples": 2000, "rounds": 2, "steps": [10, 35, 100], "eval_samples": 2000},
     },
     "smoke": {
-        "overhead": {"batch_sizes": [16], "width": 16, "rounds": 2, "steps": 1, "warmup": 1},
+        "overhead": {"batch_sizes": [16], "width": 16, "rounds": 2, "steps": 1, "warmup": 1, "site_samples": 2},
         "efficiency": {"shapes": {"default": (32, 16), "published recipe": (32, 24)}, "rounds": 2, "steps": 1,
                        "warmup": 1, "compile": False, "rate_seconds": 0.005},
         "quality": {"seeds": [0], "fit": ["trainer.iterations=4", "trainer.eval_every=2", "trainer.eval_samples=200",
@@ -110,12 +112,14 @@ BUDGETS = {
 
 # ---------------------------------------------------------------- 1. framework overhead
 def bench_overhead(b: dict) -> dict:
-    """SVI step vs plain-torch twin at each batch size (``step_overhead.measure``: interleaved A/B rounds)."""
+    """SVI step vs plain-torch twin at each batch size (``step_overhead.measure``: interleaved A/B rounds), and what
+    one Pyro site costs there (``step_overhead.site_cost``)."""
     rows = []
     for batch in b["batch_sizes"]:
         width = b["width"] or "of the configuration"
         print(f"[overhead] batch {batch}, width {width}: {b['rounds']} rounds x {b['steps']} steps per side", flush=True)
-        rows.append(step_overhead.measure(batch, b["width"], b["rounds"], b["steps"], b["warmup"], []))
+        rows.append(step_overhead.measure(batch, b["width"], b["rounds"], b["steps"], b["warmup"], [],
+                                          site_samples=b["site_samples"]))
     return {"rows": rows, "targets": {"256": 1.15, "1024": 1.05}}
 
 
@@ -596,6 +600,25 @@ def script_reports(docs: Path) -> list[str]:
     return ["## 3. Quality: the reports of the quality scripts", "", *lines]
 
 
+def site_cost_lines(rows: list[dict]) -> list[str]:
+    """The overhead section's table of what one Pyro site costs (``step_overhead.site_cost``); none on older pages."""
+    rows = [r for r in rows if "site_cost" in r]
+    if not rows:
+        return []
+    lines = ["", "What one Pyro site costs here (`step_overhead.site_cost`, medians of "
+             f"{rows[0]['site_cost']['samples']} calls): the model's `x0` site (`pyro.deterministic` in the kept batch "
+             "plate, under `poutine.trace`) timed back to back, and straight after the generator's forward pass, where "
+             "it runs in the step; beside it the twin's `x_t = x0 + σ ε` (two small torch ops). A step runs five Pyro "
+             "sites (the model's four, the guide's `z`) and enters two plates.", "",
+             "| batch | Pyro site, back to back | Pyro site, after the generator | x0 + σ ε, back to back | x0 + σ ε, after the generator |",
+             "|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        c = r["site_cost"]
+        lines.append(f"| {r['batch_size']} | {c['site_warm_us']:.0f} µs | {c['site_after_us']:.0f} µs | "
+                     f"{c['ops_warm_us']:.1f} µs | {c['ops_after_us']:.1f} µs |")
+    return lines
+
+
 def page(results: dict, mode: str, command: str, docs: Path, figs: dict[str, str]) -> str:
     m = results["machine"]
     lines = ["# vardiu-pyro: benchmark results", ""]
@@ -634,6 +657,7 @@ def page(results: dict, mode: str, command: str, docs: Path, figs: dict[str, str
             lines.append(f"| {r['batch_size']} | {r.get('networks', r['width'])} | {r['rounds']} × {r['steps_per_round']} | {r['svi_ms']:.2f} | "
                          f"{r['twin_ms']:.2f} | **{r['ratio_median']:.3f}** | {r['ratio_q1']:.3f}–{r['ratio_q3']:.3f} | "
                          f"{r['ratio_min']:.3f}–{r['ratio_max']:.3f} | {'≤ ' + str(target) if target else ''} |")
+        lines += site_cost_lines(o["rows"])
         lines += ["", f"![overhead]({figs['overhead']})", ""]
 
     if "efficiency" in results:

@@ -7,6 +7,10 @@ of the per-round ratio SVI / twin, with its interquartile range.
 
     python benchmarks/step_overhead.py                     # batch 256 and 1024, the default networks
     python benchmarks/step_overhead.py --batch-sizes 512 --width 256 --rounds 30
+
+Beside the ratio, ``site_cost`` times what one Pyro site costs here: the model's ``x0`` site back to back, and
+as it runs in the step, straight after the generator's forward pass (code that runs right after a network's
+products finds the CPU's caches and predictors filled with other work: on some machines it takes twice as long).
 """
 
 from __future__ import annotations
@@ -16,13 +20,16 @@ import copy
 import json
 import platform
 import statistics
+import time
 
 import pyro
 import torch
+from pyro import poutine
 
 from vardiu_pyro.budget import time_steps
 from vardiu_pyro.build import build_objective, build_problem
 from vardiu_pyro.host_memory import retain_freed_memory
+from vardiu_pyro.plates import BatchPlates
 from vardiu_pyro.torch_twin import TorchVarDiUStep
 from vardiu_pyro.validation import compose_config
 
@@ -69,8 +76,48 @@ def make_pair(batch_size: int, width: int | None, overrides: list[str], device: 
     return objective, twin
 
 
+def site_cost(objective, batch_size: int, samples: int) -> dict:
+    """Microseconds (medians over ``samples``) of one Pyro site and of two small torch ops, back to back and right
+    after the generator's forward pass.
+
+    The site is the model's ``x0``: ``pyro.deterministic`` in a kept batch plate, under ``poutine.trace``; the ops
+    are the twin's ``x_t = x0 + σ ε`` on tensors of the same shapes. In the step the model's ``x0`` site runs straight
+    after the generator's forward pass (over B/2 rows with antithetic pairs), which is what ``after`` times.
+    """
+    generator = objective.generator
+    rows = batch_size // 2 if objective.model.antithetic else batch_size
+    z = torch.randn(rows, *generator.latent_shape)
+    x0 = torch.randn(batch_size, *generator.data_shape, requires_grad=True)
+    sigma = torch.rand(batch_size, *[1] * len(generator.data_shape))
+    eps = torch.randn(batch_size, *generator.data_shape)
+    plates = BatchPlates("batch", dim=-1)
+
+    def site():
+        with poutine.trace(), plates(batch_size):
+            pyro.deterministic("x0", x0, event_dim=len(generator.data_shape))
+
+    def ops():
+        return x0 + sigma * eps
+
+    @torch.no_grad()
+    def forward():
+        generator(z)
+
+    times = {f"{name}_{when}": [] for name in ("site", "ops") for when in ("warm", "after")}
+    for _ in range(samples):
+        for name, fn in (("site", site), ("ops", ops)):
+            for when, before in (("warm", fn), ("after", forward)):
+                before()
+                tick = time.perf_counter()
+                fn()
+                times[f"{name}_{when}"].append(time.perf_counter() - tick)
+    return {"batch_size": batch_size, "samples": samples,
+            **{f"{key}_us": 1e6 * statistics.median(values) for key, values in times.items()}}
+
+
 def measure(batch_size: int, width: int | None, rounds: int, steps: int, warmup: int, overrides: list[str],
-            device: str = "cpu") -> dict:
+            device: str = "cpu", site_samples: int = 0) -> dict:
+    """The interleaved A/B of the SVI step against its twin; with ``site_samples``, also ``site_cost`` (CPU only)."""
     objective, twin = make_pair(batch_size, width, overrides, device)
     sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
     svi_step = objective.step
@@ -84,11 +131,13 @@ def measure(batch_size: int, width: int | None, rounds: int, steps: int, warmup:
         torch_times.append(got["twin"])
         ratios.append(got["svi"] / got["twin"])
     q1, median, q3 = quartiles(ratios)
+    sites = site_cost(objective, batch_size, site_samples) if site_samples and device == "cpu" else None
     return {"batch_size": batch_size, "width": width, "networks": network_shapes(objective), "rounds": rounds,
             "steps_per_round": steps,
             "svi_ms": 1e3 * statistics.median(svi), "twin_ms": 1e3 * statistics.median(torch_times),
             "ratio_median": median, "ratio_q1": q1, "ratio_q3": q3,
-            "ratio_min": min(ratios), "ratio_max": max(ratios), "ratios": ratios}
+            "ratio_min": min(ratios), "ratio_max": max(ratios), "ratios": ratios,
+            **({"site_cost": sites} if sites else {})}
 
 
 def main() -> None:
@@ -99,13 +148,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="steps per side per round")
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--site-samples", type=int, default=200,
+                        help="samples of site_cost at each batch size (0: skip it)")
     parser.add_argument("--json", default=None, help="write the results here")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for both sides, e.g. optim.lr=2e-3")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     retain_freed_memory()  # as `python -m vardiu_pyro.fit` does (trainer.retain_freed_memory)
-    rows = [measure(b, args.width, args.rounds, args.steps, args.warmup, args.overrides) for b in args.batch_sizes]
+    rows = [measure(b, args.width, args.rounds, args.steps, args.warmup, args.overrides, site_samples=args.site_samples)
+            for b in args.batch_sizes]
     meta = {"machine": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
             "torch": torch.__version__, "pyro": pyro.__version__}
     print(f"SVI step vs plain-torch twin ({meta['threads']} threads, torch {meta['torch']}, pyro {meta['pyro']})")
@@ -114,6 +166,11 @@ def main() -> None:
     for r in rows:
         print(f"| {r['batch_size']} | {r['networks']} | {r['svi_ms']:.2f} | {r['twin_ms']:.2f} | "
               f"{r['ratio_median']:.3f} | {r['ratio_q1']:.3f}–{r['ratio_q3']:.3f} |")
+    for r in rows:
+        if "site_cost" in r:
+            c = r["site_cost"]
+            print(f"batch {r['batch_size']}: one Pyro site {c['site_warm_us']:.0f} µs back to back, {c['site_after_us']:.0f} µs "
+                  f"after the generator's forward pass; x0 + σ ε {c['ops_warm_us']:.1f} and {c['ops_after_us']:.1f} µs")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"meta": meta, "rows": rows}, f, indent=2)

@@ -67,6 +67,11 @@ def test_smoke_run_writes_the_page_and_plots(tmp_path):
     for row in results["overhead"]["rows"]:
         assert row["ratio_min"] <= row["ratio_median"] <= row["ratio_max"]
         assert f"**{row['ratio_median']:.3f}**" in page
+        c = row["site_cost"]  # what one Pyro site costs, back to back and after the generator's forward pass
+        assert c["samples"] == run.BUDGETS["smoke"]["overhead"]["site_samples"] and c["batch_size"] == row["batch_size"]
+        assert all(c[f"{name}_{when}_us"] > 0 for name in ("site", "ops") for when in ("warm", "after"))
+        assert (f"| {row['batch_size']} | {c['site_warm_us']:.0f} µs | {c['site_after_us']:.0f} µs | "
+                f"{c['ops_warm_us']:.1f} µs | {c['ops_after_us']:.1f} µs |") in page
     fractions = [r["fraction"] for r in results["efficiency"]["rows"]]
     assert fractions and all(f > 0 for f in fractions)
     for r in results["efficiency"]["rows"]:  # the round's step FLOP/s over the rate measured in the same round
