@@ -9,8 +9,8 @@ of the per-round ratio SVI / twin, with its interquartile range.
     python benchmarks/step_overhead.py --batch-sizes 512 --width 256 --rounds 30
 
 Beside the ratio, ``site_cost`` times what one Pyro site costs here: the model's ``x0`` site back to back, and
-as it runs in the step, straight after the generator's forward pass (code that runs right after a network's
-products finds the CPU's caches and predictors filled with other work: on some machines it takes twice as long).
+as it runs in the step, straight after the generator's forward pass (on some machines code that runs right after a
+network's matrix products takes about twice as long as it does back to back; docs/step_time.md).
 """
 
 from __future__ import annotations
