@@ -74,7 +74,7 @@ SECTIONS = ("overhead", "efficiency", "quality", "sampling")
 BUDGETS = {
     "full": {
         "overhead": {"batch_sizes": [256, 1024], "width": None, "rounds": 30, "steps": 20, "warmup": 20,
-                     "site_samples": 200},
+                     "phase_rounds": 10, "site_samples": 200},
         "efficiency": {"shapes": {"default": (512, None), "published recipe": (1024, 400)}, "rounds": 15, "steps": 10,
                        "warmup": 10, "compile": True, "rate_seconds": 0.1},
         # as the reports in docs/ were made (their commands are in them): recipes side by side at the default's budget;
@@ -88,7 +88,7 @@ BUDGETS = {
     },
     "quick": {
         "overhead": {"batch_sizes": [256, 1024], "width": None, "rounds": 4, "steps": 3, "warmup": 3,
-                     "site_samples": 30},
+                     "phase_rounds": 2, "site_samples": 30},
         "efficiency": {"shapes": {"default": (512, None), "published recipe": (1024, 400)}, "rounds": 3, "steps": 3,
                        "warmup": 2, "compile": False, "rate_seconds": 0.05},
         "quality": {"seeds": [0], "fit": ["trainer.iterations=150", "trainer.eval_every=50", "trainer.eval_samples=2000"],
@@ -96,7 +96,8 @@ BUDGETS = {
         "sampling": {"num_samples": 2000, "rounds": 2, "steps": [10, 35, 100], "eval_samples": 2000},
     },
     "smoke": {
-        "overhead": {"batch_sizes": [16], "width": 16, "rounds": 2, "steps": 1, "warmup": 1, "site_samples": 2},
+        "overhead": {"batch_sizes": [16], "width": 16, "rounds": 2, "steps": 1, "warmup": 1, "phase_rounds": 2,
+                     "site_samples": 2},
         "efficiency": {"shapes": {"default": (32, 16), "published recipe": (32, 24)}, "rounds": 2, "steps": 1,
                        "warmup": 1, "compile": False, "rate_seconds": 0.005},
         "quality": {"seeds": [0], "fit": ["trainer.iterations=4", "trainer.eval_every=2", "trainer.eval_samples=200",
@@ -112,14 +113,14 @@ BUDGETS = {
 
 # ---------------------------------------------------------------- 1. framework overhead
 def bench_overhead(b: dict) -> dict:
-    """SVI step vs plain-torch twin at each batch size (``step_overhead.measure``: interleaved A/B rounds), and what
-    one Pyro site costs there (``step_overhead.site_cost``)."""
+    """SVI step vs plain-torch twin at each batch size (``step_overhead.measure``: interleaved A/B rounds), both split
+    into their phases (``step_overhead.phase_times``), and what one Pyro site costs (``step_overhead.site_cost``)."""
     rows = []
     for batch in b["batch_sizes"]:
         width = b["width"] or "of the configuration"
         print(f"[overhead] batch {batch}, width {width}: {b['rounds']} rounds x {b['steps']} steps per side", flush=True)
         rows.append(step_overhead.measure(batch, b["width"], b["rounds"], b["steps"], b["warmup"], [],
-                                          site_samples=b["site_samples"]))
+                                          phase_rounds=b["phase_rounds"], site_samples=b["site_samples"]))
     return {"rows": rows, "targets": {"256": 1.15, "1024": 1.05}}
 
 
@@ -600,6 +601,26 @@ def script_reports(docs: Path) -> list[str]:
     return ["## 3. Quality: the reports of the quality scripts", "", *lines]
 
 
+def phase_lines(rows: list[dict]) -> list[str]:
+    """The overhead section's table of both steps split into phases (``step_overhead.phase_times``); none on older pages."""
+    rows = [r for r in rows if "phases" in r]
+    if not rows:
+        return []
+    names = {"forward": "forward (draws, model, guide, loss)", "backward": "backward",
+             "optimiser": "optimiser (clip, Adam, clear)"}
+    p0 = rows[0]["phases"]
+    lines = ["", f"Where the difference lies (`step_overhead.phase_times`, medians of {p0['rounds']} interleaved rounds × "
+             f"{p0['steps_per_round']} steps per side): both steps timed phase by phase; the SVI side calls the ELBO and "
+             "the optimiser that `SVI.step` calls, without `SVI.step`'s own wrapper.", "",
+             "| batch | phase | SVI ms | twin ms | SVI − twin |", "|---:|---|---:|---:|---:|"]
+    for r in rows:
+        p = r["phases"]
+        for phase in step_overhead.PHASES:
+            svi, twin = p[f"svi_{phase}_ms"], p[f"twin_{phase}_ms"]
+            lines.append(f"| {r['batch_size']} | {names[phase]} | {svi:.2f} | {twin:.2f} | {svi - twin:+.2f} |")
+    return lines
+
+
 def site_cost_lines(rows: list[dict]) -> list[str]:
     """The overhead section's table of what one Pyro site costs (``step_overhead.site_cost``); none on older pages."""
     rows = [r for r in rows if "site_cost" in r]
@@ -657,6 +678,7 @@ def page(results: dict, mode: str, command: str, docs: Path, figs: dict[str, str
             lines.append(f"| {r['batch_size']} | {r.get('networks', r['width'])} | {r['rounds']} × {r['steps_per_round']} | {r['svi_ms']:.2f} | "
                          f"{r['twin_ms']:.2f} | **{r['ratio_median']:.3f}** | {r['ratio_q1']:.3f}–{r['ratio_q3']:.3f} | "
                          f"{r['ratio_min']:.3f}–{r['ratio_max']:.3f} | {'≤ ' + str(target) if target else ''} |")
+        lines += phase_lines(o["rows"])
         lines += site_cost_lines(o["rows"])
         lines += ["", f"![overhead]({figs['overhead']})", ""]
 

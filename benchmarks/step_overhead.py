@@ -8,7 +8,8 @@ of the per-round ratio SVI / twin, with its interquartile range.
     python benchmarks/step_overhead.py                     # batch 256 and 1024, the default networks
     python benchmarks/step_overhead.py --batch-sizes 512 --width 256 --rounds 30
 
-Beside the ratio, ``site_cost`` times what one Pyro site costs here: the model's ``x0`` site back to back, and
+Beside the ratio, ``phase_times`` splits both steps into forward pass, backward pass and optimiser (where the
+difference lies), and ``site_cost`` times what one Pyro site costs here: the model's ``x0`` site back to back, and
 as it runs in the step, straight after the generator's forward pass (on some machines code that runs right after a
 network's matrix products takes about twice as long as it does back to back; docs/step_time.md).
 """
@@ -115,9 +116,59 @@ def site_cost(objective, batch_size: int, samples: int) -> dict:
             **{f"{key}_us": 1e6 * statistics.median(values) for key, values in times.items()}}
 
 
+PHASES = ("forward", "backward", "optimiser")
+
+
+def phase_times(objective, twin, batch_size: int, rounds: int, steps: int, iteration: int = 0,
+                sync=lambda: None) -> dict:
+    """Milliseconds of each phase of a step, SVI side and twin, medians over interleaved rounds (A B, B A, ...).
+
+    forward: the draws, the model, the guide and the loss, to the bound's value (``.item()``, as both steps read it);
+    backward: the surrogate's backward pass; optimiser: per-network clip, Adam and clearing the gradients. The SVI side
+    calls the ELBO and the optimiser that ``SVI.step`` calls, without ``SVI.step``'s own wrapper (a parameter-capturing
+    trace and a zeroing of what it captured: nothing here, as the networks are registered once).
+    """
+    svi = objective.svi
+
+    def svi_step() -> tuple[float, float, float]:
+        tick = time.perf_counter()
+        loss = objective.elbo.differentiable_loss(svi.model, svi.guide, batch_size, iteration=iteration)
+        loss.item()
+        forward = time.perf_counter()
+        loss.backward()
+        sync()
+        backward = time.perf_counter()
+        svi.optim(set())
+        sync()
+        return forward - tick, backward - forward, time.perf_counter() - backward
+
+    def twin_step() -> tuple[float, float, float]:
+        tick = time.perf_counter()
+        surrogate, bound = twin.loss(iteration)
+        bound.item()
+        forward = time.perf_counter()
+        surrogate.backward()
+        sync()
+        backward = time.perf_counter()
+        twin.apply_gradients()
+        sync()
+        return forward - tick, backward - forward, time.perf_counter() - backward
+
+    sides = {"svi": svi_step, "twin": twin_step}
+    times = {side: {phase: [] for phase in PHASES} for side in sides}
+    for r in range(rounds):
+        for side in (("svi", "twin") if r % 2 == 0 else ("twin", "svi")):
+            for _ in range(steps):
+                for phase, seconds in zip(PHASES, sides[side]()):
+                    times[side][phase].append(seconds)
+    return {"batch_size": batch_size, "rounds": rounds, "steps_per_round": steps,
+            **{f"{side}_{phase}_ms": 1e3 * statistics.median(times[side][phase]) for side in sides for phase in PHASES}}
+
+
 def measure(batch_size: int, width: int | None, rounds: int, steps: int, warmup: int, overrides: list[str],
-            device: str = "cpu", site_samples: int = 0) -> dict:
-    """The interleaved A/B of the SVI step against its twin; with ``site_samples``, also ``site_cost`` (CPU only)."""
+            device: str = "cpu", site_samples: int = 0, phase_rounds: int = 0) -> dict:
+    """The interleaved A/B of the SVI step against its twin; with ``phase_rounds``, also ``phase_times`` (as many
+    steps a round as the A/B's); with ``site_samples``, also ``site_cost`` (CPU only)."""
     objective, twin = make_pair(batch_size, width, overrides, device)
     sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
     svi_step = objective.step
@@ -131,13 +182,14 @@ def measure(batch_size: int, width: int | None, rounds: int, steps: int, warmup:
         torch_times.append(got["twin"])
         ratios.append(got["svi"] / got["twin"])
     q1, median, q3 = quartiles(ratios)
+    phases = phase_times(objective, twin, batch_size, phase_rounds, steps, warmup, sync) if phase_rounds else None
     sites = site_cost(objective, batch_size, site_samples) if site_samples and device == "cpu" else None
     return {"batch_size": batch_size, "width": width, "networks": network_shapes(objective), "rounds": rounds,
             "steps_per_round": steps,
             "svi_ms": 1e3 * statistics.median(svi), "twin_ms": 1e3 * statistics.median(torch_times),
             "ratio_median": median, "ratio_q1": q1, "ratio_q3": q3,
             "ratio_min": min(ratios), "ratio_max": max(ratios), "ratios": ratios,
-            **({"site_cost": sites} if sites else {})}
+            **({"phases": phases} if phases else {}), **({"site_cost": sites} if sites else {})}
 
 
 def main() -> None:
@@ -148,6 +200,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="steps per side per round")
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--phase-rounds", type=int, default=10,
+                        help="rounds of phase_times at each batch size (0: skip it)")
     parser.add_argument("--site-samples", type=int, default=200,
                         help="samples of site_cost at each batch size (0: skip it)")
     parser.add_argument("--json", default=None, help="write the results here")
@@ -156,8 +210,8 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     retain_freed_memory()  # as `python -m vardiu_pyro.fit` does (trainer.retain_freed_memory)
-    rows = [measure(b, args.width, args.rounds, args.steps, args.warmup, args.overrides, site_samples=args.site_samples)
-            for b in args.batch_sizes]
+    rows = [measure(b, args.width, args.rounds, args.steps, args.warmup, args.overrides, site_samples=args.site_samples,
+                    phase_rounds=args.phase_rounds) for b in args.batch_sizes]
     meta = {"machine": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
             "torch": torch.__version__, "pyro": pyro.__version__}
     print(f"SVI step vs plain-torch twin ({meta['threads']} threads, torch {meta['torch']}, pyro {meta['pyro']})")
@@ -167,6 +221,10 @@ def main() -> None:
         print(f"| {r['batch_size']} | {r['networks']} | {r['svi_ms']:.2f} | {r['twin_ms']:.2f} | "
               f"{r['ratio_median']:.3f} | {r['ratio_q1']:.3f}–{r['ratio_q3']:.3f} |")
     for r in rows:
+        if "phases" in r:
+            p = r["phases"]
+            print(f"batch {r['batch_size']}, ms (SVI / twin): " + ", ".join(
+                f"{phase} {p[f'svi_{phase}_ms']:.2f} / {p[f'twin_{phase}_ms']:.2f}" for phase in PHASES))
         if "site_cost" in r:
             c = r["site_cost"]
             print(f"batch {r['batch_size']}: one Pyro site {c['site_warm_us']:.0f} µs back to back, {c['site_after_us']:.0f} µs "

@@ -67,6 +67,12 @@ def test_smoke_run_writes_the_page_and_plots(tmp_path):
     for row in results["overhead"]["rows"]:
         assert row["ratio_min"] <= row["ratio_median"] <= row["ratio_max"]
         assert f"**{row['ratio_median']:.3f}**" in page
+        p = row["phases"]  # both steps phase by phase
+        assert p["rounds"] == run.BUDGETS["smoke"]["overhead"]["phase_rounds"] and p["batch_size"] == row["batch_size"]
+        for phase in run.step_overhead.PHASES:
+            svi, twin = p[f"svi_{phase}_ms"], p[f"twin_{phase}_ms"]
+            assert svi > 0 and twin > 0
+            assert f"| {row['batch_size']} | {phase}" in page and f"| {svi:.2f} | {twin:.2f} | {svi - twin:+.2f} |" in page
         c = row["site_cost"]  # what one Pyro site costs, back to back and after the generator's forward pass
         assert c["samples"] == run.BUDGETS["smoke"]["overhead"]["site_samples"] and c["batch_size"] == row["batch_size"]
         assert all(c[f"{name}_{when}_us"] > 0 for name in ("site", "ops") for when in ("warm", "after"))

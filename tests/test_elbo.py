@@ -13,7 +13,7 @@ from vardiu_pyro.models import ExactTeacher, FixedSigma, ForwardDiffusion, MLPGe
 from vardiu_pyro.objectives import Problem, VarDiU, VarDiUELBO
 from vardiu_pyro.optim import PerNetworkOptim
 from tests.faults import ScoreOnlyGuide
-from vardiu_pyro.torch_twin import vardiu_importance_twin_loss, vardiu_twin_loss
+from vardiu_pyro.torch_twin import TorchVarDiUStep, vardiu_importance_twin_loss, vardiu_twin_loss
 
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available")
@@ -126,6 +126,27 @@ def test_svi_step_equals_twin_step_with_per_network_clipping():
     for a, b in zip(list(gen.parameters()) + list(guide.parameters()),
                     list(gen_copy.parameters()) + list(guide_copy.parameters())):
         assert torch.allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("k", [0, 2])
+def test_the_twin_step_is_its_loss_backward_and_gradient_step(k):
+    """The twin in phases (``loss``, backward, ``apply_gradients``), as the overhead benchmark times it, is its whole
+    step: the same bound and the same parameters after each of two steps from the same state and seed."""
+    target, gen, guide, law, weight = mog40_parts()
+    whole, phased = (TorchVarDiUStep(copy.deepcopy(gen), copy.deepcopy(guide), ExactTeacher(target), law, weight,
+                                     batch_size=32, importance_samples=k, max_grad_norm=1e-2) for _ in range(2))
+    for i in range(2):
+        torch.manual_seed(i)
+        bound = whole(i)
+        torch.manual_seed(i)
+        surrogate, phased_bound = phased.loss(i)
+        surrogate.backward()
+        phased.apply_gradients()
+        assert phased_bound.item() == bound
+        for a, b in zip([*whole.generator.parameters(), *whole.guide.parameters()],
+                        [*phased.generator.parameters(), *phased.guide.parameters()]):
+            assert torch.equal(a, b) and a.grad is None and b.grad is None
+    assert not torch.equal(next(whole.generator.parameters()), next(gen.parameters()))  # it stepped
 
 
 @pytest.mark.parametrize("k", [0, 2])

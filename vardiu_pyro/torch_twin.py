@@ -138,18 +138,25 @@ class TorchVarDiUStep:
             z, sigma, eps = torch.cat([z, z]), torch.cat([sigma, sigma]), torch.cat([eps, -eps])
         return z, sigma, eps
 
-    def __call__(self, iteration: int) -> float:
+    def loss(self, iteration: int) -> tuple[Tensor, Tensor]:
+        """(surrogate, weighted bound) of one batch of fresh draws: the step's forward pass."""
         z, sigma, eps = self.draws(iteration)
         if self.importance_samples:
             eta = torch.randn(self.importance_samples, *z.shape, device=z.device, dtype=z.dtype)
-            surrogate, bound = vardiu_importance_twin_loss(self.generator, self.guide, self.teacher, self.weight, z,
-                                                           sigma, eps, eta, iteration, paired=self.antithetic)
-        else:
-            surrogate, bound = vardiu_twin_loss(self.generator, self.guide, self.teacher, self.weight, z, sigma, eps,
-                                                iteration, paired=self.antithetic)
-        surrogate.backward()
+            return vardiu_importance_twin_loss(self.generator, self.guide, self.teacher, self.weight, z, sigma, eps, eta,
+                                               iteration, paired=self.antithetic)
+        return vardiu_twin_loss(self.generator, self.guide, self.teacher, self.weight, z, sigma, eps, iteration,
+                                paired=self.antithetic)
+
+    def apply_gradients(self) -> None:
+        """Per-network clip and optimiser step with the accumulated gradients, then clear them."""
         for net, opt in zip((self.generator, self.guide), self.optimizers):
             params = [p for p in net.parameters() if p.grad is not None]
             clipped_step(opt, params, self.max_grad_norm, nn.utils.get_total_norm([p.grad for p in params], foreach=True))
             opt.zero_grad(set_to_none=True)
+
+    def __call__(self, iteration: int) -> float:
+        surrogate, bound = self.loss(iteration)
+        surrogate.backward()
+        self.apply_gradients()
         return bound.item()
