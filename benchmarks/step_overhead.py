@@ -130,31 +130,25 @@ def phase_times(objective, twin, batch_size: int, rounds: int, steps: int, itera
     """
     svi = objective.svi
 
-    def svi_step() -> tuple[float, float, float]:
+    def timed(forward, apply) -> tuple[float, float, float]:
+        """Seconds of (forward, backward, optimiser): ``forward()`` gives (what to backpropagate, the bound)."""
         tick = time.perf_counter()
-        loss = objective.elbo.differentiable_loss(svi.model, svi.guide, batch_size, iteration=iteration)
-        loss.item()
-        forward = time.perf_counter()
-        loss.backward()
-        sync()
-        backward = time.perf_counter()
-        svi.optim(set())
-        sync()
-        return forward - tick, backward - forward, time.perf_counter() - backward
-
-    def twin_step() -> tuple[float, float, float]:
-        tick = time.perf_counter()
-        surrogate, bound = twin.loss(iteration)
+        surrogate, bound = forward()
         bound.item()
-        forward = time.perf_counter()
+        forward_done = time.perf_counter()
         surrogate.backward()
         sync()
-        backward = time.perf_counter()
-        twin.apply_gradients()
+        backward_done = time.perf_counter()
+        apply()
         sync()
-        return forward - tick, backward - forward, time.perf_counter() - backward
+        return forward_done - tick, backward_done - forward_done, time.perf_counter() - backward_done
 
-    sides = {"svi": svi_step, "twin": twin_step}
+    def svi_loss():  # the bound's value with the surrogate's gradient: both roles in one tensor
+        loss = objective.elbo.differentiable_loss(svi.model, svi.guide, batch_size, iteration=iteration)
+        return loss, loss
+
+    sides = {"svi": lambda: timed(svi_loss, lambda: svi.optim(set())),
+             "twin": lambda: timed(lambda: twin.loss(iteration), twin.apply_gradients)}
     times = {side: {phase: [] for phase in PHASES} for side in sides}
     for r in range(rounds):
         for side in (("svi", "twin") if r % 2 == 0 else ("twin", "svi")):
