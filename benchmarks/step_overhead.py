@@ -77,6 +77,19 @@ def make_pair(batch_size: int, width: int | None, overrides: list[str], device: 
     return objective, twin
 
 
+def x0_site(x0: torch.Tensor, event_dims: int):
+    """The model's ``x0`` site alone, as a function: ``pyro.deterministic`` in a kept batch plate over x0's rows, under
+    ``poutine.trace``; it returns the trace."""
+    plates = BatchPlates("batch", dim=-1)
+
+    def site() -> poutine.Trace:
+        with poutine.trace() as tracer, plates(x0.shape[0]):
+            pyro.deterministic("x0", x0, event_dim=event_dims)
+        return tracer.trace
+
+    return site
+
+
 def site_cost(objective, batch_size: int, samples: int) -> dict:
     """Microseconds (medians over ``samples``) of one Pyro site and of two small torch ops, back to back and right
     after the generator's forward pass.
@@ -91,11 +104,7 @@ def site_cost(objective, batch_size: int, samples: int) -> dict:
     x0 = torch.randn(batch_size, *generator.data_shape, requires_grad=True)
     sigma = torch.rand(batch_size, *[1] * len(generator.data_shape))
     eps = torch.randn(batch_size, *generator.data_shape)
-    plates = BatchPlates("batch", dim=-1)
-
-    def site():
-        with poutine.trace(), plates(batch_size):
-            pyro.deterministic("x0", x0, event_dim=len(generator.data_shape))
+    site = x0_site(x0, len(generator.data_shape))
 
     def ops():
         return x0 + sigma * eps

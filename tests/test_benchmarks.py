@@ -612,3 +612,20 @@ def test_teacher_pass_times_the_direct_formulas_against_the_library_on_the_same_
     (grad,) = torch.autograd.grad(target.distribution(sigma).log_prob(xg).sum(), xg)  # Pyro's mixture: independent of ours
     assert torch.allclose(log_p, target.distribution(sigma).log_prob(x), atol=1e-4)
     assert torch.allclose(score, grad, atol=1e-3)
+
+
+def test_after_products_times_every_code_after_every_prior_and_its_site_is_the_models():
+    after_products = pytest.importorskip("after_products")
+    result = after_products.measure(threads=1, samples=2)
+    assert result["threads"] == 1 and result["samples"] == 2
+    for code in after_products.CODES:
+        for prior in after_products.BEFORE:
+            assert all(result["us"][code][prior][call] > 0 for call in ("first", "second"))
+    lines = after_products.table([result])
+    assert len(lines) == 2 + len(after_products.CODES) and all(line.count("|") == 8 for line in lines)
+    x0 = torch.randn(6, 2)
+    site = after_products.probes()[0]["Pyro site"]
+    node = run.step_overhead.x0_site(x0, event_dims=1)().nodes["x0"]
+    assert node["value"] is x0 and node["infer"].get("_deterministic")
+    assert [(f.name, f.size, f.dim) for f in node["cond_indep_stack"]] == [("batch", 6, -1)]
+    assert site().nodes["x0"]["value"].shape == (1024, 2)  # the script's site: batch 1024, as its docstring says
