@@ -11,7 +11,8 @@ of the per-round ratio SVI / twin, with its interquartile range.
 Beside the ratio, ``phase_times`` splits both steps into forward pass, backward pass and optimiser (where the
 difference lies), and ``site_cost`` times what one Pyro site costs here: the model's ``x0`` site back to back, and
 as it runs in the step, straight after the generator's forward pass (on some machines code that runs right after a
-network's matrix products takes about twice as long as it does back to back; docs/step_time.md).
+network's matrix products takes about twice as long as it does back to back; ``after_products.py`` measures that
+alone, and docs/step_time.md says what it found).
 """
 
 from __future__ import annotations
