@@ -53,19 +53,24 @@ def probes(size: int = 1024) -> tuple[dict, dict]:
 
 
 def measure(threads: int, samples: int) -> dict:
-    """Microseconds of each code's first and second call after each ``before`` (nothing: the code itself)."""
-    torch.set_num_threads(threads)
+    """Microseconds of each code's first and second call after each ``before`` (nothing: the code itself), with
+    ``threads`` torch threads (the count before is restored)."""
     codes, before = probes()
     times = {(code, prior, call): [] for code in CODES for prior in BEFORE for call in ("first", "second")}
-    for _ in range(samples):
-        for code in CODES:
-            fn = codes[code]
-            for prior in BEFORE:
-                (before[prior] or fn)()
-                for call in ("first", "second"):
-                    tick = time.perf_counter()
-                    fn()
-                    times[(code, prior, call)].append(time.perf_counter() - tick)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for _ in range(samples):
+            for code in CODES:
+                fn = codes[code]
+                for prior in BEFORE:
+                    (before[prior] or fn)()
+                    for call in ("first", "second"):
+                        tick = time.perf_counter()
+                        fn()
+                        times[(code, prior, call)].append(time.perf_counter() - tick)
+    finally:
+        torch.set_num_threads(previous)
     return {"threads": threads, "samples": samples,
             "us": {code: {prior: {call: 1e6 * statistics.median(times[(code, prior, call)]) for call in ("first", "second")}
                           for prior in BEFORE} for code in CODES}}

@@ -19,3 +19,13 @@ def float64():
     torch.set_default_dtype(torch.float64)
     yield
     torch.set_default_dtype(old)
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test, then the count before: for tests of many tiny operations, where on a busy 2-core
+    machine intra-op threads only add waiting."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -616,8 +616,9 @@ def test_teacher_pass_times_the_direct_formulas_against_the_library_on_the_same_
 
 def test_after_products_times_every_code_after_every_prior_and_its_site_is_the_models():
     after_products = pytest.importorskip("after_products")
+    threads = torch.get_num_threads()
     result = after_products.measure(threads=1, samples=2)
-    assert result["threads"] == 1 and result["samples"] == 2
+    assert result["threads"] == 1 and result["samples"] == 2 and torch.get_num_threads() == threads
     for code in after_products.CODES:
         for prior in after_products.BEFORE:
             assert all(result["us"][code][prior][call] > 0 for call in ("first", "second"))

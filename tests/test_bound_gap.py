@@ -14,12 +14,7 @@ from vardiu_pyro.models import PowerLawSigma, PowerWeight, Ramp
 SIGMA = 0.8
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # many tiny operations (conftest.py)
 
 
 def wrong_guide(A, b):

@@ -32,13 +32,7 @@ FAMILIES = {
 DATA_STD = 3.0
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These tests run many tiny operations: on a busy 2-core machine intra-op threads only add waiting."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # many tiny operations (conftest.py)
 
 
 def make_guide(name: str, latent_dim: int = 2, data_dim: int = 2, perturb: float = 0.25, seed: int = 0) -> Guide:
