@@ -61,6 +61,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
+import after_products  # noqa: E402
 import step_overhead  # noqa: E402
 from step_overhead import linear_shapes  # noqa: E402
 from provenance import git_commit, machine  # noqa: E402
@@ -74,7 +75,7 @@ SECTIONS = ("overhead", "efficiency", "quality", "sampling")
 BUDGETS = {
     "full": {
         "overhead": {"batch_sizes": [256, 1024], "width": None, "rounds": 30, "steps": 20, "warmup": 20,
-                     "phase_rounds": 10, "site_samples": 200},
+                     "phase_rounds": 10, "site_samples": 200, "after_samples": 300},
         "efficiency": {"shapes": {"default": (512, None), "published recipe": (1024, 400)}, "rounds": 15, "steps": 10,
                        "warmup": 10, "compile": True, "rate_seconds": 0.1},
         # as the reports in docs/ were made (their commands are in them): recipes side by side at the default's budget;
@@ -88,7 +89,7 @@ BUDGETS = {
     },
     "quick": {
         "overhead": {"batch_sizes": [256, 1024], "width": None, "rounds": 4, "steps": 3, "warmup": 3,
-                     "phase_rounds": 2, "site_samples": 30},
+                     "phase_rounds": 2, "site_samples": 30, "after_samples": 20},
         "efficiency": {"shapes": {"default": (512, None), "published recipe": (1024, 400)}, "rounds": 3, "steps": 3,
                        "warmup": 2, "compile": False, "rate_seconds": 0.05},
         "quality": {"seeds": [0], "fit": ["trainer.iterations=150", "trainer.eval_every=50", "trainer.eval_samples=2000"],
@@ -97,7 +98,7 @@ BUDGETS = {
     },
     "smoke": {
         "overhead": {"batch_sizes": [16], "width": 16, "rounds": 2, "steps": 1, "warmup": 1, "phase_rounds": 2,
-                     "site_samples": 2},
+                     "site_samples": 2, "after_samples": 2},
         "efficiency": {"shapes": {"default": (32, 16), "published recipe": (32, 24)}, "rounds": 2, "steps": 1,
                        "warmup": 1, "compile": False, "rate_seconds": 0.005},
         "quality": {"seeds": [0], "fit": ["trainer.iterations=4", "trainer.eval_every=2", "trainer.eval_samples=200",
@@ -114,14 +115,17 @@ BUDGETS = {
 # ---------------------------------------------------------------- 1. framework overhead
 def bench_overhead(b: dict) -> dict:
     """SVI step vs plain-torch twin at each batch size (``step_overhead.measure``: interleaved A/B rounds), both split
-    into their phases (``step_overhead.phase_times``), and what one Pyro site costs (``step_overhead.site_cost``)."""
+    into their phases (``step_overhead.phase_times``), what one Pyro site costs (``step_overhead.site_cost``), and how
+    much slower code runs as the first thing after a matrix product (``after_products.measure``, this run's threads)."""
     rows = []
     for batch in b["batch_sizes"]:
         width = b["width"] or "of the configuration"
         print(f"[overhead] batch {batch}, width {width}: {b['rounds']} rounds x {b['steps']} steps per side", flush=True)
         rows.append(step_overhead.measure(batch, b["width"], b["rounds"], b["steps"], b["warmup"], [],
                                           phase_rounds=b["phase_rounds"], site_samples=b["site_samples"]))
-    return {"rows": rows, "targets": {"256": 1.15, "1024": 1.05}}
+    print(f"[overhead] code after a matrix product: {b['after_samples']} rounds", flush=True)
+    after = after_products.measure(torch.get_num_threads(), b["after_samples"])
+    return {"rows": rows, "after_products": after, "targets": {"256": 1.15, "1024": 1.05}}
 
 
 # ---------------------------------------------------------------- 2. hardware efficiency
@@ -640,6 +644,19 @@ def site_cost_lines(rows: list[dict]) -> list[str]:
     return lines
 
 
+def after_products_lines(after: dict | None) -> list[str]:
+    """The overhead section's table of code run straight after a matrix product (``after_products``); none on older pages."""
+    if after is None:
+        return []
+    return ["", "Code run as the first thing after a matrix product (`benchmarks/after_products.py`, medians of "
+            f"{after['samples']} interleaved rounds, µs): 200 dict lookups in plain Python, the twin's `x0 + σ ε` and the "
+            "model's `x0` Pyro site, batch 1024, each timed back to back, then as the first thing after a 1024 × 1024 "
+            "float32 product or after a copy of as many bytes as that product reads (memory traffic, no arithmetic), "
+            "and at its second call after it. Where the first call is much slower than the second, every burst of "
+            "products in the step costs the code after it that much more, and the more code (Pyro's sites against the "
+            "twin's ops), the more.", "", *after_products.table([after])]
+
+
 def page(results: dict, mode: str, command: str, docs: Path, figs: dict[str, str]) -> str:
     m = results["machine"]
     lines = ["# vardiu-pyro: benchmark results", ""]
@@ -680,6 +697,7 @@ def page(results: dict, mode: str, command: str, docs: Path, figs: dict[str, str
                          f"{r['ratio_min']:.3f}–{r['ratio_max']:.3f} | {'≤ ' + str(target) if target else ''} |")
         lines += phase_lines(o["rows"])
         lines += site_cost_lines(o["rows"])
+        lines += after_products_lines(o.get("after_products"))
         lines += ["", f"![overhead]({figs['overhead']})", ""]
 
     if "efficiency" in results:

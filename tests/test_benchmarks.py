@@ -78,6 +78,9 @@ def test_smoke_run_writes_the_page_and_plots(tmp_path):
         assert all(c[f"{name}_{when}_us"] > 0 for name in ("site", "ops") for when in ("warm", "after"))
         assert (f"| {row['batch_size']} | {c['site_warm_us']:.0f} µs | {c['site_after_us']:.0f} µs | "
                 f"{c['ops_warm_us']:.1f} µs | {c['ops_after_us']:.1f} µs |") in page
+    after = results["overhead"]["after_products"]  # code run as the first thing after a matrix product, with this run's threads
+    assert after["samples"] == run.BUDGETS["smoke"]["overhead"]["after_samples"] and after["threads"] == 1
+    assert all(line in page for line in run.after_products.table([after]))
     fractions = [r["fraction"] for r in results["efficiency"]["rows"]]
     assert fractions and all(f > 0 for f in fractions)
     for r in results["efficiency"]["rows"]:  # the round's step FLOP/s over the rate measured in the same round
