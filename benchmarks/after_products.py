@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import time
 
 import pyro
 import torch
 
+from provenance import machine_line
 from step_overhead import x0_site
 
 CODES = ("python", "torch ops", "Pyro site")
@@ -98,7 +98,7 @@ def main() -> None:
         parser.error("--threads and --samples must be at least 1")
     pyro.enable_validation(False)  # as `python -m vardiu_pyro.fit` runs (trainer.pyro_validation)
     rows = [measure(t, args.samples) for t in sorted({1, args.threads})]
-    meta = {"machine": platform.processor() or platform.machine(), "torch": torch.__version__, "pyro": pyro.__version__}
+    meta = {"machine": machine_line(), "torch": torch.__version__, "pyro": pyro.__version__}
     print(f"Microseconds, medians of {args.samples} rounds ({meta['machine']}, torch {meta['torch']}, pyro {meta['pyro']})")
     print("\n".join(table(rows)))
     if args.json:
