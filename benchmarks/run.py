@@ -8,7 +8,8 @@ Writes ``docs/results.md`` (tables, with the machine, the date, the commit and t
 on the page comes from this script. The benchmarks:
 
 1. framework overhead: one SVI step against its plain-torch twin (``step_overhead.py``), batch 256
-   and 1024, A/B interleaved; median ratio and its spread;
+   and 1024, A/B interleaved; median ratio and its spread; both steps phase by phase, one Pyro site's cost, and
+   how much slower code runs as the first thing after a matrix product (``after_products.py``);
 2. hardware efficiency: a step's floating-point operations over its time, against this machine's
    own matrix-multiply rate, measured again in every round beside the steps (the median over rounds of the
    round's fraction), for a few execution settings (threads, fused / foreach / per-tensor Adam,
