@@ -13,7 +13,6 @@ alternates), and reports the median over rounds of the per-round ratio once-per-
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 from unittest import mock
 
@@ -23,6 +22,7 @@ import torch
 # benchmarks/ is on the path when run as a script
 from step_cost import add_timing_arguments, make_step, parse_timing_arguments, ratio_summary  # noqa: E402
 from step_overhead import time_steps
+from provenance import machine_line
 from vardiu_pyro.models import diffusion
 
 
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> dict:
     add_timing_arguments(parser, rounds=30, steps=10, warmup=10)
     args = parse_timing_arguments(parser, argv)
     row = measure(args.overrides, args.rounds, args.steps, args.warmup)
-    print(f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} "
+    print(f"{machine_line()}, torch {torch.__version__}, {torch.get_num_threads()} "
           f"thread(s), {args.rounds} rounds x {args.steps} steps, interleaved; "
           f"overrides: {' '.join(args.overrides) or '(none)'}")
     print(f"whole batch {row['ms_whole_batch']:.2f} ms, once per pair {row['ms_once_per_pair']:.2f} ms a step; "

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 
 import pyro
 import torch
 
 from step_overhead import quartiles, time_steps  # noqa: E402 (benchmarks/ is on the path when run as a script)
+from provenance import machine_line
 from vardiu_pyro.build import build_objective, build_problem
 from vardiu_pyro.host_memory import retain_freed_memory
 from vardiu_pyro.validation import compose_config
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--json", default=None, help="also write the rows to this file")
     args = parse_timing_arguments(parser, argv)
     rows = measure(args.configs, args.rounds, args.steps, args.warmup)
-    print(f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} thread(s), "
+    print(f"{machine_line()}, torch {torch.__version__}, {torch.get_num_threads()} thread(s), "
           f"{args.rounds} rounds x {args.steps} steps, interleaved")
     print("| overrides | ms/step (median) | × first (median) | IQR |")
     print("|---|---:|---:|---|")

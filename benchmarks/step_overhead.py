@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import platform
 import statistics
 import time
 
@@ -28,6 +27,7 @@ import pyro
 import torch
 from pyro import poutine
 
+from provenance import machine_line
 from vardiu_pyro.budget import time_steps
 from vardiu_pyro.build import build_objective, build_problem
 from vardiu_pyro.host_memory import retain_freed_memory
@@ -216,7 +216,7 @@ def main() -> None:
     retain_freed_memory()  # as `python -m vardiu_pyro.fit` does (trainer.retain_freed_memory)
     rows = [measure(b, args.width, args.rounds, args.steps, args.warmup, args.overrides, site_samples=args.site_samples,
                     phase_rounds=args.phase_rounds) for b in args.batch_sizes]
-    meta = {"machine": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+    meta = {"machine": machine_line(), "threads": torch.get_num_threads(),
             "torch": torch.__version__, "pyro": pyro.__version__}
     print(f"SVI step vs plain-torch twin ({meta['threads']} threads, torch {meta['torch']}, pyro {meta['pyro']})")
     print("| batch | generator / guide (layers × width) | SVI ms/step | torch ms/step | ratio (median) | IQR |")
