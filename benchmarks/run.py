@@ -25,7 +25,8 @@ GPU numbers come from ``benchmarks/gpu_check.sh`` (run on a CUDA machine; it wri
 
 Sections can be run alone (``--sections overhead efficiency``): the page keeps the other sections
 from the previous ``results.json`` of the same mode, each under the date, commit and command that
-produced it (``--fresh`` drops them). Intermediate runs go under ``outputs/benchmarks/<full|quick>/``
+produced it (``--fresh`` drops them). So can the quality section's parts (``--sections quality sampling
+--quality-parts recipes``: about an hour of the suite's 3.4 on a 2-core CPU), the others kept likewise. Intermediate runs go under ``outputs/benchmarks/<full|quick>/``
 and finished runs are read back, so an interrupted benchmark resumes. ``--smoke`` is an even smaller
 budget than ``--quick``, for the test suite. Where the quality section has not been run, the page
 includes the reports the quality scripts wrote into ``docs/`` on their own (``recipes.md``, ``guides.md``,
@@ -72,6 +73,9 @@ from vardiu_pyro.host_memory import retain_freed_memory  # noqa: E402
 from vardiu_pyro.validation import compose_config  # noqa: E402
 
 SECTIONS = ("overhead", "efficiency", "quality", "sampling")
+# the quality section's parts, one script each (report key ``<part>_md``); ``--quality-parts`` runs some of them and
+# keeps the others from the previous results.json, so the section (hours) can be refreshed a part at a time
+QUALITY_PARTS = ("recipes", "guides", "teachers")
 
 BUDGETS = {
     "full": {
@@ -378,17 +382,20 @@ def included(report: Path, figdir: Path) -> str:
     return text
 
 
-def bench_quality(b: dict, out: Path, teacher_dir: Path, figdir: Path) -> dict:
-    """Drive the quality scripts; collect their reports (each with its own command, tables and plot)."""
+def bench_quality(b: dict, out: Path, teacher_dir: Path | None, figdir: Path,
+                  parts: tuple[str, ...] = QUALITY_PARTS) -> dict:
+    """Drive the quality scripts (those of ``parts`` that the budget has); collect their reports (each with its own
+    command, tables and plot). ``teacher_dir``: the learned teacher, needed by the ``teachers`` part only."""
     result: dict = {}
-    folder = out / "recipes"
-    run_script([in_repo(HERE / "recipes.py"), *b["fit"], "--out", in_repo(folder), "--seeds", *map(str, b["seeds"])])
-    result["recipes_md"] = included(folder / "recipes.md", figdir)
-    if b["guides"] is not None:
+    if "recipes" in parts:
+        folder = out / "recipes"
+        run_script([in_repo(HERE / "recipes.py"), *b["fit"], "--out", in_repo(folder), "--seeds", *map(str, b["seeds"])])
+        result["recipes_md"] = included(folder / "recipes.md", figdir)
+    if "guides" in parts and b["guides"] is not None:
         folder = out / "guides"
         run_guides(b["guides"], folder)
         result["guides_md"] = included(folder / "guides.md", figdir)
-    if b["tvd"] is not None:
+    if "teachers" in parts and b["tvd"] is not None:
         folder = out / "teachers_vs_diff_instruct"
         run_script([in_repo(HERE / "teachers_vs_diff_instruct.py"), "--out", in_repo(folder),
                     "--teacher-dir", in_repo(teacher_dir), *b["tvd"]])
@@ -567,12 +574,38 @@ def carry_over(results: dict, previous: dict | None) -> list[str]:
     for name in carried:
         results[name] = previous[name]
         results["provenance"][name] = previous.get("provenance", {}).get(name) or provenance(previous)
+    if "quality" in previous and "quality" not in carried and "quality" in results:
+        carry_quality_parts(results["quality"], previous)
     return carried
+
+
+def carry_quality_parts(quality: dict, previous: dict) -> list[str]:
+    """Copy into this invocation's ``quality`` section the parts of ``previous``'s that it did not run, each with the
+    provenance of the invocation that did (under ``quality["provenance"]``). Returns their names."""
+    before = previous["quality"]
+    kept = [part for part in QUALITY_PARTS if f"{part}_md" not in quality and f"{part}_md" in before]
+    for part in kept:
+        quality[f"{part}_md"] = before[f"{part}_md"]
+        quality.setdefault("provenance", {})[part] = (before.get("provenance", {}).get(part)
+                                                      or previous.get("provenance", {}).get("quality")
+                                                      or provenance(previous))
+    return kept
 
 
 def from_earlier(results: dict, name: str) -> list[str]:
     """A line under a section's heading when an earlier invocation produced it."""
-    p = results.get("provenance", {}).get(name)
+    return kept_line(results.get("provenance", {}).get(name), results)
+
+
+def kept_parts(results: dict) -> list[str]:
+    """The parts of the quality section that an earlier invocation than the section's own produced."""
+    section = results.get("provenance", {}).get("quality")
+    parts = results.get("quality", {}).get("provenance", {})
+    return [part for part in QUALITY_PARTS if parts.get(part) and parts[part] != section]
+
+
+def kept_line(p: dict | None, results: dict) -> list[str]:
+    """The line that says which earlier invocation produced a section or part (none when it is ``results``' own)."""
     if not p or p == provenance(results):
         return []
     where = p.get("machine", "machine not recorded")
@@ -580,10 +613,10 @@ def from_earlier(results: dict, name: str) -> list[str]:
             f"load average {p.get('load_average', 'n/a')}.*", ""]
 
 
-# the quality scripts' reports: key in the quality section's results, file in docs/, title on the page
-QUALITY_REPORTS = (("recipes_md", "recipes.md", "The default against the published recipe (`benchmarks/recipes.py`)"),
-                   ("guides_md", "guides.md", "Guide families (`benchmarks/guides.py`)"),
-                   ("teachers_md", "teachers_vs_diff_instruct.md",
+# the quality scripts' reports: part (key ``<part>_md`` in the quality section's results), file in docs/, title on the page
+QUALITY_REPORTS = (("recipes", "recipes.md", "The default against the published recipe (`benchmarks/recipes.py`)"),
+                   ("guides", "guides.md", "Guide families (`benchmarks/guides.py`)"),
+                   ("teachers", "teachers_vs_diff_instruct.md",
                     "VarDiU vs Diff-Instruct, exact and learned teacher (`benchmarks/teachers_vs_diff_instruct.py`)"))
 
 
@@ -675,6 +708,8 @@ def page(results: dict, mode: str, command: str, docs: Path, figs: dict[str, str
               "Ratios are the headline; absolute times are context for this machine only.", ""]
     missing = [name for name in SECTIONS if name not in results]
     carried = [name for name in SECTIONS if name in results and from_earlier(results, name)]
+    if "quality" not in carried and kept_parts(results):
+        carried.append(f"quality's {' and '.join(kept_parts(results))}")
     if carried:
         lines += [f"**Kept from earlier invocations:** {', '.join(carried)} (each section says which, and on which "
                   "machine); `python benchmarks/run.py` runs every section.", ""]
@@ -732,12 +767,15 @@ def page(results: dict, mode: str, command: str, docs: Path, figs: dict[str, str
 
     if "quality" in results:
         q = results["quality"]
+        kept = kept_parts(results)
         lines += ["## 3. Quality against time", "", *from_earlier(results, "quality"),
-                  "The reports of the quality scripts, each run by this invocation (final metrics of the EMA generator; "
-                  "each report gives its runs' command, budget and plot).", ""]
-        for key, _, title in QUALITY_REPORTS:
-            if key in q:
-                lines += [f"### {title}", "", demoted(q[key]), ""]
+                  "The reports of the quality scripts, each run by this invocation"
+                  + (" unless it says that it was kept from an earlier one" if kept else "")
+                  + " (final metrics of the EMA generator; each report gives its runs' command, budget and plot).", ""]
+        for part, _, title in QUALITY_REPORTS:
+            if f"{part}_md" in q:
+                own = kept_line(q["provenance"][part], results) if part in kept else []
+                lines += [f"### {title}", "", *own, demoted(q[f"{part}_md"]), ""]
 
     if "quality" not in results:
         lines += script_reports(docs)
@@ -785,6 +823,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--quick", action="store_true", help="a few minutes: a smoke version of every benchmark")
     parser.add_argument("--smoke", action="store_true", help="seconds: the smallest budget (for the test suite)")
     parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
+    parser.add_argument("--quality-parts", nargs="+", choices=QUALITY_PARTS, default=list(QUALITY_PARTS),
+                        help="the quality section's scripts to run (default all); the page keeps the others' reports "
+                             "from the previous results.json, each under the invocation that ran it")
     parser.add_argument("--docs", type=Path, default=ROOT / "docs", help="where results.md and the plots go")
     parser.add_argument("--work", type=Path, default=None,
                         help="intermediate runs (default outputs/benchmarks/<full|quick|smoke>)")
@@ -818,11 +859,12 @@ def main(argv: list[str] | None = None) -> dict:
     if "efficiency" in args.sections:
         results["efficiency"] = bench_efficiency(budget["efficiency"], {"default": [], "published recipe": PAPER_RECIPE})
         plot_efficiency(results["efficiency"], args.docs / figs["efficiency"])
+    parts = tuple(part for part in QUALITY_PARTS if part in args.quality_parts)
     teacher_dir = None
-    if "quality" in args.sections or "sampling" in args.sections:
+    if "sampling" in args.sections or ("quality" in args.sections and "teachers" in parts):
         teacher_dir = train_teacher(work, budget["quality"]["teacher"]).resolve()
     if "quality" in args.sections:
-        results["quality"] = bench_quality(budget["quality"], work, teacher_dir, figdir)
+        results["quality"] = bench_quality(budget["quality"], work, teacher_dir, figdir, parts)
     if "sampling" in args.sections:
         seed = budget["quality"]["seeds"][0]
         student = work / "recipes" / "runs" / f"default_seed{seed}"  # the quality section's default run

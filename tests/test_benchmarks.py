@@ -128,6 +128,79 @@ def test_the_full_quality_section_runs_the_scripts_as_the_reports_in_docs_were_m
     assert alone[2][alone[2].index("--teacher-dir") + 1] == "outputs/benchmarks/full/teacher"
 
 
+def test_the_quality_section_runs_only_the_parts_asked_for_and_the_teacher_only_when_a_part_needs_it(tmp_path,
+                                                                                                   monkeypatch):
+    alone, teachers = [], []
+    monkeypatch.setattr(run, "run_script", lambda args: alone.append(Path(args[0]).name))
+    monkeypatch.setattr(run, "run_scripts_side_by_side", lambda commands: None)
+    monkeypatch.setattr(run, "included", lambda report, figdir: report.name)
+    full = run.BUDGETS["full"]["quality"]
+    assert run.bench_quality(full, tmp_path, None, tmp_path, ("recipes",)) == {"recipes_md": "recipes.md"}
+    assert run.bench_quality(full, tmp_path, tmp_path, tmp_path, ("guides", "teachers")).keys() == {
+        "guides_md", "teachers_md"}
+    assert alone == ["recipes.py", "guides.py", "teachers_vs_diff_instruct.py"]
+
+    monkeypatch.setattr(run, "train_teacher", lambda out, overrides: teachers.append(out) or tmp_path / "teacher")
+    monkeypatch.setattr(run, "bench_quality", lambda b, out, teacher_dir, figdir, parts: {
+        f"{part}_md": f"# {part}\n\n{teacher_dir}" for part in parts})
+    common = ["--docs", str(tmp_path), "--work", str(tmp_path / "work"), "--sections", "quality", "--quality-parts"]
+    results = run.main([*common, "guides", "recipes"])
+    assert teachers == [] and list(results["quality"]) == ["recipes_md", "guides_md"]  # in the section's order
+    assert run.main([*common, "teachers"])["quality"]["teachers_md"].endswith("teacher")
+    assert len(teachers) == 1
+
+
+def test_a_later_invocation_keeps_the_quality_parts_it_does_not_run_each_under_its_own_provenance(tmp_path):
+    """``--quality-parts recipes`` after a full run: the page has the new recipes report and the earlier guides and
+    Diff-Instruct reports, each under the invocation that ran it, also once the whole section is kept in turn."""
+    machine = {"cpu": "cpu", "logical_cpus": 2, "torch_threads": 2, "platform": "p", "python": "3", "torch": "t",
+               "pyro": "p", "load_average": [0.5, 0.5, 0.5]}
+
+    def invocation(command, date, commit, **sections):
+        results = {"mode": "full", "command": command, "date": date, "commit": commit, "machine": machine, **sections}
+        results["provenance"] = {name: run.provenance(results) for name in run.SECTIONS if name in results}
+        return results
+
+    def saved(results):  # as the next invocation reads it back from results.json
+        return json.loads(json.dumps(results))
+
+    first = invocation("python benchmarks/run.py", "d1", "aaa", quality={
+        f"{part}_md": f"# {part}\n\nold {part}" for part in run.QUALITY_PARTS})
+    second = invocation("python benchmarks/run.py --sections quality --quality-parts recipes", "d2", "bbb",
+                        quality={"recipes_md": "# recipes\n\nnew recipes"})
+    assert run.carry_over(second, saved(first)) == []  # no whole section: two of its parts
+    assert run.kept_parts(second) == ["guides", "teachers"]
+    assert second["quality"]["guides_md"] == "# guides\n\nold guides"
+    assert second["quality"]["provenance"]["teachers"] == first["provenance"]["quality"]
+
+    def report_lines(page):  # each report's heading and the first line after it
+        lines = page.splitlines()
+        return {lines[i]: lines[i + 2] for i, line in enumerate(lines) if line.startswith("### ")}
+
+    kept_from_first = "*Kept from an earlier invocation: `python benchmarks/run.py`, d1, commit aaa"
+    page = run.page(second, "full", second["command"], tmp_path, {})
+    assert "new recipes" in page and "old guides" in page and "old teachers" in page
+    assert "**Kept from earlier invocations:** quality's guides and teachers" in page
+    first_lines = report_lines(page)
+    assert [line.startswith(kept_from_first) for line in first_lines.values()] == [False, True, True]
+    assert page.count("Kept from an earlier invocation") == 2  # the section itself is this invocation's
+
+    third = invocation("python benchmarks/run.py --sections overhead", "d3", "ccc", overhead={"rows": [], "targets": {}})
+    assert run.carry_over(third, saved(second)) == ["quality"]
+    assert run.kept_parts(third) == ["guides", "teachers"]
+    page = run.page(third, "full", third["command"], tmp_path, {"overhead": "results/overhead.png"})
+    assert "*Kept from an earlier invocation: `python benchmarks/run.py --sections quality --quality-parts recipes`, d2" in page
+    assert [line.startswith(kept_from_first) for line in report_lines(page).values()] == [False, True, True]
+
+    fresh = invocation("python benchmarks/run.py --sections quality", "d4", "ddd",
+                       quality={f"{part}_md": "new" for part in run.QUALITY_PARTS})
+    run.carry_over(fresh, saved(third))  # every part run again: nothing kept
+    assert run.kept_parts(fresh) == [] and "provenance" not in fresh["quality"]
+    page = run.page(fresh, "full", fresh["command"], tmp_path, {"overhead": "results/overhead.png"})
+    assert "Kept from an earlier invocation: `python benchmarks/run.py --sections overhead`" in page
+    assert page.count("Kept from an earlier invocation") == 1  # the overhead section's
+
+
 def test_scripts_side_by_side_all_run_and_a_failure_is_reported_after_all_ended(tmp_path):
     marks = [tmp_path / "a", tmp_path / "b"]
     run.run_scripts_side_by_side([["-c", f"open({str(m)!r}, 'w').write('x')"] for m in marks])
