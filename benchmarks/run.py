@@ -26,9 +26,10 @@ GPU numbers come from ``benchmarks/gpu_check.sh`` (run on a CUDA machine; it wri
 Sections can be run alone (``--sections overhead efficiency``): the page keeps the other sections
 from the previous ``results.json`` of the same mode, each under the date, commit and command that
 produced it (``--fresh`` drops them). So can the quality section's parts (``--sections quality sampling
---quality-parts recipes``: about an hour of the suite's 3.4 on a 2-core CPU), the others kept likewise. Intermediate runs go under ``outputs/benchmarks/<full|quick>/``
-and finished runs are read back, so an interrupted benchmark resumes. ``--smoke`` is an even smaller
-budget than ``--quick``, for the test suite. Where the quality section has not been run, the page
+--quality-parts recipes``: under an hour of the suite's 3.3 on a 2-core CPU), the others kept likewise, each under
+the invocation that ran it. Intermediate runs go under ``outputs/benchmarks/<full|quick>/`` and finished runs
+are read back, so an interrupted benchmark resumes. ``--smoke`` is an even smaller budget than ``--quick``, for the
+test suite. Where the quality section has not been run, the page
 includes the reports the quality scripts wrote into ``docs/`` on their own (``recipes.md``, ``guides.md``,
 ``teachers_vs_diff_instruct.md``), each with its own command; ``--render`` writes the page again from
 ``results.json`` without running anything.
