@@ -463,7 +463,15 @@ def bench_sampling(b: dict, student_dir: Path, teacher_dir: Path, device: str = 
         seconds = statistics.median(times[name])
         rows.append({"sampler": name, "nfe": nfe, "samples_per_s": n / seconds, "seconds": seconds, **metrics[name]})
     return {"rows": rows, "num_samples": n, "student_run": in_repo(str(student_dir)), "teacher": in_repo(str(teacher_dir)),
+            "student": student_record(student_dir),
             "device": device}  # paths in the repository as the page names them, wherever it is rendered again
+
+
+def student_record(run_dir: Path) -> dict:
+    """Which run the student is (from its ``summary.json``): a later run into the same directory is then told apart."""
+    summary = json.loads((run_dir / "summary.json").read_text())
+    return {"iterations": summary["iteration"], "commit": summary.get("code", {}).get("commit"),
+            **{k: summary.get(k) for k in ("log_mmd", "log_density", "modes_covered", "total_seconds")}}
 
 
 # ---------------------------------------------------------------- plots
@@ -692,6 +700,16 @@ def after_products_lines(after: dict | None) -> list[str]:
             "twin's ops), the more.", "", *after_products.table([after])]
 
 
+def student_words(student: dict | None) -> str:
+    """The sampling section's student run in words (its iterations, code commit and own final metrics); none on older
+    pages."""
+    if student is None:
+        return ""
+    return (f" ({student['iterations']:,} iterations in {f(student['total_seconds'], 0)} s, code at commit "
+            f"{student['commit']}; its own final evaluation: log-MMD {f(student['log_mmd'], 2)}, log-density "
+            f"{f(student['log_density'], 2)}, {student['modes_covered']} modes)")
+
+
 def page(results: dict, mode: str, command: str, docs: Path, figs: dict[str, str]) -> str:
     m = results["machine"]
     lines = ["# vardiu-pyro: benchmark results", ""]
@@ -790,7 +808,8 @@ def page(results: dict, mode: str, command: str, docs: Path, figs: dict[str, str
                   "the learned teacher is a `vardiu_pyro.train_teacher` denoiser sampled with the diffusers EDM "
                   "schedulers (`EDMEulerScheduler`, `EDMDPMSolverMultistepScheduler`); the exact teacher (the target's "
                   "analytic score) under the same samplers isolates the samplers' own discretisation error.", "",
-                  f"Student: the run in `{in_repo(s['student_run'])}`; learned teacher: `{in_repo(s['teacher'])}` (each directory's "
+                  f"Student: the run in `{in_repo(s['student_run'])}`{student_words(s.get('student'))}; learned teacher: "
+                  f"`{in_repo(s['teacher'])}` (each directory's "
                   "`summary.json` holds its configuration and where it ran).", "",
                   "| sampler | function evaluations | samples/s | × student speed | log-MMD | log-density | modes |",
                   "|---|---:|---:|---:|---:|---:|---:|"]

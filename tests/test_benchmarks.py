@@ -96,6 +96,28 @@ def test_smoke_run_writes_the_page_and_plots(tmp_path):
     assert (tmp_path / "results.json").exists()
 
 
+def test_smoke_sampling_section_names_its_student_run_on_the_page(tmp_path):
+    """Sampling alone trains a default run of its own for the student; the page names that run by its directory and by
+    what its summary.json says (so a later run into the same directory is told apart)."""
+    threads = torch.get_num_threads()
+    try:
+        results = run.main(["--smoke", "--threads", "1", "--docs", str(tmp_path), "--work", str(tmp_path / "work"),
+                            "--sections", "sampling"])
+    finally:
+        torch.set_num_threads(threads)
+        pyro.enable_validation(True)
+    s = results["sampling"]
+    summary = json.loads((Path(s["student_run"]) / "summary.json").read_text())
+    assert s["student"]["iterations"] == summary["iteration"] == 4
+    assert s["student"]["log_mmd"] == summary["log_mmd"] and s["student"]["commit"] == summary["code"]["commit"]
+    rows = {r["sampler"]: r for r in s["rows"]}
+    assert rows["one-step student (VarDiU, default run)"]["nfe"] == 1
+    assert {r["nfe"] for r in s["rows"]} == {1, *run.BUDGETS["smoke"]["sampling"]["steps"]}
+    page = (tmp_path / "results.md").read_text()
+    assert f"{run.student_words(s['student'])}; learned teacher" in page and "4 iterations in" in page
+    assert (tmp_path / "results" / "sampling.png").stat().st_size > 1000
+
+
 def test_the_full_quality_section_runs_the_scripts_as_the_reports_in_docs_were_made(tmp_path, monkeypatch):
     """Guide families: two processes side by side (one thread each, no timing), then one alone that reads them back
     and times; VarDiU against Diff-Instruct at the budgets of docs/teachers_vs_diff_instruct.md."""
