@@ -18,6 +18,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 run = pytest.importorskip("run")
 
 
+def run_smoke(tmp_path, *args: str) -> dict:
+    """``run.main`` at the smoke budget with one thread, writing into ``tmp_path``; the thread count and Pyro's validation
+    are restored after it."""
+    threads = torch.get_num_threads()
+    try:
+        return run.main(["--smoke", "--threads", "1", "--docs", str(tmp_path), "--work", str(tmp_path / "work"), *args])
+    finally:
+        torch.set_num_threads(threads)
+        pyro.enable_validation(True)
+
+
 @pytest.mark.parametrize("antithetic", [True, False])
 @pytest.mark.parametrize("k", [0, 2])
 @pytest.mark.parametrize("batch,width", [(8, 16), (32, 24)])
@@ -53,13 +64,7 @@ def test_matmul_rate_is_positive_and_reports_every_size():
 
 
 def test_smoke_run_writes_the_page_and_plots(tmp_path):
-    threads = torch.get_num_threads()
-    try:
-        results = run.main(["--smoke", "--threads", "1", "--docs", str(tmp_path), "--work", str(tmp_path / "work"),
-                            "--sections", "overhead", "efficiency"])
-    finally:
-        torch.set_num_threads(threads)
-        pyro.enable_validation(True)
+    results = run_smoke(tmp_path, "--sections", "overhead", "efficiency")
     page = (tmp_path / "results.md").read_text()
     assert "SMOKE RUN (test budget) — NOT RESULTS" in page
     assert "GPU numbers are missing" in page
@@ -99,13 +104,7 @@ def test_smoke_run_writes_the_page_and_plots(tmp_path):
 def test_smoke_sampling_section_names_its_student_run_on_the_page(tmp_path):
     """Sampling alone trains a default run of its own for the student; the page names that run by its directory and by
     what its summary.json says (so a later run into the same directory is told apart)."""
-    threads = torch.get_num_threads()
-    try:
-        results = run.main(["--smoke", "--threads", "1", "--docs", str(tmp_path), "--work", str(tmp_path / "work"),
-                            "--sections", "sampling"])
-    finally:
-        torch.set_num_threads(threads)
-        pyro.enable_validation(True)
+    results = run_smoke(tmp_path, "--sections", "sampling")
     s = results["sampling"]
     summary = json.loads((Path(s["student_run"]) / "summary.json").read_text())
     assert s["student"]["iterations"] == summary["iteration"] == 4
@@ -304,13 +303,7 @@ def test_recipes_tables_at_fixed_times_and_against_the_targets(tmp_path):
 
 
 def test_smoke_quality_section_runs_both_recipes_and_includes_the_report_with_its_plot(tmp_path):
-    threads = torch.get_num_threads()
-    try:
-        results = run.main(["--smoke", "--threads", "1", "--docs", str(tmp_path), "--work", str(tmp_path / "work"),
-                            "--sections", "quality"])
-    finally:
-        torch.set_num_threads(threads)
-        pyro.enable_validation(True)
+    results = run_smoke(tmp_path, "--sections", "quality")
 
     def summary_of(recipe):
         return json.loads((tmp_path / "work" / "recipes" / "runs" / f"{recipe}_seed0" / "summary.json").read_text())
