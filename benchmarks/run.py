@@ -74,9 +74,14 @@ from vardiu_pyro.host_memory import retain_freed_memory  # noqa: E402
 from vardiu_pyro.validation import compose_config  # noqa: E402
 
 SECTIONS = ("overhead", "efficiency", "quality", "sampling")
-# the quality section's parts, one script each (report key ``<part>_md``); ``--quality-parts`` runs some of them and
-# keeps the others from the previous results.json, so the section (hours) can be refreshed a part at a time
-QUALITY_PARTS = ("recipes", "guides", "teachers")
+# the quality scripts' reports: part (key ``<part>_md`` in the quality section's results), file in docs/, title on the page
+QUALITY_REPORTS = (("recipes", "recipes.md", "The default against the published recipe (`benchmarks/recipes.py`)"),
+                   ("guides", "guides.md", "Guide families (`benchmarks/guides.py`)"),
+                   ("teachers", "teachers_vs_diff_instruct.md",
+                    "VarDiU vs Diff-Instruct, exact and learned teacher (`benchmarks/teachers_vs_diff_instruct.py`)"))
+# ``--quality-parts`` runs some of them and keeps the others from the previous results.json, so the section (hours)
+# can be refreshed a part at a time
+QUALITY_PARTS = tuple(part for part, _, _ in QUALITY_REPORTS)
 
 BUDGETS = {
     "full": {
@@ -588,17 +593,16 @@ def carry_over(results: dict, previous: dict | None) -> list[str]:
     return carried
 
 
-def carry_quality_parts(quality: dict, previous: dict) -> list[str]:
+def carry_quality_parts(quality: dict, previous: dict) -> None:
     """Copy into this invocation's ``quality`` section the parts of ``previous``'s that it did not run, each with the
-    provenance of the invocation that did (under ``quality["provenance"]``). Returns their names."""
+    provenance of the invocation that did (under ``quality["provenance"]``; ``kept_parts`` names them)."""
     before = previous["quality"]
-    kept = [part for part in QUALITY_PARTS if f"{part}_md" not in quality and f"{part}_md" in before]
-    for part in kept:
-        quality[f"{part}_md"] = before[f"{part}_md"]
-        quality.setdefault("provenance", {})[part] = (before.get("provenance", {}).get(part)
-                                                      or previous.get("provenance", {}).get("quality")
-                                                      or provenance(previous))
-    return kept
+    for part in QUALITY_PARTS:
+        if f"{part}_md" not in quality and f"{part}_md" in before:
+            quality[f"{part}_md"] = before[f"{part}_md"]
+            quality.setdefault("provenance", {})[part] = (before.get("provenance", {}).get(part)
+                                                          or previous.get("provenance", {}).get("quality")
+                                                          or provenance(previous))
 
 
 def from_earlier(results: dict, name: str) -> list[str]:
@@ -620,13 +624,6 @@ def kept_line(p: dict | None, results: dict) -> list[str]:
     where = p.get("machine", "machine not recorded")
     return [f"*Kept from an earlier invocation: `{p['command']}`, {p['date']}, commit {p['commit']}, machine: {where}, "
             f"load average {p.get('load_average', 'n/a')}.*", ""]
-
-
-# the quality scripts' reports: part (key ``<part>_md`` in the quality section's results), file in docs/, title on the page
-QUALITY_REPORTS = (("recipes", "recipes.md", "The default against the published recipe (`benchmarks/recipes.py`)"),
-                   ("guides", "guides.md", "Guide families (`benchmarks/guides.py`)"),
-                   ("teachers", "teachers_vs_diff_instruct.md",
-                    "VarDiU vs Diff-Instruct, exact and learned teacher (`benchmarks/teachers_vs_diff_instruct.py`)"))
 
 
 def demoted(report: str) -> str:
@@ -727,8 +724,9 @@ def page(results: dict, mode: str, command: str, docs: Path, figs: dict[str, str
               "Ratios are the headline; absolute times are context for this machine only.", ""]
     missing = [name for name in SECTIONS if name not in results]
     carried = [name for name in SECTIONS if name in results and from_earlier(results, name)]
-    if "quality" not in carried and kept_parts(results):
-        carried.append(f"quality's {' and '.join(kept_parts(results))}")
+    kept = kept_parts(results)
+    if "quality" not in carried and kept:
+        carried.append(f"quality's {' and '.join(kept)}")
     if carried:
         lines += [f"**Kept from earlier invocations:** {', '.join(carried)} (each section says which, and on which "
                   "machine); `python benchmarks/run.py` runs every section.", ""]
@@ -786,7 +784,6 @@ def page(results: dict, mode: str, command: str, docs: Path, figs: dict[str, str
 
     if "quality" in results:
         q = results["quality"]
-        kept = kept_parts(results)
         lines += ["## 3. Quality against time", "", *from_earlier(results, "quality"),
                   "The reports of the quality scripts, each run by this invocation"
                   + (" unless it says that it was kept from an earlier one" if kept else "")

@@ -236,28 +236,22 @@ def test_scripts_side_by_side_all_run_and_a_failure_is_reported_after_all_ended(
 def test_a_later_invocation_keeps_the_sections_it_does_not_run(tmp_path):
     """``--sections efficiency`` after ``--sections overhead``: the page has both, the overhead under its own
     provenance; ``--fresh`` drops it."""
-    threads = torch.get_num_threads()
-    common = ["--smoke", "--threads", "1", "--docs", str(tmp_path), "--work", str(tmp_path / "work")]
-    try:
-        first = run.main([*common, "--sections", "overhead"])
-        (tmp_path / "results" / "overhead.png").unlink()
-        second = run.main([*common, "--sections", "efficiency"])
-        page = (tmp_path / "results.md").read_text()
-        assert second["overhead"] == first["overhead"]
-        assert second["provenance"]["overhead"]["command"] == first["command"] != second["command"]
-        assert f"Kept from an earlier invocation: `{first['command']}`" in page
-        assert second["provenance"]["overhead"]["machine"] == run.machine_words(first["machine"])
-        assert f"commit {first['commit']}, machine: {run.machine_words(first['machine'])}, load" in page
-        assert "**Kept from earlier invocations:** overhead" in page and "**Not run:** quality, sampling" in page
-        assert f"**{first['overhead']['rows'][0]['ratio_median']:.3f}**" in page
-        assert (tmp_path / "results" / "overhead.png").stat().st_size > 1000  # drawn again
-        (tmp_path / "results.md").unlink()
-        rendered = run.main(["--render", "--docs", str(tmp_path)])  # nothing measured: the same page again
-        assert rendered["command"] == second["command"] and (tmp_path / "results.md").read_text() == page
-        third = run.main([*common, "--sections", "efficiency", "--fresh"])
-    finally:
-        torch.set_num_threads(threads)
-        pyro.enable_validation(True)
+    first = run_smoke(tmp_path, "--sections", "overhead")
+    (tmp_path / "results" / "overhead.png").unlink()
+    second = run_smoke(tmp_path, "--sections", "efficiency")
+    page = (tmp_path / "results.md").read_text()
+    assert second["overhead"] == first["overhead"]
+    assert second["provenance"]["overhead"]["command"] == first["command"] != second["command"]
+    assert f"Kept from an earlier invocation: `{first['command']}`" in page
+    assert second["provenance"]["overhead"]["machine"] == run.machine_words(first["machine"])
+    assert f"commit {first['commit']}, machine: {run.machine_words(first['machine'])}, load" in page
+    assert "**Kept from earlier invocations:** overhead" in page and "**Not run:** quality, sampling" in page
+    assert f"**{first['overhead']['rows'][0]['ratio_median']:.3f}**" in page
+    assert (tmp_path / "results" / "overhead.png").stat().st_size > 1000  # drawn again
+    (tmp_path / "results.md").unlink()
+    rendered = run.main(["--render", "--docs", str(tmp_path)])  # nothing measured: the same page again
+    assert rendered["command"] == second["command"] and (tmp_path / "results.md").read_text() == page
+    third = run_smoke(tmp_path, "--sections", "efficiency", "--fresh")
     assert "overhead" not in third
     assert "## 1. Framework overhead" not in (tmp_path / "results.md").read_text()
 
