@@ -68,6 +68,7 @@ import after_products  # noqa: E402
 import step_overhead  # noqa: E402
 from step_overhead import linear_shapes  # noqa: E402
 from provenance import git_commit, machine  # noqa: E402
+from quality import run_commit  # noqa: E402
 import teachers_vs_diff_instruct as tvd  # noqa: E402
 from recipes import PAPER_RECIPE  # noqa: E402
 from vardiu_pyro.host_memory import retain_freed_memory  # noqa: E402
@@ -475,7 +476,7 @@ def bench_sampling(b: dict, student_dir: Path, teacher_dir: Path, device: str = 
 def student_record(run_dir: Path) -> dict:
     """Which run the student is (from its ``summary.json``): a later run into the same directory is then told apart."""
     summary = json.loads((run_dir / "summary.json").read_text())
-    return {"iterations": summary["iteration"], "commit": summary.get("code", {}).get("commit"),
+    return {"iterations": summary["iteration"], "commit": run_commit(summary),
             **{k: summary.get(k) for k in ("log_mmd", "log_density", "modes_covered", "total_seconds")}}
 
 
