@@ -87,7 +87,7 @@ QUALITY_PARTS = tuple(part for part, _, _ in QUALITY_REPORTS)
 BUDGETS = {
     "full": {
         "overhead": {"batch_sizes": [256, 1024], "width": None, "rounds": 30, "steps": 20, "warmup": 20,
-                     "phase_rounds": 10, "site_samples": 200, "after_samples": 300},
+                     "phase_rounds": 10, "op_rounds": 6, "site_samples": 200, "after_samples": 300},
         "efficiency": {"shapes": {"default": (512, None), "published recipe": (1024, 400)}, "rounds": 15, "steps": 10,
                        "warmup": 10, "compile": True, "rate_seconds": 0.1},
         # as the reports in docs/ were made (their commands are in them): recipes side by side at the default's budget;
@@ -101,7 +101,7 @@ BUDGETS = {
     },
     "quick": {
         "overhead": {"batch_sizes": [256, 1024], "width": None, "rounds": 4, "steps": 3, "warmup": 3,
-                     "phase_rounds": 2, "site_samples": 30, "after_samples": 20},
+                     "phase_rounds": 2, "op_rounds": 2, "site_samples": 30, "after_samples": 20},
         "efficiency": {"shapes": {"default": (512, None), "published recipe": (1024, 400)}, "rounds": 3, "steps": 3,
                        "warmup": 2, "compile": False, "rate_seconds": 0.05},
         "quality": {"seeds": [0], "fit": ["trainer.iterations=150", "trainer.eval_every=50", "trainer.eval_samples=2000"],
@@ -110,7 +110,7 @@ BUDGETS = {
     },
     "smoke": {
         "overhead": {"batch_sizes": [16], "width": 16, "rounds": 2, "steps": 1, "warmup": 1, "phase_rounds": 2,
-                     "site_samples": 2, "after_samples": 2},
+                     "op_rounds": 1, "site_samples": 2, "after_samples": 2},
         "efficiency": {"shapes": {"default": (32, 16), "published recipe": (32, 24)}, "rounds": 2, "steps": 1,
                        "warmup": 1, "compile": False, "rate_seconds": 0.005},
         "quality": {"seeds": [0], "fit": ["trainer.iterations=4", "trainer.eval_every=2", "trainer.eval_samples=200",
@@ -127,14 +127,16 @@ BUDGETS = {
 # ---------------------------------------------------------------- 1. framework overhead
 def bench_overhead(b: dict) -> dict:
     """SVI step vs plain-torch twin at each batch size (``step_overhead.measure``: interleaved A/B rounds), both split
-    into their phases (``step_overhead.phase_times``), what one Pyro site costs (``step_overhead.site_cost``), and how
-    much slower code runs as the first thing after a matrix product (``after_products.measure``, this run's threads)."""
+    into their phases (``step_overhead.phase_times``), both forward passes op by op (``step_overhead.op_split``), what
+    one Pyro site costs (``step_overhead.site_cost``), and how much slower code runs as the first thing after a matrix
+    product (``after_products.measure``, this run's threads)."""
     rows = []
     for batch in b["batch_sizes"]:
         width = b["width"] or "of the configuration"
         print(f"[overhead] batch {batch}, width {width}: {b['rounds']} rounds x {b['steps']} steps per side", flush=True)
         rows.append(step_overhead.measure(batch, b["width"], b["rounds"], b["steps"], b["warmup"], [],
-                                          phase_rounds=b["phase_rounds"], site_samples=b["site_samples"]))
+                                          phase_rounds=b["phase_rounds"], site_samples=b["site_samples"],
+                                          op_rounds=b.get("op_rounds", 0)))
     print(f"[overhead] code after a matrix product: {b['after_samples']} rounds", flush=True)
     after = after_products.measure(torch.get_num_threads(), b["after_samples"])
     return {"rows": rows, "after_products": after, "targets": {"256": 1.15, "1024": 1.05}}
@@ -666,6 +668,37 @@ def phase_lines(rows: list[dict]) -> list[str]:
     return lines
 
 
+def op_split_lines(rows: list[dict]) -> list[str]:
+    """The overhead section's tables of both forward passes op by op (``step_overhead.op_split``); none on older pages."""
+    rows = [r for r in rows if "op_split" in r]
+    if not rows:
+        return []
+    o0 = rows[0]["op_split"]
+    lines = ["", f"The forward passes op by op (`step_overhead.op_split`, medians over {o0['rounds']} interleaved rounds × "
+             f"{o0['steps_per_round']} steps per side, whole steps, each forward pass under `torch.profiler`): the time "
+             "inside torch's ops (their self times, summed) and outside them (Python: Pyro's handlers, "
+             "`torch.distributions` and ours, with the profiler's own bookkeeping for every op, so both sides read "
+             "above their unprofiled forward passes).", "",
+             "| batch | side | forward µs (profiled) | in torch ops µs | outside them µs | torch op calls (nested included) |",
+             "|---:|---|---:|---:|---:|---:|"]
+    for r in rows:
+        o = r["op_split"]
+        for side, name in (("svi", "SVI"), ("twin", "twin")):
+            lines.append(f"| {r['batch_size']} | {name} | {o[f'{side}_wall_us']:.0f} | {o[f'{side}_in_ops_us']:.0f} | "
+                         f"{o[f'{side}_outside_ops_us']:.0f} | {o[f'{side}_op_calls']:.0f} |")
+        lines.append(f"| {r['batch_size']} | SVI − twin | {o['svi_wall_us'] - o['twin_wall_us']:+.0f} | "
+                     f"{o['svi_in_ops_us'] - o['twin_in_ops_us']:+.0f} | "
+                     f"{o['svi_outside_ops_us'] - o['twin_outside_ops_us']:+.0f} | "
+                     f"{o['svi_op_calls'] - o['twin_op_calls']:+.0f} |")
+    lines += ["", "The ops whose self time differs most (per forward pass, medians):", "",
+              "| batch | op | SVI calls | SVI µs | twin calls | twin µs | SVI − twin µs |", "|---:|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        for op in r["op_split"]["ops"]:
+            lines.append(f"| {r['batch_size']} | `{op['op']}` | {op['svi_calls']:.0f} | {op['svi_us']:.1f} | "
+                         f"{op['twin_calls']:.0f} | {op['twin_us']:.1f} | {op['svi_us'] - op['twin_us']:+.1f} |")
+    return lines
+
+
 def site_cost_lines(rows: list[dict]) -> list[str]:
     """The overhead section's table of what one Pyro site costs (``step_overhead.site_cost``); none on older pages."""
     rows = [r for r in rows if "site_cost" in r]
@@ -750,6 +783,7 @@ def page(results: dict, mode: str, command: str, docs: Path, figs: dict[str, str
                          f"{r['twin_ms']:.2f} | **{r['ratio_median']:.3f}** | {r['ratio_q1']:.3f}–{r['ratio_q3']:.3f} | "
                          f"{r['ratio_min']:.3f}–{r['ratio_max']:.3f} | {'≤ ' + str(target) if target else ''} |")
         lines += phase_lines(o["rows"])
+        lines += op_split_lines(o["rows"])
         lines += site_cost_lines(o["rows"])
         lines += after_products_lines(o.get("after_products"))
         lines += ["", f"![overhead]({figs['overhead']})", ""]

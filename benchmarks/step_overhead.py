@@ -12,7 +12,9 @@ Beside the ratio, ``phase_times`` splits both steps into forward pass, backward 
 difference lies), and ``site_cost`` times what one Pyro site costs here: the model's ``x0`` site back to back, and
 as it runs in the step, straight after the generator's forward pass (on some machines code that runs right after a
 network's matrix products takes about twice as long as it does back to back; ``after_products.py`` measures that
-alone, and docs/step_time.md says what it found).
+alone, and docs/step_time.md says what it found), and ``op_split`` profiles both forward passes op by op: the time
+inside torch's ops and outside them (Python: Pyro's handlers, ``torch.distributions``, ours), and the ops whose time
+differs most.
 """
 
 from __future__ import annotations
@@ -129,17 +131,94 @@ def site_cost(objective, batch_size: int, samples: int) -> dict:
 PHASES = ("forward", "backward", "optimiser")
 
 
+def step_phases(objective, twin, batch_size: int, iteration: int = 0) -> dict:
+    """Each side's step in two parts, as ``phase_times`` and ``op_split`` run it: {side: (forward, apply)}, where
+    ``forward()`` gives (what to backpropagate, the bound) and ``apply()`` clips, steps and clears the gradients.
+
+    The SVI side calls the ELBO and the optimiser that ``SVI.step`` calls, without ``SVI.step``'s own wrapper (a
+    parameter-capturing trace and a zeroing of what it captured: nothing here, as the networks are registered once).
+    """
+    svi = objective.svi
+
+    def svi_loss():  # the bound's value with the surrogate's gradient: both roles in one tensor
+        loss = objective.elbo.differentiable_loss(svi.model, svi.guide, batch_size, iteration=iteration)
+        return loss, loss
+
+    return {"svi": (svi_loss, lambda: svi.optim(set())), "twin": (lambda: twin.loss(iteration), twin.apply_gradients)}
+
+
+FORWARD_SCOPE = "forward pass"
+
+
+def scope_of(event, scope: str):
+    """The ``record_function(scope)`` event a profiler event runs inside (its nearest parent of that name), or None."""
+    parent = event.cpu_parent
+    while parent is not None and parent.name != scope:
+        parent = parent.cpu_parent
+    return parent
+
+
+def op_split(objective, twin, batch_size: int, rounds: int, steps: int, iteration: int = 0, top: int = 8) -> dict:
+    """Where the forward passes' difference lies, op by op: whole steps of both sides under ``torch.profiler`` (CPU),
+    one profile per side and round of ``steps`` steps (interleaved rounds), each forward pass (to the bound's value) in
+    a ``record_function`` scope whose ops are counted.
+
+    Per side, medians over the forward passes: ``wall_us`` (the scope's time, profiler on), ``in_ops_us`` (the self
+    time of every torch op in it, summed: time inside torch's kernels and dispatch), ``outside_ops_us`` (the rest:
+    Python, Pyro's handlers and ours, and the profiler's own bookkeeping, about the same per op on both sides) and
+    ``op_calls`` (torch op calls, nested calls included); and, for the ``top`` ops whose median self time differs most
+    between the sides, each side's median calls and self µs per pass.
+
+    Whole steps, not forward passes alone: a pass whose graph outlives it (the ELBO keeps its last terms) would make
+    the next pass allocate anew, which only a forward-only measurement pays.
+    """
+    sides = step_phases(objective, twin, batch_size, iteration)
+    passes = {side: [] for side in sides}  # per pass: (wall µs, {op: (calls, self µs)})
+    for r in range(rounds):
+        for side in (("svi", "twin") if r % 2 == 0 else ("twin", "svi")):
+            forward, apply = sides[side]
+            with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+                for _ in range(steps):
+                    with torch.profiler.record_function(FORWARD_SCOPE):
+                        surrogate, bound = forward()
+                        bound.item()
+                    surrogate.backward()
+                    apply()
+            scopes = {}
+            for event in prof.events():
+                scope = scope_of(event, FORWARD_SCOPE) if event.name != FORWARD_SCOPE else None
+                if scope is not None:
+                    ops = scopes.setdefault(id(scope), (scope.cpu_time_total, {}))[1]
+                    calls, us = ops.get(event.name, (0, 0.0))
+                    ops[event.name] = (calls + 1, us + event.self_cpu_time_total)
+            passes[side] += scopes.values()
+    row = {"batch_size": batch_size, "rounds": rounds, "steps_per_round": steps}
+    for side, seen in passes.items():
+        in_ops = [sum(us for _, us in ops.values()) for _, ops in seen]
+        row.update({f"{side}_wall_us": statistics.median(wall for wall, _ in seen),
+                    f"{side}_in_ops_us": statistics.median(in_ops),
+                    f"{side}_outside_ops_us": statistics.median(wall - i for (wall, _), i in zip(seen, in_ops)),
+                    f"{side}_op_calls": statistics.median(sum(c for c, _ in ops.values()) for _, ops in seen)})
+    names = {name for seen in passes.values() for _, ops in seen for name in ops}
+    rows = []
+    for name in names:
+        op = {"op": name}
+        for side, seen in passes.items():
+            got = [ops.get(name, (0, 0.0)) for _, ops in seen]
+            op.update({f"{side}_calls": statistics.median(c for c, _ in got), f"{side}_us": statistics.median(u for _, u in got)})
+        rows.append(op)
+    rows.sort(key=lambda o: abs(o["svi_us"] - o["twin_us"]), reverse=True)
+    return {**row, "ops": rows[:top]}
+
+
 def phase_times(objective, twin, batch_size: int, rounds: int, steps: int, iteration: int = 0,
                 sync=lambda: None) -> dict:
     """Milliseconds of each phase of a step, SVI side and twin, medians over interleaved rounds (A B, B A, ...).
 
     forward: the draws, the model, the guide and the loss, to the bound's value (``.item()``, as both steps read it);
-    backward: the surrogate's backward pass; optimiser: per-network clip, Adam and clearing the gradients. The SVI side
-    calls the ELBO and the optimiser that ``SVI.step`` calls, without ``SVI.step``'s own wrapper (a parameter-capturing
-    trace and a zeroing of what it captured: nothing here, as the networks are registered once).
+    backward: the surrogate's backward pass; optimiser: per-network clip, Adam and clearing the gradients (the two
+    sides' parts are ``step_phases``).
     """
-    svi = objective.svi
-
     def timed(forward, apply) -> tuple[float, float, float]:
         """Seconds of (forward, backward, optimiser): ``forward()`` gives (what to backpropagate, the bound)."""
         tick = time.perf_counter()
@@ -153,12 +232,8 @@ def phase_times(objective, twin, batch_size: int, rounds: int, steps: int, itera
         sync()
         return forward_done - tick, backward_done - forward_done, time.perf_counter() - backward_done
 
-    def svi_loss():  # the bound's value with the surrogate's gradient: both roles in one tensor
-        loss = objective.elbo.differentiable_loss(svi.model, svi.guide, batch_size, iteration=iteration)
-        return loss, loss
-
-    sides = {"svi": lambda: timed(svi_loss, lambda: svi.optim(set())),
-             "twin": lambda: timed(lambda: twin.loss(iteration), twin.apply_gradients)}
+    sides = {side: (lambda parts=parts: timed(*parts)) for side, parts in step_phases(objective, twin, batch_size,
+                                                                                      iteration).items()}
     times = {side: {phase: [] for phase in PHASES} for side in sides}
     for r in range(rounds):
         for side in (("svi", "twin") if r % 2 == 0 else ("twin", "svi")):
@@ -170,9 +245,10 @@ def phase_times(objective, twin, batch_size: int, rounds: int, steps: int, itera
 
 
 def measure(batch_size: int, width: int | None, rounds: int, steps: int, warmup: int, overrides: list[str],
-            device: str = "cpu", site_samples: int = 0, phase_rounds: int = 0) -> dict:
+            device: str = "cpu", site_samples: int = 0, phase_rounds: int = 0, op_rounds: int = 0) -> dict:
     """The interleaved A/B of the SVI step against its twin; with ``phase_rounds``, also ``phase_times`` (as many
-    steps a round as the A/B's); with ``site_samples``, also ``site_cost`` (CPU only)."""
+    steps a round as the A/B's); with ``site_samples``, also ``site_cost`` (CPU only); with ``op_rounds``, also
+    ``op_split`` (as many steps a round; CPU only)."""
     objective, twin = make_pair(batch_size, width, overrides, device)
     sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
     svi_step = objective.step
@@ -188,12 +264,14 @@ def measure(batch_size: int, width: int | None, rounds: int, steps: int, warmup:
     q1, median, q3 = quartiles(ratios)
     phases = phase_times(objective, twin, batch_size, phase_rounds, steps, warmup, sync) if phase_rounds else None
     sites = site_cost(objective, batch_size, site_samples) if site_samples and device == "cpu" else None
+    ops = op_split(objective, twin, batch_size, op_rounds, steps, warmup) if op_rounds and device == "cpu" else None
     return {"batch_size": batch_size, "width": width, "networks": network_shapes(objective), "rounds": rounds,
             "steps_per_round": steps,
             "svi_ms": 1e3 * statistics.median(svi), "twin_ms": 1e3 * statistics.median(torch_times),
             "ratio_median": median, "ratio_q1": q1, "ratio_q3": q3,
             "ratio_min": min(ratios), "ratio_max": max(ratios), "ratios": ratios,
-            **({"phases": phases} if phases else {}), **({"site_cost": sites} if sites else {})}
+            **({"phases": phases} if phases else {}), **({"site_cost": sites} if sites else {}),
+            **({"op_split": ops} if ops else {})}
 
 
 def main() -> None:
@@ -208,6 +286,8 @@ def main() -> None:
                         help="rounds of phase_times at each batch size (0: skip it)")
     parser.add_argument("--site-samples", type=int, default=200,
                         help="samples of site_cost at each batch size (0: skip it)")
+    parser.add_argument("--op-rounds", type=int, default=6,
+                        help="rounds of op_split at each batch size (0: skip it)")
     parser.add_argument("--json", default=None, help="write the results here")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for both sides, e.g. optim.lr=2e-3")
     args = parser.parse_args()
@@ -215,7 +295,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     retain_freed_memory()  # as `python -m vardiu_pyro.fit` does (trainer.retain_freed_memory)
     rows = [measure(b, args.width, args.rounds, args.steps, args.warmup, args.overrides, site_samples=args.site_samples,
-                    phase_rounds=args.phase_rounds) for b in args.batch_sizes]
+                    phase_rounds=args.phase_rounds, op_rounds=args.op_rounds) for b in args.batch_sizes]
     meta = {"machine": machine_line(), "threads": torch.get_num_threads(),
             "torch": torch.__version__, "pyro": pyro.__version__}
     print(f"SVI step vs plain-torch twin ({meta['threads']} threads, torch {meta['torch']}, pyro {meta['pyro']})")
@@ -233,6 +313,11 @@ def main() -> None:
             c = r["site_cost"]
             print(f"batch {r['batch_size']}: one Pyro site {c['site_warm_us']:.0f} µs back to back, {c['site_after_us']:.0f} µs "
                   f"after the generator's forward pass; x0 + σ ε {c['ops_warm_us']:.1f} and {c['ops_after_us']:.1f} µs")
+        if "op_split" in r:
+            o = r["op_split"]
+            print(f"batch {r['batch_size']}, forward pass under the profiler, µs (SVI / twin): " + ", ".join(
+                f"{what} {o[f'svi_{key}']:.0f} / {o[f'twin_{key}']:.0f}" for what, key in (
+                    ("in torch ops", "in_ops_us"), ("outside them", "outside_ops_us"), ("ops per pass", "op_calls"))))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"meta": meta, "rows": rows}, f, indent=2)

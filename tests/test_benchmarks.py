@@ -78,6 +78,11 @@ def test_smoke_run_writes_the_page_and_plots(tmp_path):
             svi, twin = p[f"svi_{phase}_ms"], p[f"twin_{phase}_ms"]
             assert svi > 0 and twin > 0
             assert f"| {row['batch_size']} | {phase}" in page and f"| {svi:.2f} | {twin:.2f} | {svi - twin:+.2f} |" in page
+        o = row["op_split"]  # both forward passes op by op
+        assert o["rounds"] == run.BUDGETS["smoke"]["overhead"]["op_rounds"] and o["batch_size"] == row["batch_size"]
+        assert (f"| {row['batch_size']} | SVI | {o['svi_wall_us']:.0f} | {o['svi_in_ops_us']:.0f} | "
+                f"{o['svi_outside_ops_us']:.0f} | {o['svi_op_calls']:.0f} |") in page
+        assert all(f"| {row['batch_size']} | `{op['op']}` | {op['svi_calls']:.0f} |" in page for op in o["ops"])
         c = row["site_cost"]  # what one Pyro site costs, back to back and after the generator's forward pass
         assert c["samples"] == run.BUDGETS["smoke"]["overhead"]["site_samples"] and c["batch_size"] == row["batch_size"]
         assert all(c[f"{name}_{when}_us"] > 0 for name in ("site", "ops") for when in ("warm", "after"))
@@ -715,3 +720,19 @@ def test_after_products_times_every_code_after_every_prior_and_its_site_is_the_m
     assert node["value"] is x0 and node["infer"].get("_deterministic")
     assert [(f.name, f.size, f.dim) for f in node["cond_indep_stack"]] == [("batch", 6, -1)]
     assert site().nodes["x0"]["value"].shape == (1024, 2)  # the script's site: batch 1024, as its docstring says
+
+
+def test_op_split_counts_the_forward_passes_ops_only():
+    """``step_overhead.op_split`` profiles whole steps but counts only the ops inside each forward pass: per pass, the
+    generator's layers twice (its pass over the pairs and over the proposals) and the guide's once, on both sides, and
+    nothing of the backward pass or the optimiser."""
+    objective, twin = run.step_overhead.make_pair(16, 16, [])
+    o = run.step_overhead.op_split(objective, twin, 16, rounds=2, steps=2, top=10_000)
+    assert o["rounds"] == 2 and o["steps_per_round"] == 2
+    ops = {op["op"]: op for op in o["ops"]}
+    linears = 2 * len(run.linear_shapes(objective.generator)) + len(run.linear_shapes(objective.guide))
+    assert objective.elbo.importance_samples > 0 and ops["aten::addmm"]["svi_calls"] == ops["aten::addmm"]["twin_calls"] == linears
+    assert not [name for name in ops if "backward" in name.lower() or "adam" in name.lower() or "autograd" in name]
+    for side in ("svi", "twin"):
+        assert o[f"{side}_wall_us"] >= o[f"{side}_in_ops_us"] > 0 and o[f"{side}_outside_ops_us"] >= 0
+        assert o[f"{side}_op_calls"] >= ops["aten::addmm"][f"{side}_calls"]
