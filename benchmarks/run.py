@@ -494,7 +494,7 @@ def plot_overhead(data: dict, path: Path) -> None:
             ax.hlines(target, i - 0.4, i + 0.4, colors="tab:red", linestyles="--")
     ax.axhline(1.0, color="gray", lw=0.8)
     ax.set_ylabel("SVI step / plain-torch step")
-    ax.set_title("Framework overhead (per-round ratios; dashed: target)")
+    ax.set_title("Framework overhead\n(per-round ratios; dashed: target)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
