@@ -318,6 +318,9 @@ def main() -> None:
             print(f"batch {r['batch_size']}, forward pass under the profiler, µs (SVI / twin): " + ", ".join(
                 f"{what} {o[f'svi_{key}']:.0f} / {o[f'twin_{key}']:.0f}" for what, key in (
                     ("in torch ops", "in_ops_us"), ("outside them", "outside_ops_us"), ("ops per pass", "op_calls"))))
+            print("  the ops whose self time differs most, per pass (calls and µs, SVI / twin): " + "; ".join(
+                f"{op['op']} {op['svi_calls']:.0f} / {op['twin_calls']:.0f}, {op['svi_us']:.0f} / {op['twin_us']:.0f}"
+                for op in o["ops"]))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"meta": meta, "rows": rows}, f, indent=2)
