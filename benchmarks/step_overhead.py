@@ -169,8 +169,8 @@ def op_split(objective, twin, batch_size: int, rounds: int, steps: int, iteratio
     ``op_calls`` (torch op calls, nested calls included); and, for the ``top`` ops whose median self time differs most
     between the sides, each side's median calls and self µs per pass.
 
-    Whole steps, not forward passes alone: a pass whose graph outlives it (the ELBO keeps its last terms) would make
-    the next pass allocate anew, which only a forward-only measurement pays.
+    Whole steps, not forward passes alone: without a backward pass, the ELBO's last terms keep the previous pass's
+    graph alive while the next pass runs, which slows the SVI side's pass in a forward-only loop and not in training.
     """
     sides = step_phases(objective, twin, batch_size, iteration)
     passes = {side: [] for side in sides}  # per pass: (wall µs, {op: (calls, self µs)})
