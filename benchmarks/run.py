@@ -136,7 +136,7 @@ def bench_overhead(b: dict) -> dict:
         print(f"[overhead] batch {batch}, width {width}: {b['rounds']} rounds x {b['steps']} steps per side", flush=True)
         rows.append(step_overhead.measure(batch, b["width"], b["rounds"], b["steps"], b["warmup"], [],
                                           phase_rounds=b["phase_rounds"], site_samples=b["site_samples"],
-                                          op_rounds=b.get("op_rounds", 0)))
+                                          op_rounds=b["op_rounds"]))
     print(f"[overhead] code after a matrix product: {b['after_samples']} rounds", flush=True)
     after = after_products.measure(torch.get_num_threads(), b["after_samples"])
     return {"rows": rows, "after_products": after, "targets": {"256": 1.15, "1024": 1.05}}

@@ -131,6 +131,11 @@ def site_cost(objective, batch_size: int, samples: int) -> dict:
 PHASES = ("forward", "backward", "optimiser")
 
 
+def round_order(names, r: int) -> list:
+    """The order of the sides in interleaved round ``r``: as given in even rounds, reversed in odd ones (A B, B A, ...)."""
+    return list(names) if r % 2 == 0 else list(reversed(names))
+
+
 def step_phases(objective, twin, batch_size: int, iteration: int = 0) -> dict:
     """Each side's step in two parts, as ``phase_times`` and ``op_split`` run it: {side: (forward, apply)}, where
     ``forward()`` gives (what to backpropagate, the bound) and ``apply()`` clips, steps and clears the gradients.
@@ -175,7 +180,7 @@ def op_split(objective, twin, batch_size: int, rounds: int, steps: int, iteratio
     sides = step_phases(objective, twin, batch_size, iteration)
     passes = {side: [] for side in sides}  # per pass: (wall µs, {op: (calls, self µs)})
     for r in range(rounds):
-        for side in (("svi", "twin") if r % 2 == 0 else ("twin", "svi")):
+        for side in round_order(sides, r):
             forward, apply = sides[side]
             with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
                 for _ in range(steps):
@@ -236,7 +241,7 @@ def phase_times(objective, twin, batch_size: int, rounds: int, steps: int, itera
                                                                                       iteration).items()}
     times = {side: {phase: [] for phase in PHASES} for side in sides}
     for r in range(rounds):
-        for side in (("svi", "twin") if r % 2 == 0 else ("twin", "svi")):
+        for side in round_order(sides, r):
             for _ in range(steps):
                 for phase, seconds in zip(PHASES, sides[side]()):
                     times[side][phase].append(seconds)
@@ -251,13 +256,13 @@ def measure(batch_size: int, width: int | None, rounds: int, steps: int, warmup:
     ``op_split`` (as many steps a round; CPU only)."""
     objective, twin = make_pair(batch_size, width, overrides, device)
     sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
-    svi_step = objective.step
-    time_steps(svi_step, 0, warmup)
-    time_steps(twin, 0, warmup)
+    steps_by_side = {"svi": objective.step, "twin": twin}
+    for step in steps_by_side.values():
+        time_steps(step, 0, warmup)
     svi, torch_times, ratios = [], [], []
     for r in range(rounds):
-        order = [("svi", svi_step), ("twin", twin)] if r % 2 == 0 else [("twin", twin), ("svi", svi_step)]
-        got = {name: time_steps(fn, warmup + r * steps, steps, sync) for name, fn in order}
+        got = {name: time_steps(steps_by_side[name], warmup + r * steps, steps, sync)
+               for name in round_order(steps_by_side, r)}
         svi.append(got["svi"])
         torch_times.append(got["twin"])
         ratios.append(got["svi"] / got["twin"])
