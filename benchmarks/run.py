@@ -127,7 +127,7 @@ BUDGETS = {
 # ---------------------------------------------------------------- 1. framework overhead
 def bench_overhead(b: dict) -> dict:
     """SVI step vs plain-torch twin at each batch size (``step_overhead.measure``: interleaved A/B rounds), both split
-    into their phases (``step_overhead.phase_times``), both forward passes op by op (``step_overhead.op_split``), what
+    into their phases and the forward pass around its networks (``step_overhead.phase_times``), both forward passes op by op (``step_overhead.op_split``), what
     one Pyro site costs (``step_overhead.site_cost``), and how much slower code runs as the first thing after a matrix
     product (``after_products.measure``, this run's threads)."""
     rows = []
@@ -660,11 +660,24 @@ def phase_lines(rows: list[dict]) -> list[str]:
              f"{p0['steps_per_round']} steps per side): both steps timed phase by phase; the SVI side calls the ELBO and "
              "the optimiser that `SVI.step` calls, without `SVI.step`'s own wrapper.", "",
              "| batch | phase | SVI ms | twin ms | SVI − twin |", "|---:|---|---:|---:|---:|"]
+    parts = {"before": "· draws and model, up to the generator", "generator": "· the generator's passes",
+             "between": "· between the generator and the guide's network", "guide": "· the guide's network",
+             "after": "· after the guide's network (proposals, teacher, loss; a later generator pass excluded)"}
+    split = "svi_forward_before_ms" in p0
+    if split:  # older pages have no parts
+        lines[1] += (" The forward pass is split around the two networks (`step_overhead.forward_parts`: forward hooks "
+                     "on both sides' generator and guide network mark their passes; the code between them is Pyro's "
+                     "sites and handlers, `torch.distributions` and ours on the SVI side, the written-out formulas on "
+                     "the twin's; the medians of the parts need not add up to the forward pass's).")
     for r in rows:
         p = r["phases"]
         for phase in step_overhead.PHASES:
             svi, twin = p[f"svi_{phase}_ms"], p[f"twin_{phase}_ms"]
             lines.append(f"| {r['batch_size']} | {names[phase]} | {svi:.2f} | {twin:.2f} | {svi - twin:+.2f} |")
+            if phase == "forward" and split:
+                for part in step_overhead.FORWARD_PARTS:
+                    svi, twin = p[f"svi_forward_{part}_ms"], p[f"twin_forward_{part}_ms"]
+                    lines.append(f"| {r['batch_size']} | {parts[part]} | {svi:.2f} | {twin:.2f} | {svi - twin:+.2f} |")
     return lines
 
 

@@ -9,17 +9,19 @@ of the per-round ratio SVI / twin, with its interquartile range.
     python benchmarks/step_overhead.py --batch-sizes 512 --width 256 --rounds 30
 
 Beside the ratio, ``phase_times`` splits both steps into forward pass, backward pass and optimiser (where the
-difference lies), and ``site_cost`` times what one Pyro site costs here: the model's ``x0`` site back to back, and
-as it runs in the step, straight after the generator's forward pass (on some machines code that runs right after a
-network's matrix products takes about twice as long as it does back to back; ``after_products.py`` measures that
-alone, and docs/step_time.md says what it found), and ``op_split`` profiles both forward passes op by op: the time
-inside torch's ops and outside them (Python: Pyro's handlers, ``torch.distributions``, ours), and the ops whose time
-differs most.
+difference lies), and the forward pass around its two networks (``forward_parts``: the generator's and the guide's
+passes, and the code before, between and after them); ``site_cost`` times what one Pyro site costs here: the
+model's ``x0`` site back to back, and as it runs in the step, straight after the generator's forward pass (on some
+machines code that runs right after a network's matrix products takes several times as long as it does back to
+back; ``after_products.py`` measures that alone, and docs/step_time.md says what it found); and ``op_split``
+profiles both forward passes op by op: the time inside torch's ops and outside them (Python: Pyro's handlers,
+``torch.distributions``, ours), and the ops whose time differs most.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import statistics
@@ -216,16 +218,70 @@ def op_split(objective, twin, batch_size: int, rounds: int, steps: int, iteratio
     return {**row, "ops": rows[:top]}
 
 
+# the forward pass in five parts: the networks' passes and the code before, between and after them (``forward_parts``)
+FORWARD_PARTS = ("before", "generator", "between", "guide", "after")
+
+
+@contextlib.contextmanager
+def network_clock(networks: dict, sync=lambda: None):
+    """Record every pass of the named networks: yields a list that forward hooks fill with (name, "enter" or "exit",
+    ``time.perf_counter()``), after ``sync()``; the hooks are removed on exit."""
+    marks = []
+    handles = []
+    for name, net in networks.items():
+        def mark(event, name=name):
+            def hook(*_):
+                sync()
+                marks.append((name, event, time.perf_counter()))
+            return hook
+        handles += [net.register_forward_pre_hook(mark("enter")), net.register_forward_hook(mark("exit"))]
+    try:
+        yield marks
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def forward_parts(marks: list, start: float, end: float) -> dict[str, float]:
+    """Seconds of a forward pass from ``start`` to ``end`` by part, from ``network_clock``'s marks: ``generator`` and
+    ``guide`` (every pass of each network) and the code around them: ``before`` the generator's first pass,
+    ``between`` its end and the start of the guide network's first pass, and ``after`` the guide's pass (to the end,
+    the generator's later passes excluded). The parts add up to ``end - start``."""
+    ends_at = {"before": "generator", "between": "guide"}  # the network whose first pass ends a part of code
+    next_part = {"before": "between", "between": "after"}
+    seconds = dict.fromkeys(FORWARD_PARTS, 0.0)
+    part, since = "before", start
+    for name, event, t in marks:
+        if event == "enter":
+            if name != ends_at.get(part, name):
+                raise ValueError(f"the {name}'s network ran before the {ends_at[part]}'s: a forward pass runs the "
+                                 "generator first, then the guide's network")
+            seconds[part] += t - since
+        else:
+            seconds[name] += t - since
+            if name == ends_at.get(part):
+                part = next_part[part]
+        since = t
+    if part != "after":
+        raise ValueError("a forward pass without the generator's and the guide network's passes: nothing to split")
+    seconds["after"] += end - since
+    return seconds
+
+
 def phase_times(objective, twin, batch_size: int, rounds: int, steps: int, iteration: int = 0,
                 sync=lambda: None) -> dict:
     """Milliseconds of each phase of a step, SVI side and twin, medians over interleaved rounds (A B, B A, ...).
 
     forward: the draws, the model, the guide and the loss, to the bound's value (``.item()``, as both steps read it);
     backward: the surrogate's backward pass; optimiser: per-network clip, Adam and clearing the gradients (the two
-    sides' parts are ``step_phases``).
+    sides' parts are ``step_phases``). The forward pass is also split into ``FORWARD_PARTS`` (``forward_parts``: the
+    generator's and the guide network's passes, timed by forward hooks on both sides' networks, and the code before,
+    between and after them), keys ``{side}_forward_{part}_ms``.
     """
-    def timed(forward, apply) -> tuple[float, float, float]:
-        """Seconds of (forward, backward, optimiser): ``forward()`` gives (what to backpropagate, the bound)."""
+    def timed(forward, apply, marks) -> tuple[float, float, float, dict]:
+        """Seconds of (forward, backward, optimiser) and of the forward's parts: ``forward()`` gives (what to
+        backpropagate, the bound)."""
+        marks.clear()
         tick = time.perf_counter()
         surrogate, bound = forward()
         bound.item()
@@ -235,18 +291,25 @@ def phase_times(objective, twin, batch_size: int, rounds: int, steps: int, itera
         backward_done = time.perf_counter()
         apply()
         sync()
-        return forward_done - tick, backward_done - forward_done, time.perf_counter() - backward_done
+        return (forward_done - tick, backward_done - forward_done, time.perf_counter() - backward_done,
+                forward_parts(list(marks), tick, forward_done))
 
-    sides = {side: (lambda parts=parts: timed(*parts)) for side, parts in step_phases(objective, twin, batch_size,
-                                                                                      iteration).items()}
-    times = {side: {phase: [] for phase in PHASES} for side in sides}
-    for r in range(rounds):
-        for side in round_order(sides, r):
-            for _ in range(steps):
-                for phase, seconds in zip(PHASES, sides[side]()):
-                    times[side][phase].append(seconds)
+    networks = {"svi": {"generator": objective.generator, "guide": objective.guide.net},
+                "twin": {"generator": twin.generator, "guide": twin.guide.net}}
+    phases = step_phases(objective, twin, batch_size, iteration)
+    times = {side: {key: [] for key in (*PHASES, *FORWARD_PARTS)} for side in phases}
+    with network_clock(networks["svi"], sync) as svi_marks, network_clock(networks["twin"], sync) as twin_marks:
+        marks = {"svi": svi_marks, "twin": twin_marks}
+        for r in range(rounds):
+            for side in round_order(phases, r):
+                for _ in range(steps):
+                    *seconds, parts = timed(*phases[side], marks[side])
+                    for key, value in (*zip(PHASES, seconds), *parts.items()):
+                        times[side][key].append(value)
     return {"batch_size": batch_size, "rounds": rounds, "steps_per_round": steps,
-            **{f"{side}_{phase}_ms": 1e3 * statistics.median(times[side][phase]) for side in sides for phase in PHASES}}
+            **{f"{side}_{phase}_ms": 1e3 * statistics.median(times[side][phase]) for side in phases for phase in PHASES},
+            **{f"{side}_forward_{part}_ms": 1e3 * statistics.median(times[side][part])
+               for side in phases for part in FORWARD_PARTS}}
 
 
 def measure(batch_size: int, width: int | None, rounds: int, steps: int, warmup: int, overrides: list[str],
@@ -314,6 +377,8 @@ def main() -> None:
             p = r["phases"]
             print(f"batch {r['batch_size']}, ms (SVI / twin): " + ", ".join(
                 f"{phase} {p[f'svi_{phase}_ms']:.2f} / {p[f'twin_{phase}_ms']:.2f}" for phase in PHASES))
+            print("  the forward pass by part, ms (SVI / twin): " + ", ".join(
+                f"{part} {p[f'svi_forward_{part}_ms']:.2f} / {p[f'twin_forward_{part}_ms']:.2f}" for part in FORWARD_PARTS))
         if "site_cost" in r:
             c = r["site_cost"]
             print(f"batch {r['batch_size']}: one Pyro site {c['site_warm_us']:.0f} µs back to back, {c['site_after_us']:.0f} µs "

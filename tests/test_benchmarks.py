@@ -78,6 +78,10 @@ def test_smoke_run_writes_the_page_and_plots(tmp_path):
             svi, twin = p[f"svi_{phase}_ms"], p[f"twin_{phase}_ms"]
             assert svi > 0 and twin > 0
             assert f"| {row['batch_size']} | {phase}" in page and f"| {svi:.2f} | {twin:.2f} | {svi - twin:+.2f} |" in page
+        for part in run.step_overhead.FORWARD_PARTS:  # the forward pass around its networks
+            svi, twin = p[f"svi_forward_{part}_ms"], p[f"twin_forward_{part}_ms"]
+            assert svi > 0 and twin > 0 and f"| {svi:.2f} | {twin:.2f} | {svi - twin:+.2f} |" in page
+        assert f"| {row['batch_size']} | · between the generator and the guide's network |" in page
         o = row["op_split"]  # both forward passes op by op
         assert o["rounds"] == run.BUDGETS["smoke"]["overhead"]["op_rounds"] and o["batch_size"] == row["batch_size"]
         assert (f"| {row['batch_size']} | SVI | {o['svi_wall_us']:.0f} | {o['svi_in_ops_us']:.0f} | "
@@ -736,3 +740,30 @@ def test_op_split_counts_the_forward_passes_ops_only():
     for side in ("svi", "twin"):
         assert o[f"{side}_wall_us"] >= o[f"{side}_in_ops_us"] > 0 and o[f"{side}_outside_ops_us"] >= 0
         assert o[f"{side}_op_calls"] >= ops["aten::addmm"][f"{side}_calls"]
+
+
+def test_forward_parts_splits_a_forward_pass_around_its_networks():
+    """The networks' passes are summed per network; the code before, between and after them is attributed to the part
+    it runs in (the generator's later pass, over the proposals, counts as the generator's), and the parts add up."""
+    forward_parts = run.step_overhead.forward_parts
+    marks = [("generator", "enter", 1.0), ("generator", "exit", 3.0), ("guide", "enter", 4.5), ("guide", "exit", 6.0),
+             ("generator", "enter", 7.0), ("generator", "exit", 10.0)]
+    parts = forward_parts(marks, 0.0, 12.0)
+    assert parts == {"before": 1.0, "generator": 5.0, "between": 1.5, "guide": 1.5, "after": 3.0}
+    assert list(parts) == list(run.step_overhead.FORWARD_PARTS) and sum(parts.values()) == 12.0
+    with pytest.raises(ValueError, match="generator first"):
+        forward_parts([("guide", "enter", 1.0), ("guide", "exit", 2.0)], 0.0, 3.0)
+    with pytest.raises(ValueError, match="nothing to split"):
+        forward_parts(marks[:2], 0.0, 3.0)
+
+
+def test_phase_times_forward_parts_add_up_and_leave_no_hooks():
+    """With one step per side the medians are that step's own times: the forward's parts add up to the forward pass;
+    the networks' timing hooks are gone afterwards."""
+    objective, twin = run.step_overhead.make_pair(16, 16, [])
+    p = run.step_overhead.phase_times(objective, twin, 16, rounds=1, steps=1)
+    for side in ("svi", "twin"):
+        parts = [p[f"{side}_forward_{part}_ms"] for part in run.step_overhead.FORWARD_PARTS]
+        assert all(t > 0 for t in parts) and sum(parts) == pytest.approx(p[f"{side}_forward_ms"], rel=1e-9)
+    for net in (objective.generator, objective.guide.net, twin.generator, twin.guide.net):
+        assert not net._forward_pre_hooks and not net._forward_hooks
