@@ -127,9 +127,9 @@ BUDGETS = {
 # ---------------------------------------------------------------- 1. framework overhead
 def bench_overhead(b: dict) -> dict:
     """SVI step vs plain-torch twin at each batch size (``step_overhead.measure``: interleaved A/B rounds), both split
-    into their phases and the forward pass around its networks (``step_overhead.phase_times``), both forward passes op by op (``step_overhead.op_split``), what
-    one Pyro site costs (``step_overhead.site_cost``), and how much slower code runs as the first thing after a matrix
-    product (``after_products.measure``, this run's threads)."""
+    into their phases and the forward pass around its networks (``step_overhead.phase_times``), both forward passes op
+    by op (``step_overhead.op_split``), what one Pyro site costs (``step_overhead.site_cost``), and how much slower
+    code runs as the first thing after a matrix product (``after_products.measure``, this run's threads)."""
     rows = []
     for batch in b["batch_sizes"]:
         width = b["width"] or "of the configuration"

@@ -307,7 +307,8 @@ def phase_times(objective, twin, batch_size: int, rounds: int, steps: int, itera
                     for key, value in (*zip(PHASES, seconds), *parts.items()):
                         times[side][key].append(value)
     return {"batch_size": batch_size, "rounds": rounds, "steps_per_round": steps,
-            **{f"{side}_{phase}_ms": 1e3 * statistics.median(times[side][phase]) for side in phases for phase in PHASES},
+            **{f"{side}_{phase}_ms": 1e3 * statistics.median(times[side][phase])
+               for side in phases for phase in PHASES},
             **{f"{side}_forward_{part}_ms": 1e3 * statistics.median(times[side][part])
                for side in phases for part in FORWARD_PARTS}}
 
@@ -378,7 +379,8 @@ def main() -> None:
             print(f"batch {r['batch_size']}, ms (SVI / twin): " + ", ".join(
                 f"{phase} {p[f'svi_{phase}_ms']:.2f} / {p[f'twin_{phase}_ms']:.2f}" for phase in PHASES))
             print("  the forward pass by part, ms (SVI / twin): " + ", ".join(
-                f"{part} {p[f'svi_forward_{part}_ms']:.2f} / {p[f'twin_forward_{part}_ms']:.2f}" for part in FORWARD_PARTS))
+                f"{part} {p[f'svi_forward_{part}_ms']:.2f} / {p[f'twin_forward_{part}_ms']:.2f}"
+                for part in FORWARD_PARTS))
         if "site_cost" in r:
             c = r["site_cost"]
             print(f"batch {r['batch_size']}: one Pyro site {c['site_warm_us']:.0f} µs back to back, {c['site_after_us']:.0f} µs "
