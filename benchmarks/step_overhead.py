@@ -292,14 +292,14 @@ def phase_times(objective, twin, batch_size: int, rounds: int, steps: int, itera
         apply()
         sync()
         return (forward_done - tick, backward_done - forward_done, time.perf_counter() - backward_done,
-                forward_parts(list(marks), tick, forward_done))
+                forward_parts(marks, tick, forward_done))
 
     networks = {"svi": {"generator": objective.generator, "guide": objective.guide.net},
                 "twin": {"generator": twin.generator, "guide": twin.guide.net}}
     phases = step_phases(objective, twin, batch_size, iteration)
     times = {side: {key: [] for key in (*PHASES, *FORWARD_PARTS)} for side in phases}
-    with network_clock(networks["svi"], sync) as svi_marks, network_clock(networks["twin"], sync) as twin_marks:
-        marks = {"svi": svi_marks, "twin": twin_marks}
+    with contextlib.ExitStack() as clocks:
+        marks = {side: clocks.enter_context(network_clock(nets, sync)) for side, nets in networks.items()}
         for r in range(rounds):
             for side in round_order(phases, r):
                 for _ in range(steps):
