@@ -502,14 +502,17 @@ def plot_overhead(data: dict, path: Path) -> None:
 
 def precision_note(e: dict) -> list[str]:
     """What the default's hidden products ran in, and this machine's bfloat16 rate beside its float32 one."""
-    if "default_hidden_precision" not in e:  # results of an earlier invocation
+    rates = {k: v for k, v in e.get("matmul", {}).items() if "bfloat16_peak" in v}
+    if "default_hidden_precision" not in e or not rates:  # results of an earlier invocation
         return []
     peaks = "; ".join(f"with {k} thread{'s' if int(k) > 1 else ''}, {v['peak'] / 1e9:.0f} in float32 and "
-                      f"{v['bfloat16_peak'] / 1e9:.0f} in bfloat16" for k, v in e["matmul"].items() if "bfloat16_peak" in v)
+                      f"{v['bfloat16_peak'] / 1e9:.0f} in bfloat16 ({v['bfloat16_peak'] / v['peak']:.1f} times as fast)"
+                      for k, v in rates.items())
     return [f"The default ran its hidden products in **{e['default_hidden_precision']}** here (`precision=auto`: "
             "bfloat16 on a CPU with native bfloat16 products). Every fraction is against the **float32** rate, the "
-            f"machine's rate for the step's arithmetic at full precision (square products, GFLOP/s: {peaks}). Against the "
-            "bfloat16 rate the rows with bfloat16 hidden products would read about half as high.", ""]
+            f"machine's rate for the step's arithmetic at full precision (square products, measured once before the "
+            f"steps, GFLOP/s: {peaks}). Against the bfloat16 rate of its thread count every fraction would read about that "
+            "many times lower.", ""]
 
 
 def plot_efficiency(data: dict, path: Path) -> None:

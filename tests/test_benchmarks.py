@@ -767,3 +767,13 @@ def test_phase_times_forward_parts_add_up_and_leave_no_hooks():
         assert all(t > 0 for t in parts) and sum(parts) == pytest.approx(p[f"{side}_forward_ms"], rel=1e-9)
     for net in (objective.generator, objective.guide.net, twin.generator, twin.guide.net):
         assert not net._forward_pre_hooks and not net._forward_hooks
+
+
+def test_precision_note_gives_each_thread_counts_bfloat16_speedup_and_skips_old_pages():
+    e = {"default_hidden_precision": "bfloat16",
+         "matmul": {"1": {"peak": 150e9, "bfloat16_peak": 1200e9}, "2": {"peak": 300e9, "bfloat16_peak": 1200e9}}}
+    note = run.precision_note(e)[0]
+    assert "with 1 thread, 150 in float32 and 1200 in bfloat16 (8.0 times as fast)" in note
+    assert "with 2 threads, 300 in float32 and 1200 in bfloat16 (4.0 times as fast)" in note
+    assert run.precision_note({"matmul": e["matmul"]}) == []  # a page from before the precision setting
+    assert run.precision_note({**e, "matmul": {"2": {"peak": 300e9}}}) == []  # no bfloat16 rate measured
