@@ -237,21 +237,28 @@ def default_hidden_precision() -> str:
     return precision_name(hidden_dtype_of(compose_config([]), torch.device("cpu")))
 
 
+def thread_words(n: int) -> str:
+    """``1 thread``, ``2 threads``."""
+    return f"{n} thread{'s' if n != 1 else ''}"
+
+
 def efficiency_variants(b: dict) -> dict[str, dict]:
-    """Execution settings to compare: (threads, Hydra overrides, compile networks)."""
+    """Execution settings to compare: (threads, Hydra overrides, compile networks). The first is the recipe as it
+    runs (``default (N threads)``), which the targets at a glance read."""
     threads = torch.get_num_threads()
     hidden = default_hidden_precision()
     other = "float32" if hidden == "bfloat16" else "bfloat16"
-    variants = {f"default ({threads} threads)": {"threads": threads, "overrides": [], "compile": False},
-                f"{other} hidden products ({threads} threads)": {"threads": threads, "overrides": [f"precision={other}"],
-                                                                  "compile": False},
-                f"per-tensor Adam ({threads} threads)": {"threads": threads, "overrides": ["optim.fused=false"], "compile": False},
-                f"foreach Adam ({threads} threads)": {"threads": threads, "overrides": ["optim.fused=false", "+optim.foreach=true"],
-                                                      "compile": False}}
+    at = thread_words(threads)
+    variants = {f"default ({at})": {"threads": threads, "overrides": [], "compile": False},
+                f"{other} hidden products ({at})": {"threads": threads, "overrides": [f"precision={other}"],
+                                                    "compile": False},
+                f"per-tensor Adam ({at})": {"threads": threads, "overrides": ["optim.fused=false"], "compile": False},
+                f"foreach Adam ({at})": {"threads": threads, "overrides": ["optim.fused=false", "+optim.foreach=true"],
+                                         "compile": False}}
     if threads > 1:
         variants["1 thread"] = {"threads": 1, "overrides": [], "compile": False}
     if b.get("compile"):
-        variants[f"torch.compile networks ({threads} threads)"] = {"threads": threads, "overrides": [], "compile": True}
+        variants[f"torch.compile networks ({at})"] = {"threads": threads, "overrides": [], "compile": True}
     return variants
 
 
@@ -304,7 +311,7 @@ def bench_efficiency(b: dict, recipes: dict[str, list[str]]) -> dict:
         flops = counted_flops(lambda: obj.step(0))
         # the ceiling: the first setting's own matrix products, replayed alone with its threads
         first_threads = variants[next(iter(objectives))]["threads"]
-        ceiling = f"its matrix products alone ({first_threads} thread{'s' if first_threads > 1 else ''})"
+        ceiling = f"its matrix products alone ({thread_words(first_threads)})"
         calls = record_matmuls(lambda: obj.step(0))
         runners = {name: (variants[name]["threads"], lambda o=o: o.step(b["warmup"])) for name, o in objectives.items()}
         runners[ceiling] = (first_threads, lambda: replay_matmuls(calls))
@@ -505,7 +512,7 @@ def precision_note(e: dict) -> list[str]:
     rates = {k: v for k, v in e.get("matmul", {}).items() if "bfloat16_peak" in v}
     if "default_hidden_precision" not in e or not rates:  # results of an earlier invocation
         return []
-    peaks = "; ".join(f"with {k} thread{'s' if int(k) > 1 else ''}, {v['peak'] / 1e9:.0f} in float32 and "
+    peaks = "; ".join(f"with {thread_words(int(k))}, {v['peak'] / 1e9:.0f} in float32 and "
                       f"{v['bfloat16_peak'] / 1e9:.0f} in bfloat16 ({v['bfloat16_peak'] / v['peak']:.1f} times as fast)"
                       for k, v in rates.items())
     return [f"The default ran its hidden products in **{e['default_hidden_precision']}** here (`precision=auto`: "
@@ -757,6 +764,47 @@ def student_words(student: dict | None) -> str:
             f"{f(student['log_density'], 2)}, {student['modes_covered']} modes)")
 
 
+def verdict(median: float, q1: float | None, q3: float | None, met) -> str:
+    """``yes``/``no`` for the median against a target (``met(x)``), and whether the interquartile range crosses it."""
+    word = "yes" if met(median) else "no"
+    if q1 is not None and q3 is not None and met(q1) != met(q3):
+        word += " (its IQR crosses the target)"
+    return word
+
+
+def glance_lines(results: dict) -> list[str]:
+    """Benchmarks 1 and 2 against their targets, one row each: the overhead ratio at each batch with a target, and
+    each recipe's step as it runs (its first setting); empty when the page has neither section."""
+    rows = []
+    if "overhead" in results:
+        o = results["overhead"]
+        for r in o["rows"]:
+            target = o["targets"].get(str(r["batch_size"]))
+            if target is not None:
+                rows.append(f"| 1. overhead (SVI / twin), batch {r['batch_size']} | **{r['ratio_median']:.3f}** "
+                            f"(IQR {r['ratio_q1']:.3f}–{r['ratio_q3']:.3f}) | ≤ {target} | "
+                            f"{verdict(r['ratio_median'], r['ratio_q1'], r['ratio_q3'], lambda x, t=target: x <= t)} |")
+    if "efficiency" in results:
+        e = results["efficiency"]
+        target = e["target_fraction"]
+        firsts = {}
+        for r in e["rows"]:
+            firsts.setdefault(r["recipe"], r)  # each recipe's first row: its default setting
+        for recipe, r in firsts.items():
+            if "fraction" not in r:
+                continue
+            q1, q3 = r.get("fraction_q1"), r.get("fraction_q3")
+            spread = f" (IQR {100 * q1:.0f}–{100 * q3:.0f}%)" if q1 is not None else ""
+            rows.append(f"| 2. efficiency, {recipe} {r['setting'].removeprefix('default ')} | **{100 * r['fraction']:.0f}%**{spread} | "
+                        f"≥ {100 * target:.0f}% | {verdict(r['fraction'], q1, q3, lambda x: x >= target)} |")
+    if not rows:
+        return []
+    return ["## Targets at a glance", "",
+            "Benchmarks 1 and 2 against their targets: this page's medians, with their interquartile ranges (the sections "
+            "below say how each was measured); the quality targets are in section 3's reports.", "",
+            "| benchmark | here | target | met |", "|---|---|---|---|", *rows, ""]
+
+
 def page(results: dict, mode: str, command: str, docs: Path, figs: dict[str, str]) -> str:
     m = results["machine"]
     lines = ["# vardiu-pyro: benchmark results", ""]
@@ -783,6 +831,7 @@ def page(results: dict, mode: str, command: str, docs: Path, figs: dict[str, str
     if missing:
         lines += [f"**Not run:** {', '.join(missing)} (`--sections`); `python benchmarks/run.py` "
                   "runs every section.", ""]
+    lines += glance_lines(results)
     lines += gpu_section(docs)
 
     if "overhead" in results:

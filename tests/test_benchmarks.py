@@ -105,6 +105,8 @@ def test_smoke_run_writes_the_page_and_plots(tmp_path):
     ceilings = [r for r in results["efficiency"]["rows"] if r["ceiling"]]
     assert [r["recipe"] for r in ceilings] == ["default", "published recipe"]
     assert "its matrix products alone (1 thread)" in page
+    assert "| 2. efficiency, published recipe (1 thread) |" in page  # batch 16 has no overhead target: no row
+    assert page.index("## Targets at a glance") < page.index("## GPU") < page.index("## 1. Framework overhead")
     for name in ("overhead", "efficiency"):
         assert (tmp_path / "results" / f"{name}.png").stat().st_size > 1000
     assert (tmp_path / "results.json").exists()
@@ -777,3 +779,23 @@ def test_precision_note_gives_each_thread_counts_bfloat16_speedup_and_skips_old_
     assert "with 2 threads, 300 in float32 and 1200 in bfloat16 (4.0 times as fast)" in note
     assert run.precision_note({"matmul": e["matmul"]}) == []  # a page from before the precision setting
     assert run.precision_note({**e, "matmul": {"2": {"peak": 300e9}}}) == []  # no bfloat16 rate measured
+
+
+def test_targets_at_a_glance_reads_each_ratio_and_each_recipes_own_setting():
+    results = {
+        "overhead": {"targets": {"256": 1.15, "1024": 1.05}, "rows": [
+            {"batch_size": 256, "ratio_median": 1.10, "ratio_q1": 1.08, "ratio_q3": 1.12},
+            {"batch_size": 1024, "ratio_median": 1.06, "ratio_q1": 1.04, "ratio_q3": 1.08},
+            {"batch_size": 64, "ratio_median": 1.50, "ratio_q1": 1.4, "ratio_q3": 1.6}]},  # no target: no row
+        "efficiency": {"target_fraction": 0.75, "rows": [
+            {"recipe": "default", "setting": "default (2 threads)", "fraction": 0.80, "fraction_q1": 0.78, "fraction_q3": 0.82},
+            {"recipe": "default", "setting": "1 thread", "fraction": 0.10},  # not the recipe as it runs
+            {"recipe": "published recipe", "setting": "default (2 threads)", "fraction": 0.70}]}}
+    rows = [line for line in run.glance_lines(results) if line.startswith("| 1.") or line.startswith("| 2.")]
+    assert rows == [
+        "| 1. overhead (SVI / twin), batch 256 | **1.100** (IQR 1.080–1.120) | ≤ 1.15 | yes |",
+        "| 1. overhead (SVI / twin), batch 1024 | **1.060** (IQR 1.040–1.080) | ≤ 1.05 | no (its IQR crosses the target) |",
+        "| 2. efficiency, default (2 threads) | **80%** (IQR 78–82%) | ≥ 75% | yes |",
+        "| 2. efficiency, published recipe (2 threads) | **70%** | ≥ 75% | no |"]
+    assert run.glance_lines({"sampling": {}}) == []
+    assert run.thread_words(1) == "1 thread" and run.thread_words(2) == "2 threads"
