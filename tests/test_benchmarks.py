@@ -799,3 +799,14 @@ def test_targets_at_a_glance_reads_each_ratio_and_each_recipes_own_setting():
         "| 2. efficiency, published recipe (2 threads) | **70%** | ≥ 75% | no |"]
     assert run.glance_lines({"sampling": {}}) == []
     assert run.thread_words(1) == "1 thread" and run.thread_words(2) == "2 threads"
+
+
+def test_mixture_gradient_compares_both_ways_of_drawing_with_the_closed_form(capsys):
+    import mixture_gradient
+
+    rows = mixture_gradient.main(["--dims", "1", "2", "--draws", "10000", "--estimates", "8"])  # seeded
+    ways = {(r["way"], r["dims"]) for r in rows}
+    assert ways == {("ours", 1), ("ours", 2), ("Pyro", 2)}  # Pyro's class has no 1-D mixtures
+    assert all(r["errors_in_se"] >= 0 and r["relative_error"] >= 0 for r in rows)
+    assert all(r["errors_in_se"] < 6 for r in rows if r["way"] == "ours")  # unbiased: within a few standard errors
+    assert "| 2 | Pyro | logits |" in capsys.readouterr().out
