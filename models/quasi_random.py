@@ -28,8 +28,9 @@ from .joint_draws import JointDraws
 __all__ = ["QuasiRandomNormal", "sobol_integers", "shifted_sobol_uniform"]
 
 BITS = 30  # torch's SobolEngine gives points on the grid k / 2^30
-# the smallest and largest u: keeps Φ⁻¹(u) finite where v_i rounds to an end of (0, 1) (probability ~2^-53)
-_U_MIN = 2.0 ** -60
+# the smallest and largest u: keep Φ⁻¹(u) finite where v_i rounds to an end of (0, 1) (probability ~2^-53);
+# 1 - 2^-60 would round to 1 in float64, so the largest is the float64 just below 1, 1 - 2^-53
+_U_MIN, _U_MAX = 2.0 ** -60, math.nextafter(1.0, 0.0)
 
 
 def sobol_integers(n: int, dimension: int) -> torch.Tensor:
@@ -44,7 +45,7 @@ def shifted_sobol_uniform(integers: torch.Tensor, blocks: int = 1) -> torch.Tens
     shift = torch.randint(0, 2 ** BITS, (blocks, 1, d), device=integers.device)  # c, one per block
     jitter = torch.rand((blocks, n, d), dtype=torch.float64, device=integers.device)  # v_i
     u = (torch.bitwise_xor(integers, shift).double() + jitter) / 2.0 ** BITS  # u = ((s XOR c) + v) / 2^30
-    return u.clamp(_U_MIN, 1.0 - _U_MIN)
+    return u.clamp(_U_MIN, _U_MAX)
 
 
 class QuasiRandomNormal(JointDraws):

@@ -4,7 +4,8 @@ The σ schedule and the update rule are diffusers' EDM schedulers (``EDMEulerSch
 one function evaluation per step; ``EDMDPMSolverMultistepScheduler``: DPM-Solver++(2M), also one
 per step). Any teacher can be sampled: its denoiser is D(x, σ) = x + σ² s(x, σ) (``Teacher.denoise``).
 The scheduler is fed the output that its own EDM preconditioning turns back into D:
-F = (D - c_skip x) / c_out, with the scheduler's σ_data set to the teacher's.
+F = (D - c_skip x) / c_out, with the scheduler's σ_data the teacher's, or 1 where the teacher's is below 1 (0 for
+the exact and empirical teachers): the round trip gives back D for any σ_data.
 """
 
 from __future__ import annotations

@@ -114,7 +114,8 @@ class EmpiricalTeacher(Teacher):
         super().__init__()
         if num_samples < 1:
             raise ValueError(f"teacher.num_samples must be >= 1, got {num_samples}")
-        with torch.random.fork_rng(devices=[]):
+        device = next((b.device for b in target.buffers()), torch.device("cpu"))  # where the points are drawn
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):  # manual_seed seeds every device
             torch.manual_seed(seed)
             points = target.sample(int(num_samples))
         self.register_buffer("points", points.flatten(1).contiguous())

@@ -30,6 +30,16 @@ def test_a_shifted_sobol_batch_is_a_net_every_elementary_grid_once(m):
             assert torch.equal(cells(u, a, m - a).sort().values, torch.arange(2 ** m))
 
 
+def test_a_shifted_point_at_either_end_of_the_unit_interval_stays_inside_it(monkeypatch):
+    """u = ((s XOR c) + v) / 2^30 rounds to 0 or 1 at the extreme integer and jitter; the clamp keeps Φ⁻¹(u) finite."""
+    ends = torch.tensor([[0, 2 ** 30 - 1]])  # (1, 2): the smallest and the largest 30-bit integer
+    monkeypatch.setattr(torch, "randint", lambda low, high, size, **kw: torch.zeros(size, dtype=torch.long))
+    for v in (0.0, 1.0 - 2.0 ** -53):  # torch.rand's smallest and largest float64
+        monkeypatch.setattr(torch, "rand", lambda size, v=v, **kw: torch.full(size, v, dtype=torch.float64))
+        u = shifted_sobol_uniform(ends)
+        assert ((u > 0) & (u < 1)).all() and torch.isfinite(torch.special.ndtri(u)).all()
+
+
 def test_iid_batches_are_far_from_even():
     """The contrast the net removes: 256 iid points leave about a third of 256 equal cells empty."""
     torch.manual_seed(0)

@@ -189,6 +189,22 @@ def test_empirical_teacher_is_stable_in_float32_far_from_every_point():
         assert torch.allclose(t32.log_prob(x, s).double(), t64.log_prob(x.double(), s.double()), rtol=1e-5)
 
 
+def test_empirical_teacher_draws_its_points_without_touching_the_global_random_state():
+    torch.manual_seed(3)
+    before = torch.rand(4)
+    torch.manual_seed(3)
+    EmpiricalTeacher(mog40(), num_samples=20, seed=0)
+    assert torch.equal(torch.rand(4), before)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available")
+def test_empirical_teacher_on_cuda_draws_its_points_without_touching_the_cuda_random_state():
+    torch.manual_seed(3)
+    state = torch.cuda.get_rng_state()
+    teacher = EmpiricalTeacher(mog40().to("cuda"), num_samples=20, seed=0)
+    assert teacher.points.device.type == "cuda" and torch.equal(torch.cuda.get_rng_state(), state)
+
+
 def test_empirical_teacher_samples_are_its_points():
     teacher = EmpiricalTeacher(mog9(), num_samples=50)
     draws = teacher.sample(200, generator=torch.Generator().manual_seed(0))
