@@ -8,12 +8,13 @@ gradient with its own Monte Carlo variance v* = tr Cov(g*), m their mean:
     MSE             = 1/R Σ_r ||g_r - g*||² - v*                E||g - ∇D||² = bias² + V
     SNR             = sqrt(||m||² - V/R) / sqrt(V)              ||E g|| / sqrt(tr Cov g)
     cosine          = 1/R Σ_r cos(g_r, g*)                      the direction one optimiser step follows
-    cosine_of_mean  = cos(m, g*)
+    cosine_of_mean  = m · g* / sqrt((||m||² - V/R)(||g*||² - v*))   cos(E g, ∇D), the norms debiased as bias² is
     resolution      = sqrt(V/R + v*)                            a bias below this is not resolved
 
 Every statistic is a function of the Gram matrix G_rs = g_r · g_s, of h_r = g_r · g* and of
 ||g*||², so the bootstrap (resampling the R estimates with replacement, i.e. integer counts c_r
-with Σ c_r = R) costs O(R²) per resample instead of O(R P).
+with Σ c_r = R) costs O(R²) per resample instead of O(R P). Its intervals are bias-corrected
+(``gradient_statistics``): the resamples are centred on the point estimate.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import torch
 from pyro.ops.welford import WelfordCovariance
 from torch import Tensor
 
-__all__ = ["STATISTICS", "GramSummary", "gram_summary", "statistics_from_counts", "gradient_statistics",
+__all__ = ["STATISTICS", "GramSummary", "gram_summary", "raw_statistics_from_counts", "finish", "gradient_statistics",
            "StreamingMoments", "moment_statistics"]
 
 STATISTICS = ("bias", "variance", "mse", "snr", "cosine", "cosine_of_mean", "resolution")
@@ -52,46 +53,66 @@ def gram_summary(samples: Tensor, reference: Tensor, reference_variance: float =
     return GramSummary(g @ g.T, g @ ref, float(ref @ ref), float(reference_variance))
 
 
-def statistics_from_counts(s: GramSummary, counts: Tensor) -> dict[str, Tensor]:
-    """Every statistic for each row of ``counts`` (n, R): multiplicities of the R estimates (ones: the data itself)."""
+def raw_statistics_from_counts(s: GramSummary, counts: Tensor) -> dict[str, Tensor]:
+    """The statistics before their last, monotone step (``finish``): bias², SNR² and resolution² unclamped, the rest
+    as they are; for each row of ``counts`` (n, R), the multiplicities of the R estimates (ones: the data itself)."""
     c = counts.to(torch.float64)
     R = c.sum(-1)  # = R for every resample
     diag = s.gram.diagonal()
     mm = torch.einsum("nr,rs,ns->n", c, s.gram, c) / R**2  # ||m||²
     mr = c @ s.dots / R  # m · g*
     variance = (c @ diag - R * mm) / (R - 1)  # 1/(R-1) Σ c_r ||g_r - m||²
-    bias_sq = mm - 2 * mr + s.ref_sq - variance / R - s.ref_var
-    mse = c @ (diag - 2 * s.dots + s.ref_sq) / R - s.ref_var
     ref_norm = math.sqrt(s.ref_sq)
-    cosine = c @ (s.dots / (diag.clamp_min(1e-300).sqrt() * ref_norm)) / R
-    return {"bias": bias_sq.clamp_min(0).sqrt(),
+    return {"bias": mm - 2 * mr + s.ref_sq - variance / R - s.ref_var,  # bias²
             "variance": variance,
-            "mse": mse,
-            "snr": ((mm - variance / R).clamp_min(0) / variance).sqrt(),
-            "cosine": cosine,
-            "cosine_of_mean": mr / (mm.clamp_min(1e-300).sqrt() * ref_norm),
-            "resolution": (variance / R + s.ref_var).sqrt()}
+            "mse": c @ (diag - 2 * s.dots + s.ref_sq) / R - s.ref_var,
+            "snr": (mm - variance / R) / variance,  # SNR²
+            "cosine": c @ (s.dots / (diag.clamp_min(1e-300).sqrt() * ref_norm)) / R,
+            "cosine_of_mean": mr / ((mm - variance / R) * (s.ref_sq - s.ref_var)).clamp_min(1e-300).sqrt(),
+            "resolution": variance / R + s.ref_var}  # resolution²
+
+
+FINISH = {"bias": lambda t: t.clamp_min(0).sqrt(), "snr": lambda t: t.clamp_min(0).sqrt(),
+          "resolution": lambda t: t.clamp_min(0).sqrt(), "cosine": lambda t: t.clamp(-1, 1),
+          "cosine_of_mean": lambda t: t.clamp(-1, 1)}  # monotone: quantiles pass through them
+
+
+def finish(name: str, raw: Tensor) -> Tensor:
+    """A raw statistic (``raw_statistics_from_counts``) as reported: square roots of the squared ones (negative
+    estimates of a square read as 0), cosines within [-1, 1]."""
+    return FINISH.get(name, lambda t: t)(raw)
 
 
 def gradient_statistics(samples: Tensor, reference: Tensor, reference_variance: float = 0.0,
                         resamples: int = 1000, confidence: float = 0.95, seed: int = 0) -> dict[str, dict[str, float]]:
-    """``{statistic: {"value", "lo", "hi"}}``: point estimates and percentile-bootstrap intervals over the R estimates."""
+    """``{statistic: {"value", "lo", "hi"}}``: point estimates and bias-corrected bootstrap intervals over the R estimates.
+
+    A resample repeats some estimates and leaves others out, which moves a statistic's resampled values off the
+    point estimate: its variance reads about (R-1)/R of the data's, its mean carries resampling noise that the
+    debiased bias² does not subtract, and with many parameters against few estimates the percentile interval
+    can miss the point estimate and the true value altogether. So each raw statistic's resamples are shifted by the
+    point estimate minus their mean
+    (the bootstrap's bias correction), and the interval is their percentiles, taken before the square roots.
+    """
     s = gram_summary(samples, reference, reference_variance)
     R = s.repeats
     if R < 2:
         raise ValueError(f"need at least 2 gradient estimates, got {R}")
-    point = statistics_from_counts(s, torch.ones(1, R, dtype=torch.float64))
+    point = raw_statistics_from_counts(s, torch.ones(1, R, dtype=torch.float64))
     gen = torch.Generator().manual_seed(seed)
     draws = torch.randint(0, R, (resamples, R), generator=gen)
     counts = torch.zeros(resamples, R, dtype=torch.float64).scatter_add_(1, draws, torch.ones(resamples, R, dtype=torch.float64))
-    boot = statistics_from_counts(s, counts)
+    boot = raw_statistics_from_counts(s, counts)
     alpha = (1 - confidence) / 2
     out = {}
     for name in STATISTICS:
         b = boot[name][torch.isfinite(boot[name])]
-        lo, hi = (torch.quantile(b, torch.tensor([alpha, 1 - alpha], dtype=torch.float64)).tolist()
-                  if b.numel() else (math.nan, math.nan))
-        out[name] = {"value": point[name].item(), "lo": lo, "hi": hi}
+        if b.numel() and torch.isfinite(point[name]).all():
+            b = b + (point[name] - b.mean())  # centred on the point estimate
+            lo, hi = finish(name, torch.quantile(b, torch.tensor([alpha, 1 - alpha], dtype=torch.float64))).tolist()
+        else:
+            lo, hi = math.nan, math.nan
+        out[name] = {"value": finish(name, point[name]).item(), "lo": lo, "hi": hi}
     return out
 
 

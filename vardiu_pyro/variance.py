@@ -243,7 +243,7 @@ def variance_study(cfg: DictConfig, run_dir: str | Path) -> list[dict]:
             rows += measure(estimator, ref, cfg, edges, per_sigma_batch, bar)
         write_csv(rows, run_dir / "gradient_stats.csv")  # after each estimator: a partial study is kept
 
-    table = format_table(rows, reference, per_sigma_batch)
+    table = format_table(rows, reference, per_sigma_batch, float(cfg.bootstrap.confidence))
     (run_dir / "gradient_stats.md").write_text(table + "\n")
     print(table)
     plot_variance_vs_batch(rows, run_dir / "variance_vs_batch.png")
@@ -277,7 +277,7 @@ def _ci(r: dict, key: str, scale: float) -> str:
     return f"{_g(r[key] / scale)} [{_g(r[key + '_lo'] / scale)}, {_g(r[key + '_hi'] / scale)}]"
 
 
-def format_table(rows: list[dict], reference: dict, per_sigma_batch: int) -> str:
+def format_table(rows: list[dict], reference: dict, per_sigma_batch: int, confidence: float = 0.95) -> str:
     """The markdown report: reference, one row per estimator and batch size, the lowest MSE per B, per-σ rows."""
     ref = reference["norm"]
     ess = ", ".join(_g(e) for e in reference["ess_per_bin"])
@@ -287,7 +287,8 @@ def format_table(rows: list[dict], reference: dict, per_sigma_batch: int) -> str
              f"{reference['num_samples']} draws); inner (self-normalised score, {reference['num_z']} prior draws) error "
              f"{_g(reference['inner_error'])} ({_g(reference['inner_error'] / ref)} relative); effective sample "
              f"size per σ bin: {ess}.", "",
-             "Relative to ‖∇D‖ (variance and MSE to ‖∇D‖²); 95% bootstrap intervals over the repeats. Bias is "
+             f"Relative to ‖∇D‖ (variance and MSE to ‖∇D‖²); {100 * confidence:g}% bootstrap intervals over the repeats "
+             "(bias-corrected: centred on the estimate). Bias is "
              "debiased for the noise of the mean and of the reference; `resolution` is that noise (a bias below it "
              "is not resolved). Bound gap: E_π w (U - KL) of VarDiU's guide.", "",
              "| estimator | B | bias | resolution | variance | MSE | SNR | E cos(g, ∇D) | bound gap |",
