@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from vardiu_pyro.evaluation import Evaluator
+from vardiu_pyro.evaluation import Evaluator, metric_lines
 from vardiu_pyro.metrics import MeanLogDensity, ModesCovered, MultiBandwidthMMD, kernel_sums, mmd_squared
 from vardiu_pyro.models import mog40
 
@@ -67,6 +67,22 @@ def test_metric_accumulates_over_updates_and_keeps_real_features():
     assert parts.compute().item() == pytest.approx(expected, rel=1e-4)
 
 
+def test_metric_refuses_forward_and_recomputes_its_cached_reference_term_after_a_move():
+    x, y = torch.randn(300, 2) * 3, torch.randn(200, 2) * 3 + 1
+    m = MultiBandwidthMMD(reset_real_features=False)
+    m.update(y, real=True)
+    with pytest.raises(TypeError, match="update"):
+        m(x, real=False)  # torchmetrics' forward would have merged a second copy of the reference set into it
+    assert sum(len(t) for t in m.real) == 200
+    m.update(x, real=False)
+    value = m.compute().item()
+    m.set_dtype(torch.float64)  # moves the states (as .to(device) would); the cached term was computed in float32
+    assert m._real_cache is None and m.real[0].dtype == torch.float64
+    m.reset()  # keeps the reference set
+    m.update(x.double(), real=False)
+    assert m.compute().item() == pytest.approx(value, rel=1e-5) and m._real_cache[1].dtype == torch.float64
+
+
 def test_metric_rejects_bad_bandwidths():
     with pytest.raises(ValueError):
         MultiBandwidthMMD(bandwidths=[1.0, -2.0])
@@ -106,3 +122,8 @@ def test_evaluator_scores_the_target_itself_near_the_floor():
     assert scores["log_density"] == pytest.approx(ev.reference_metrics["log_density"], abs=0.1)
     shifted = ev.score(t.sample(3000) + 3.0)
     assert shifted["log_mmd"] > -5.0
+    floor = ev.reference_metrics["log_mmd"]  # more target samples, independent of the reference set
+    assert floor == pytest.approx(scores["log_mmd"], abs=0.5) and ev.reference_metrics["modes_covered"] == 40
+    lines = metric_lines({**scores, "reference": ev.reference_metrics})
+    assert f"(two independent target sample sets: {floor:.3f})" in lines[0]
+    assert "two independent" not in metric_lines({**scores, "reference": {}})[0]  # a summary from before the floor

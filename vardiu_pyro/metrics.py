@@ -108,6 +108,16 @@ class MultiBandwidthMMD(Metric):
         self.add_state("fake", default=[], dist_reduce_fx="cat")
         self._real_cache: tuple[int, Tensor, Tensor] | None = None  # (n, shift, mean k(y, y'))
 
+    def forward(self, *args, **kwargs):
+        """Not supported: a batch's MMD needs both sample sets, and torchmetrics' forward would merge the batch's
+        state into the kept reference set, duplicating it. Call ``update`` for each set, then ``compute``."""
+        raise TypeError("MultiBandwidthMMD compares two sample sets: call update(samples, real=True/False) for each, "
+                        "then compute()")
+
+    def _apply(self, fn, *args, **kwargs):
+        self._real_cache = None  # computed on the old device or dtype; ``.to()`` moves the states, not this cache
+        return super()._apply(fn, *args, **kwargs)
+
     def update(self, samples: Tensor, real: bool) -> None:
         samples = samples.detach().flatten(1)
         if real:
