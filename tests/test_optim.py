@@ -103,7 +103,8 @@ def test_lr_factor_shapes():
 
 
 @pytest.mark.parametrize("kwargs,match", [({"optimizer": "lbfgs"}, "optimizer"), ({"schedule": "step"}, "schedule"),
-                                          ({"lr": 0.0}, "lr"), ({"lr_overrides": {"c": 1.0}}, "unknown networks")])
+                                          ({"lr": 0.0}, "lr"), ({"lr_overrides": {"c": 1.0}}, "unknown networks"),
+                                          ({"max_grad_norm": -1.0}, "max_grad_norm"), ({"max_grad_norm": 0.0}, "max_grad_norm")])
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         PerNetworkOptim(nets(), **kwargs)

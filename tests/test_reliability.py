@@ -176,6 +176,8 @@ def test_sigterm_checkpoints_exits_cleanly_and_says_how_to_resume(tmp_path, refe
     assert "stopped by SIGTERM at iteration 59" in proc.stderr  # call 60 is the step that completes iteration 59
     assert f"python -m vardiu_pyro.fit trainer.resume={run}" in proc.stderr
     assert read_checkpoint_metadata(run / CHECKPOINT)["iteration"] == 59
+    job = json.loads((run / "job.json").read_text())  # not left "running": Hydra's job-end callback never saw the exit
+    assert job["status"] == "interrupted" and "stopped by SIGTERM at iteration 59" in job["error"] and job["ended"] > 0
     fit(config(*SMALL, f"trainer.resume={run}"))
     assert_same_run(run, reference)
 
@@ -488,6 +490,14 @@ BAD_VALUES = [
     (["device=gpu"], "device=gpu: not a device"),
     (["guide._target_=no_such_module.Guide"], "guide._target_=no_such_module.Guide: cannot be imported"),
     (["+teacher.path=/no/such/teacher"], "teacher.path=/no/such/teacher: no such directory"),
+    (["optim.max_grad_norm=-1"], "optim.max_grad_norm=-1: must be a number > 0, or null (no clipping)"),
+    (["optim.max_grad_norm=0"], "optim.max_grad_norm=0: must be a number > 0"),
+    (["optim.schedule=nope"], "optim.schedule=nope: choose one of constant, cosine, linear"),
+    (["optim.optimizer=nope"], "optim.optimizer=nope: choose one of adam, adamw, sgd"),
+    (["optim.warmup=-3"], "optim.warmup=-3: must be >= 0"),
+    (["optim.end_factor=2"], "optim.end_factor=2: must be a number in [0, 1]"),
+    (["trainer.mmd_bandwidths=[]"], "trainer.mmd_bandwidths=[]: must be a non-empty list of numbers > 0"),
+    (["trainer.mmd_bandwidths=[1,-2]"], "trainer.mmd_bandwidths=[1, -2]: must be a non-empty list of numbers > 0"),
 ]
 
 

@@ -17,14 +17,18 @@ from omegaconf import OmegaConf
 from vardiu_pyro.report import bootstrap_interval, positional_to_override, varying_keys, write_report
 from vardiu_pyro.sweep import read_index, read_runs
 
+REPO = Path(__file__).resolve().parents[1]
+
 # a few iterations of tiny networks: each job costs about a second, most of it the final plots
 TINY = ["trainer.iterations=4", "trainer.eval_every=2", "trainer.eval_samples=200", "trainer.batch_size=32",
         "generator.width=8", "guide.width=8", "trainer.progress=false", "trainer.threads=1", "device=cpu"]
 
 
 def multirun(cwd: Path, *overrides: str, expect_ok: bool = True) -> Path:
-    """Run ``python -m vardiu_pyro.fit -m ...`` in ``cwd``; return its (default, timestamped) sweep directory."""
-    proc = subprocess.run([sys.executable, "-m", "vardiu_pyro.fit", "-m", *TINY, *overrides], cwd=cwd,
+    """Run ``python -m vardiu_pyro.fit -m ...`` in ``cwd`` (with the repository on the path, for ``tests.faults``);
+    return its (default, timestamped) sweep directory."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-m", "vardiu_pyro.fit", "-m", *TINY, *overrides], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=600)
     assert (proc.returncode == 0) == expect_ok, proc.stdout[-2000:] + proc.stderr[-3000:]
     sweeps = list((cwd / "multirun").glob("*/*"))
@@ -104,6 +108,18 @@ def test_joblib_launcher_runs_jobs_in_parallel_workers_and_the_report_lists_a_fa
     markdown = (sweep / "report.md").read_text()
     assert "| -1 | 0/2 | 2 | 0 | — |" in markdown
     assert "| 1 | failed | 1 | `seed=0` `generator.depth=-1` | ValueError: an MLP needs depth >= 1 and width >= 1, got depth=-1, width=8 |" in markdown
+
+
+def test_a_job_stopped_with_a_one_line_error_fails_alone_and_the_sweep_runs_the_others(tmp_path):
+    """Errors a run reports in one line (too many skipped steps; a budget that fits no iteration) stop a single run
+    with an exit status; in a sweep the job is recorded as failed and the others run. Four non-finite steps in a
+    row: too many for 2 allowed, not for 10."""
+    sweep = multirun(tmp_path, "teacher._target_=tests.faults.FlakyTeacher", "+teacher.nan_scores=[2,3,4,5]",
+                     "trainer.max_consecutive_skips=2,10", expect_ok=False)
+    jobs = job_records(sweep)
+    assert {n: j["status"] for n, j in jobs.items()} == {0: "failed", 1: "completed"}
+    assert "TooManySkippedSteps" in jobs[0]["error"] and "Traceback" in jobs[0]["traceback"]
+    assert [r["status"] for r in read_index(sweep)] == ["failed", "completed"]
 
 
 def test_submitit_local_launcher(tmp_path):

@@ -41,6 +41,7 @@ from .nn import precision_name  # noqa: E402
 from .teacher_metrics import evaluate_teacher  # noqa: E402
 from .interrupt import TrainingInterrupted  # noqa: E402
 from .resume import check_compatible, load_resume_state, resumed_config  # noqa: E402
+from .sweep import record_exit  # noqa: E402
 from .training import TooManySkippedSteps, Trainer  # noqa: E402
 from .validation import (ConfigError, check_command_line, exit_with_message, validate_config,  # noqa: E402
                          validate_problem)
@@ -188,22 +189,30 @@ def format_summary(summary: dict, run_dir: Path) -> str:
 
 @hydra.main(version_base="1.3", config_path="pkg://vardiu_pyro.configs", config_name="config")
 def hydra_main(cfg: DictConfig) -> float:
-    """One run (or one job of a multirun): resume or start, report failures without a traceback."""
+    """One run (or one job of a multirun): resume or start, report failures without a traceback.
+
+    A run's failure is one line and an exit status (2: bad configuration, 1: too many skipped steps). A job of a
+    sweep that fails raises instead, so that Hydra records it (``job.json``: ``failed``, with the traceback) and
+    runs the other jobs. An interruption stops the run, or the whole sweep, after its checkpoint (``interrupted``).
+    """
+    multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+    if cfg.trainer.get("distributed", False) and multirun:
+        exit_with_message("error: trainer.distributed=true is one run over the processes of a torchrun launch; "
+                          "sweep (-m) without torchrun, with one launcher job per run", 2)
     try:
-        if cfg.trainer.get("distributed", False) and HydraConfig.get().mode == RunMode.MULTIRUN:
-            raise ConfigError("trainer.distributed=true is one run over the processes of a torchrun launch; "
-                              "sweep (-m) without torchrun, with one launcher job per run")
         if cfg.trainer.resume:
             cfg = resumed_config(cfg, HydraConfig.get().overrides.task)
             summary = fit(cfg)
         else:
             summary = fit(cfg, HydraConfig.get().runtime.output_dir)
-    except ConfigError as e:
-        exit_with_message(f"error: {e}", 2)
+    except (ConfigError, TooManySkippedSteps) as e:
+        if multirun:
+            raise
+        record_exit("failed", e)
+        exit_with_message(f"error: {e}", 2 if isinstance(e, ConfigError) else 1)
     except TrainingInterrupted as e:
+        record_exit("interrupted", e)
         exit_with_message(str(e), e.exit_code)
-    except TooManySkippedSteps as e:
-        exit_with_message(f"error: {e}", 1)
     return summary["log_mmd"]
 
 

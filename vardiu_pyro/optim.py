@@ -98,6 +98,8 @@ class PerNetworkOptim(PyroOptim):
             raise ValueError(f"unknown lr schedule {schedule!r}; choose one of {list(SCHEDULES)}")
         if not lr > 0:
             raise ValueError(f"lr must be positive, got {lr}")
+        if max_grad_norm is not None and not max_grad_norm > 0:  # a negative norm would flip the step, 0 would zero it
+            raise ValueError(f"max_grad_norm must be positive (or None: no clipping), got {max_grad_norm}")
         lr_overrides = dict(lr_overrides or {})
         unknown = set(lr_overrides) - set(networks)
         if unknown:

@@ -43,9 +43,10 @@ CHECKPOINT = "checkpoint.safetensors"
 PREVIOUS_CHECKPOINT = "checkpoint.prev.safetensors"
 METRICS = "metrics.jsonl"
 
-# Keys a resumed run may set differently from the run it continues: none of them changes what is
-# computed (how often to checkpoint, how to show progress, where and on how many threads to run, how the
-# process allocates memory).
+# Keys a resumed run may set differently from the run it continues: how often to checkpoint, how to show
+# progress, where and on how many threads to run, how the process allocates memory. None changes the mathematics;
+# the thread count and the device change the floating-point rounding (and ``precision=auto`` follows the device),
+# so a resume is bit-identical to the uninterrupted run only with the run's own ``trainer.threads`` and ``device``.
 RESUMABLE_KEYS = ("trainer.resume", "trainer.progress", "trainer.checkpoint_every", "trainer.threads",
                   "trainer.retain_freed_memory",
                   "trainer.max_consecutive_skips", "trainer.pyro_validation", "device")

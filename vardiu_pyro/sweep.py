@@ -5,7 +5,8 @@ it in the process that runs the job, whatever the launcher (the basic one, a job
 SLURM task), so it works the same everywhere:
 
 - every run directory gets ``job.json``: job number, overrides, status (``running`` when the job
-  starts, then ``completed`` or ``failed`` with the error), run directory, host, times;
+  starts, then ``completed``, ``failed`` with the error, or ``interrupted``: ``record_exit``), run directory,
+  host, times;
 - in a multirun, the sweep directory gets ``index.jsonl`` (an append-only log: one line when each
   job starts and one when it ends) and ``index.md`` (the current status of every job, by job
   number), both written under a file lock, so jobs finishing at once in parallel processes
@@ -29,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
@@ -39,7 +41,7 @@ try:  # POSIX; on other systems the index is written without a lock
 except ImportError:  # pragma: no cover
     fcntl = None
 
-__all__ = ["JobRecorder", "Run", "read_runs", "read_index", "JOB_FILE", "INDEX_JSONL", "INDEX_MD"]
+__all__ = ["JobRecorder", "record_exit", "Run", "read_runs", "read_index", "JOB_FILE", "INDEX_JSONL", "INDEX_MD"]
 
 JOB_FILE = "job.json"
 INDEX_JSONL = "index.jsonl"
@@ -82,18 +84,24 @@ class JobRecorder(Callback):
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         if _is_secondary_rank():
             return
-        record = self._record(config, status="completed" if job_return.status == JobStatus.COMPLETED else "failed")
-        run_dir = Path(config.hydra.runtime.output_dir)
-        with contextlib.suppress(OSError, ValueError):  # keep the start time of on_job_start
-            record["started"] = json.loads((run_dir / JOB_FILE).read_text())["started"]
-        record["ended"] = time.time()
         if job_return.status == JobStatus.COMPLETED:
+            record = self._end_record(config, "completed")
             record["return_value"] = job_return._return_value if _jsonable(job_return._return_value) else None
-        else:
-            error = job_return._return_value  # the exception (JobReturn.return_value would re-raise it)
+        else:  # the exception (JobReturn.return_value would re-raise it)
+            record = self._end_record(config, "failed", job_return._return_value)
+        self._write(config, record)
+
+    @classmethod
+    def _end_record(cls, config: DictConfig, status: str, error: BaseException | None = None) -> dict:
+        """The record of a job that ended with ``status`` (and ``error``), keeping the start time of ``on_job_start``."""
+        record = cls._record(config, status=status)
+        with contextlib.suppress(OSError, ValueError):
+            record["started"] = json.loads((Path(config.hydra.runtime.output_dir) / JOB_FILE).read_text())["started"]
+        record["ended"] = time.time()
+        if error is not None:
             record["error"] = f"{type(error).__name__}: {error}"
             record["traceback"] = "".join(traceback.format_exception(error))
-        self._write(config, record)
+        return record
 
     @staticmethod
     def _record(config: DictConfig, status: str) -> dict:
@@ -122,6 +130,18 @@ class JobRecorder(Callback):
             tmp = sweep_dir / f".{INDEX_MD}.{os.getpid()}.tmp"
             tmp.write_text(format_index(read_index(sweep_dir)))
             os.replace(tmp, sweep_dir / INDEX_MD)
+
+
+def record_exit(status: str, error: BaseException) -> None:
+    """Record the end of a job that leaves the process by ``sys.exit`` (``fit``'s one-line errors and interruptions),
+    which Hydra's ``on_job_end`` never sees: ``status`` (``failed``, ``interrupted``) and the error go into its
+    ``job.json`` and the sweep's index, as ``JobRecorder`` writes them. Nothing where no ``job.json`` was started."""
+    if _is_secondary_rank() or not HydraConfig.initialized():
+        return
+    config = OmegaConf.create({"hydra": HydraConfig.get()})
+    if not (Path(config.hydra.runtime.output_dir) / JOB_FILE).exists():
+        return
+    JobRecorder._write(config, JobRecorder._end_record(config, status, error))
 
 
 def _jsonable(value: Any) -> bool:

@@ -37,6 +37,7 @@ from safetensors import safe_open
 
 from .checkpoint import PICKLE_SUFFIXES, CheckpointError, load_torch_file
 from .nn import resolve_precision
+from .optim import OPTIMIZERS, SCHEDULES
 from .schedule_clock import check_refits
 
 __all__ = ["ConfigError", "compose_config", "exit_with_message", "validate_config", "validate_teacher_dir", "validate_problem", "check_command_line",
@@ -225,6 +226,21 @@ def validate_config(cfg: DictConfig | Mapping) -> None:
     if lr is not None and (not _is_number(lr) or lr <= 0):
         _fail("optim.lr", lr, "must be a number > 0")
     _check_lr_overrides(_select(config, "optim.lr_overrides"), _select(config, "objective._target_"))
+    for key, choices in (("optim.optimizer", sorted(OPTIMIZERS)), ("optim.schedule", list(SCHEDULES))):
+        value = _select(config, key)
+        if value is not None and value not in choices:
+            _fail(key, value, f"choose one of {', '.join(choices)}")
+    max_norm = _select(config, "optim.max_grad_norm")
+    if max_norm is not None and (not _is_number(max_norm) or max_norm <= 0):
+        _fail("optim.max_grad_norm", max_norm, "must be a number > 0, or null (no clipping)")
+    _integer(config, "optim.warmup", minimum=0, optional=True)
+    end_factor = _select(config, "optim.end_factor")
+    if end_factor is not None and (not _is_number(end_factor) or not 0 <= end_factor <= 1):
+        _fail("optim.end_factor", end_factor, "must be a number in [0, 1] (the last learning rate over the first)")
+    bandwidths = _select(config, "trainer.mmd_bandwidths")
+    if bandwidths is not None and (isinstance(bandwidths, (str, Mapping)) or not isinstance(bandwidths, Sequence)
+                                   or not bandwidths or not all(_is_number(h) and h > 0 for h in bandwidths)):
+        _fail("trainer.mmd_bandwidths", bandwidths, "must be a non-empty list of numbers > 0")
     teacher_path = _select(config, "teacher.path")
     if teacher_path is not None:
         validate_teacher_dir(teacher_path)
