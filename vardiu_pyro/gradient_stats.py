@@ -91,8 +91,8 @@ def gradient_statistics(samples: Tensor, reference: Tensor, reference_variance: 
     point estimate: its variance reads about (R-1)/R of the data's, its mean carries resampling noise that the
     debiased bias² does not subtract, and with many parameters against few estimates the percentile interval
     can miss the point estimate and the true value altogether. So each raw statistic's resamples are shifted by the
-    point estimate minus their mean
-    (the bootstrap's bias correction), and the interval is their percentiles, taken before the square roots.
+    point estimate minus their mean (the bootstrap's bias correction), and the interval is their percentiles,
+    taken before the square roots.
     """
     s = gram_summary(samples, reference, reference_variance)
     R = s.repeats
