@@ -11,7 +11,8 @@ against the targets of issue 2 (log-MMD <= -6.9, log-density >= -7.3, >= 39 of 4
 
 With ``--jobs N`` the seeds run N at a time with ``trainer.threads=1`` each: faster for the
 quality numbers, but then the seconds are not those of a run that has the machine to itself (the
-table says so). ``--reuse`` keeps any run whose directory already holds a ``summary.json``.
+table says so). ``--reuse`` keeps a run whose directory already holds a ``summary.json`` of the same settings
+(``quality.check_read_back``; one of other settings stops the script).
 """
 
 from __future__ import annotations
@@ -34,8 +35,13 @@ TARGETS = {"log_mmd": ("<=", -6.9), "log_density": (">=", -7.3), "modes_covered"
 
 def run(seed: int, run_dir: Path, overrides: list[str], reuse: bool = False) -> dict:
     if reuse and (run_dir / "summary.json").exists():
+        from quality import check_read_back  # here: quality imports this module's TARGETS
+        from vardiu_pyro.validation import compose_config
+
+        summary = json.loads((run_dir / "summary.json").read_text())
+        check_read_back(run_dir, summary, compose_config([f"seed={seed}", "trainer.progress=false", *overrides]))
         print(f"reusing {run_dir}", flush=True)
-        return json.loads((run_dir / "summary.json").read_text())
+        return summary
     cmd = [sys.executable, "-m", "vardiu_pyro.fit", f"seed={seed}", f"hydra.run.dir={run_dir}",
            "trainer.progress=false", *overrides]
     print("$", " ".join(cmd[1:]), flush=True)
@@ -50,7 +56,7 @@ def main() -> None:
                         help="folder for default_fit.md / default_fit.json and the runs "
                              "(not docs/, whose default_fit.md is written by hand)")
     parser.add_argument("--jobs", type=int, default=1, help="seeds run at once (each with trainer.threads=1 if > 1)")
-    parser.add_argument("--reuse", action="store_true", help="keep runs that already have a summary.json")
+    parser.add_argument("--reuse", action="store_true", help="keep runs that already have a summary.json (of the same settings)")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides passed to every run")
     args = parser.parse_args()
     out = Path(args.out)

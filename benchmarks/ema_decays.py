@@ -25,6 +25,8 @@ from tqdm import tqdm
 from provenance import git_commit, machine_line  # noqa: E402 (benchmarks/ is on the path when run as a script)
 from vardiu_pyro.build import build_objective, build_problem
 from vardiu_pyro.evaluation import Evaluator
+from vardiu_pyro.optim import PerNetworkOptim
+from vardiu_pyro.schedule_clock import check_refits, schedule_position
 from vardiu_pyro.validation import compose_config
 
 
@@ -46,8 +48,16 @@ def run(overrides: list[str], seed: int, decays: list[float], eval_every: int) -
     averages = {d: AveragedModel(generator, multi_avg_fn=get_ema_multi_avg_fn(d), use_buffers=True)
                 for d in decays if d > 0}
     iterations, rows = int(cfg.trainer.iterations), []
+    # the fit's clock (vardiu_pyro.training.Trainer): the schedules' position, which a budget run's printed overrides
+    # (trainer.schedule_iterations, trainer.refits) set apart from the iteration, drives the learning rate and σ
+    length, refits = int(cfg.trainer.schedule_iterations or iterations), [list(r) for r in (cfg.trainer.refits or [])]
+    check_refits(refits, iterations, length)
+    optimizers = [o for o in objective.optimizers().values() if isinstance(o, PerNetworkOptim)]
     for i in tqdm(range(iterations), desc=f"seed {seed}", mininterval=5):
-        out = objective.step(i)
+        position = schedule_position(i, iterations, length, refits)
+        for optimizer in optimizers:
+            optimizer.follow(position, length)
+        out = objective.step(position)
         if not out.get("skipped", False):
             for average in averages.values():
                 average.update_parameters(generator)

@@ -26,7 +26,18 @@ from default_fit import TARGETS  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 METRICS = {"log_mmd": "log-MMD", "log_density": "log-density", "modes_covered": "modes covered"}
-T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}  # t(0.975, df)
+T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
+       11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120, 17: 2.110, 18: 2.101, 19: 2.093, 20: 2.086,
+       21: 2.080, 22: 2.074, 23: 2.069, 24: 2.064, 25: 2.060, 26: 2.056, 27: 2.052, 28: 2.048, 29: 2.045, 30: 2.042}
+
+
+def t95(df: int) -> float:
+    """t(0.975, df): the table to 30 degrees of freedom, then its expansion in 1/df about the normal quantile z
+    (Cornish-Fisher: z + (z³ + z)/(4 df) + (5z⁵ + 16z³ + 3z)/(96 df²), within 0.001 from df = 30 on)."""
+    if df in T95:
+        return T95[df]
+    z = 1.959964
+    return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
 
 
 def interval(values: list[float]) -> tuple[float, float, float]:
@@ -35,7 +46,7 @@ def interval(values: list[float]) -> tuple[float, float, float]:
     if len(values) < 2:
         return mean, math.nan, math.nan
     sd = statistics.stdev(values)
-    return mean, sd, T95.get(len(values) - 1, 1.96) * sd / math.sqrt(len(values))  # t · sd / √n
+    return mean, sd, t95(len(values) - 1) * sd / math.sqrt(len(values))  # t · sd / √n
 
 
 def cell(values: list[float], digits: int) -> str:
@@ -60,7 +71,8 @@ RUN_ONLY = frozenset({"trainer.threads", "trainer.progress", "trainer.resume", "
                       "teacher.path"})  # run ran, not what it computes; and where its teacher's files were (a work
 # folder may be moved or copied: the learned teacher is trained once into OUT/teacher and read back from there)
 FITTED = frozenset({"trainer.schedule_iterations", "trainer.refits"})  # what a run sized to a time budget
-# (trainer.iterations=auto) chose for itself, besides every value that is its count ("auto" in the request)
+# (trainer.iterations=auto) chose for itself, besides every count of iterations that is "auto" in the request (the
+# schedules' lengths); other "auto" values (device, precision) are compared as they are: the run stores them so
 
 
 def _flat(tree: dict, prefix: str = "") -> dict:
@@ -81,7 +93,7 @@ def settings_differences(stored: dict, requested: dict) -> list[str]:
     key the run's (older) code did not have is left to its recorded commit."""
     have, want = _flat(stored), _flat(requested)
     budget = want.get("trainer.iterations") == "auto"
-    fitted = {k for k in want if budget and (k in FITTED or want[k] == "auto")}  # the schedules' lengths among them
+    fitted = {k for k in want if budget and (k in FITTED or (want[k] == "auto" and k.rsplit(".", 1)[-1] == "iterations"))}
     return [f"{k}: {have[k]!r} → {want[k]!r}" for k in sorted(have.keys() & want.keys())
             if k not in RUN_ONLY and k not in fitted and have[k] != want[k]]
 
@@ -90,7 +102,10 @@ def check_read_back(run_dir: Path, summary: dict, cfg: DictConfig) -> None:
     """Read a finished run back only when it is the run asked for: ``cfg``, what the invocation would run in its place,
     must match the configuration it ran with (``settings_differences``); otherwise stop, rather than report a run of
     other settings."""
-    differences = settings_differences(summary["config"], OmegaConf.to_container(cfg, resolve=True))
+    requested = OmegaConf.to_container(cfg, resolve=True)
+    differences = settings_differences(summary["config"], requested)
+    if requested.get("trainer", {}).get("iterations") == "auto" and "calibration" not in summary:
+        differences.insert(0, f"trainer.iterations: {summary['config']['trainer']['iterations']!r} (a fixed count) → 'auto'")
     if differences:
         shown = "; ".join(differences[:5]) + ("; ..." if len(differences) > 5 else "")
         raise SystemExit(f"{run_dir} holds a finished run of other settings than this invocation asks for ({shown}): "

@@ -441,6 +441,12 @@ def test_a_finished_run_is_read_back_only_for_the_settings_it_ran_with(tmp_path)
     quality.check_read_back(tmp_path, {"config": ran}, compose_config(["seed=3", "trainer.iterations=40", "trainer.threads=1"]))
     with pytest.raises(SystemExit, match=r"other settings .*seed: 3 → 4.*give another --out"):
         quality.check_read_back(tmp_path, {"config": ran}, compose_config(["seed=4", "trainer.iterations=40"]))
+    # asked for a budget run: a run of a fixed count (no calibration), or of another precision, is not one
+    with pytest.raises(SystemExit, match=r"trainer.iterations: 40 \(a fixed count\) → 'auto'"):
+        quality.check_read_back(tmp_path, {"config": ran}, compose_config(["seed=3"]))
+    float32 = {**budget, "precision": "float32", "device": "cpu"}
+    assert quality.settings_differences(float32, {**budget, "precision": "auto", "device": "auto"}) == [
+        "device: 'cpu' → 'auto'", "precision: 'float32' → 'auto'"]
 
 
 @pytest.mark.parametrize("script", ["step_cost", "step_overhead", "ema_decays", "stratified_sigma"])
@@ -602,9 +608,11 @@ def test_paired_generator_ab_times_both_variants_and_the_whole_batch_variant_run
     assert rows_seen == [4, 2]  # patched: the paired batch generated whole; as it is: once per pair
 
 
-def test_ema_decays_reproduces_the_fit_run_at_its_own_decay(tmp_path):
-    """The script trains the very run of ``vardiu_pyro.fit`` (same seed, same draws): its average at the
-    configuration's decay scores what the fit's metrics.jsonl says, and another decay scores otherwise."""
+@pytest.mark.parametrize("clock", [[], ["trainer.schedule_iterations=60", "trainer.refits=[[10,60]]"]])
+def test_ema_decays_reproduces_the_fit_run_at_its_own_decay(tmp_path, clock):
+    """The script trains the very run of ``vardiu_pyro.fit`` (same seed, same draws, the same schedules' clock, as a
+    budget run's printed overrides set it): its average at the configuration's decay scores what the fit's
+    metrics.jsonl says, and another decay scores otherwise."""
     import json
 
     ema_decays = pytest.importorskip("ema_decays")
@@ -613,7 +621,7 @@ def test_ema_decays_reproduces_the_fit_run_at_its_own_decay(tmp_path):
     from vardiu_pyro.fit import fit
 
     tiny = ["trainer.iterations=30", "trainer.eval_every=15", "trainer.eval_samples=300", "trainer.batch_size=64",
-            "generator.width=16", "guide.width=16", "trainer.progress=false", "trainer.ema_decay=0.9"]
+            "generator.width=16", "guide.width=16", "trainer.progress=false", "trainer.ema_decay=0.9", *clock]
     with initialize_config_module(version_base="1.3", config_module="vardiu_pyro.configs"):
         cfg = compose("config", overrides=["seed=3", *tiny])
     fit(cfg, tmp_path)
@@ -810,3 +818,25 @@ def test_mixture_gradient_compares_both_ways_of_drawing_with_the_closed_form(cap
     assert all(r["errors_in_se"] >= 0 and r["relative_error"] >= 0 for r in rows)
     assert all(r["errors_in_se"] < 6 for r in rows if r["way"] == "ours")  # unbiased: within a few standard errors
     assert "| 2 | Pyro | logits |" in capsys.readouterr().out
+
+
+def test_default_fit_reuses_a_finished_run_only_of_the_settings_asked_for(tmp_path):
+    default_fit = pytest.importorskip("default_fit")
+    from omegaconf import OmegaConf
+
+    from vardiu_pyro.validation import compose_config
+
+    ran = OmegaConf.to_container(compose_config(["seed=0", "trainer.iterations=40"]), resolve=True)
+    (tmp_path / "summary.json").write_text(json.dumps({"config": ran, "log_mmd": -7.0}))
+    assert default_fit.run(0, tmp_path, ["trainer.iterations=40"], reuse=True)["log_mmd"] == -7.0
+    with pytest.raises(SystemExit, match=r"trainer.iterations: 40 → 50"):
+        default_fit.run(0, tmp_path, ["trainer.iterations=50"], reuse=True)
+
+
+def test_t_interval_uses_the_t_quantile_of_its_degrees_of_freedom_at_any_count():
+    quality = pytest.importorskip("quality")
+    for df, t in [(1, 12.706), (10, 2.228), (30, 2.042), (31, 2.040), (60, 2.000), (120, 1.980)]:  # t(0.975, df)
+        assert quality.t95(df) == pytest.approx(t, abs=1e-3)
+    values = [float(v) for v in range(11)]  # 11 seeds: df 10, not the normal 1.96
+    mean, sd, half = quality.interval(values)
+    assert (mean, half) == pytest.approx((5.0, 2.228 * sd / 11 ** 0.5))
