@@ -517,9 +517,9 @@ def precision_note(e: dict) -> list[str]:
                       for k, v in rates.items())
     return [f"The default ran its hidden products in **{e['default_hidden_precision']}** here (`precision=auto`: "
             "bfloat16 on a CPU with native bfloat16 products). Every fraction is against the **float32** rate, the "
-            f"machine's rate for the step's arithmetic at full precision (square products, measured once before the "
-            f"steps, GFLOP/s: {peaks}). Against the bfloat16 rate of its thread count every fraction would read about that "
-            "many times lower.", ""]
+            "machine's rate for the step's arithmetic at full precision, as measured in its round. Measured once before "
+            f"the steps, the square products gave (GFLOP/s) {peaks}: against the bfloat16 rate of its thread count every "
+            "fraction would read about that many times lower.", ""]
 
 
 def plot_efficiency(data: dict, path: Path) -> None:

@@ -1,7 +1,7 @@
 """Framework overhead: one VarDiU training step through pyro.infer.SVI against its plain-torch twin.
 
 Same networks (copies of one initialisation), same batch, same optimiser (Adam, per-network
-gradient-norm clipping at 10), same σ law and weight. Steps are timed in interleaved rounds
+gradient-norm clipping at ``optim.max_grad_norm``, 100 by default), same σ law and weight. Steps are timed in interleaved rounds
 (A B B A ...) so that machine noise hits both sides alike; the headline is the median over rounds
 of the per-round ratio SVI / twin, with its interquartile range.
 
@@ -34,6 +34,7 @@ from pyro import poutine
 from provenance import machine_line
 from vardiu_pyro.budget import time_steps
 from vardiu_pyro.build import build_objective, build_problem
+from vardiu_pyro.guides import DiagonalGaussianGuide
 from vardiu_pyro.host_memory import retain_freed_memory
 from vardiu_pyro.plates import BatchPlates
 from vardiu_pyro.torch_twin import TorchVarDiUStep
@@ -59,8 +60,9 @@ def network_shapes(objective) -> str:
 
 
 def quartiles(values: list[float]) -> tuple[float, float, float]:
-    """(first quartile, median, third quartile) of ``values``, as the tables report a spread; one value is all three."""
-    q = statistics.quantiles(values, n=4) if len(values) > 1 else values * 3
+    """(first quartile, median, third quartile) of ``values``, as the tables report a spread; one value is all three.
+    The quartiles interpolate between the values (``inclusive``): they never lie outside their range."""
+    q = statistics.quantiles(values, n=4, method="inclusive") if len(values) > 1 else values * 3
     return q[0], statistics.median(values), q[2]
 
 
@@ -73,6 +75,16 @@ def make_pair(batch_size: int, width: int | None, overrides: list[str], device: 
     pyro.enable_validation(bool(cfg.trainer.pyro_validation))  # as `python -m vardiu_pyro.fit` runs
     problem = build_problem(cfg, torch.device(device))
     objective = build_objective(cfg, problem)
+    # the twin writes out Adam with one learning rate, and the diagonal Gaussian guide: anything else is not a twin
+    known = {"_target_", "optimizer", "lr", "lr_overrides", "betas", "max_grad_norm", "fused", "foreach", "schedule",
+             "warmup", "end_factor", "iterations"}
+    unlike = ([f"optim.optimizer={cfg.optim.optimizer}"] if cfg.optim.optimizer != "adam" else []) + \
+             (["optim.lr_overrides"] if cfg.optim.get("lr_overrides") else []) + \
+             [f"optim.{k}" for k in cfg.optim if k not in known] + \
+             ([f"guide={type(objective.guide).__name__}"] if not isinstance(objective.guide, DiagonalGaussianGuide) else [])
+    if unlike:
+        raise ValueError(f"the plain-torch twin (vardiu_pyro.torch_twin) takes Adam with one learning rate and the "
+                         f"diagonal Gaussian guide; these overrides have no twin: {', '.join(unlike)}")
     twin = TorchVarDiUStep(copy.deepcopy(problem.generator), copy.deepcopy(objective.guide), problem.teacher,
                            problem.sigma_law, problem.weight, batch_size=batch_size, lr=cfg.optim.lr,
                            max_grad_norm=cfg.optim.max_grad_norm, antithetic=cfg.objective.antithetic,

@@ -64,7 +64,7 @@ def measure(batch_size: int, rounds: int, calls: int) -> dict:
         for name in (list(sides) if r % 2 == 0 else list(reversed(sides))):
             times[name].append(seconds_per_call(sides[name], calls))
     ratios = [d / lib for d, lib in zip(times["direct"], times["library"])]
-    q = statistics.quantiles(ratios, n=4)
+    q = statistics.quantiles(ratios, n=4, method="inclusive")  # within the values' range
     return {"batch_size": batch_size, "direct_us": 1e6 * statistics.median(times["direct"]),
             "library_us": 1e6 * statistics.median(times["library"]), "speedup": statistics.median(ratios),
             "speedup_q1": q[0], "speedup_q3": q[2], "max_abs_difference": agree}
@@ -77,6 +77,8 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=50, help="calls per side per round")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
+    if args.rounds < 2:
+        parser.error("--rounds must be at least 2 (the quartiles of the per-round ratios)")
     torch.set_num_threads(args.threads)
     rows = [measure(b, args.rounds, args.calls) for b in args.batch_sizes]
     print(f"MoG-40 teacher, score and log-density: commit {git_commit()}, {machine_line()}, {torch.get_num_threads()} "

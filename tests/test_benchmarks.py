@@ -840,3 +840,13 @@ def test_t_interval_uses_the_t_quantile_of_its_degrees_of_freedom_at_any_count()
     values = [float(v) for v in range(11)]  # 11 seeds: df 10, not the normal 1.96
     mean, sd, half = quality.interval(values)
     assert (mean, half) == pytest.approx((5.0, 2.228 * sd / 11 ** 0.5))
+
+
+def test_the_twin_refuses_settings_it_does_not_write_out_and_quartiles_stay_in_range():
+    step_overhead = pytest.importorskip("step_overhead")
+    for overrides, named in [(["optim.optimizer=adamw"], "optim.optimizer=adamw"), (["guide=flow"], "guide=FlowGuide"),
+                             (["+optim.lr_overrides={guide: 3e-4}"], "optim.lr_overrides")]:
+        with pytest.raises(ValueError, match=f"no twin: {named}"):
+            step_overhead.make_pair(16, 16, overrides)
+    q1, median, q3 = step_overhead.quartiles([1.277, 1.324])  # two rounds: interpolated, not extrapolated
+    assert 1.277 <= q1 <= median <= q3 <= 1.324
