@@ -124,7 +124,8 @@ def main(argv: list[str] | None = None) -> dict:
              "alike), "
              + ("each with the iterations the overrides below fix. "
                 if any(o.startswith("trainer.iterations=") for o in extra) else
-                "each with the default's time budget, `trainer.iterations=auto` (840 s for the whole run): equal "
+                f"each with the default's time budget, `trainer.iterations=auto` "
+                f"({compose_config(list(extra)).trainer.time_budget:g} s for the whole run): equal "
                 "wall-clock. A run beside another is slower than a run alone, so both get fewer iterations than a "
                 "user's lone run would. ")
              + "Published recipe: `" + " ".join(PAPER_RECIPE) + "`."

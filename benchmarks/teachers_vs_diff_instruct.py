@@ -166,7 +166,7 @@ def run_one(job: dict) -> dict:
 
 
 def table(results: list[dict], ceilings: dict) -> list[str]:
-    lines = ["| teacher | method | budget | iterations | training s | log-MMD | log-density | modes covered |",
+    lines = ["| teacher | method | budget | iterations (median) | training s (mean) | log-MMD | log-density | modes covered |",
              "|---|---|---|---:|---:|---:|---:|---:|"]
     groups: dict[tuple, list[dict]] = {}
     for r in results:
@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--quick", action="store_true", help="tiny budgets, 2 seeds: checks the pipeline only")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--iterations", type=int, default=10_000, help="the equal-iterations budget")
-    parser.add_argument("--seconds", type=float, default=300.0, help="the equal-wall-clock budget (training s)")
+    parser.add_argument("--seconds", type=float, default=300.0, help="the equal-wall-clock budget: trainer.time_budget, the whole run's seconds (its training is shorter)")
     parser.add_argument("--teacher-dir", type=Path, default=None,
                         help="a train_teacher run directory (default: train one into OUT/teacher)")
     parser.add_argument("--teachers", nargs="+", default=["exact", "learned"], choices=["exact", "learned"])
