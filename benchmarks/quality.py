@@ -72,7 +72,7 @@ RUN_ONLY = frozenset({"trainer.threads", "trainer.progress", "trainer.resume", "
 # folder may be moved or copied: the learned teacher is trained once into OUT/teacher and read back from there)
 FITTED = frozenset({"trainer.schedule_iterations", "trainer.refits"})  # what a run sized to a time budget
 # (trainer.iterations=auto) chose for itself, besides every count of iterations that is "auto" in the request (the
-# schedules' lengths); other "auto" values (device, precision) are compared as they are: the run stores them so
+# schedules' lengths); other "auto" values (device, precision) are compared as they are (a run stores them as given)
 
 
 def _flat(tree: dict, prefix: str = "") -> dict:

@@ -1,9 +1,9 @@
 """Framework overhead: one VarDiU training step through pyro.infer.SVI against its plain-torch twin.
 
 Same networks (copies of one initialisation), same batch, same optimiser (Adam, per-network
-gradient-norm clipping at ``optim.max_grad_norm``, 100 by default), same σ law and weight. Steps are timed in interleaved rounds
-(A B B A ...) so that machine noise hits both sides alike; the headline is the median over rounds
-of the per-round ratio SVI / twin, with its interquartile range.
+gradient-norm clipping at ``optim.max_grad_norm``, 100 by default), same σ law and weight. Steps are
+timed in interleaved rounds (A B B A ...) so that machine noise hits both sides alike; the headline is
+the median over rounds of the per-round ratio SVI / twin, with its interquartile range.
 
     python benchmarks/step_overhead.py                     # batch 256 and 1024, the default networks
     python benchmarks/step_overhead.py --batch-sizes 512 --width 256 --rounds 30
