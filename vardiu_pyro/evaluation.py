@@ -52,9 +52,7 @@ class Evaluator:
             raise ValueError(f"evaluation needs at least 2 samples, got {num_samples}")
         self.target, self.num_samples, self.seed = target, int(num_samples), seed
         device = device_of(target)
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(seed)
-            self.reference = target.sample(self.num_samples)
+        self.reference = self._target_samples(seed)
         # this process's samples only: torchmetrics would otherwise gather states across the ranks
         # of an initialised torch.distributed group, and hang (only rank 0 evaluates)
         local = {"sync_on_compute": False}
@@ -93,11 +91,14 @@ class Evaluator:
     def reference_metrics(self) -> dict[str, float]:
         """A perfect student's values: the metrics of ``num_samples`` more target samples, drawn independently of the
         reference set (its own seed); their ``log_mmd`` is the metric's floor at this sample size."""
+        return self.score(self._target_samples(self.seed + 2))
+
+    def _target_samples(self, seed: int) -> Tensor:
+        """``num_samples`` draws of the target from ``seed``, without touching the global random state."""
         device = device_of(self.target)
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(self.seed + 2)
-            independent = self.target.sample(self.num_samples)
-        return self.score(independent)
+            torch.manual_seed(seed)
+            return self.target.sample(self.num_samples)
 
 
 def metric_lines(summary: dict) -> list[str]:
