@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from vardiu_pyro.seeding import seeded
 from vardiu_pyro.validation import ConfigError
 
 from .denoiser import EDMDenoiser
@@ -115,8 +116,7 @@ class EmpiricalTeacher(Teacher):
         if num_samples < 1:
             raise ValueError(f"teacher.num_samples must be >= 1, got {num_samples}")
         device = next((b.device for b in target.buffers()), torch.device("cpu"))  # where the points are drawn
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):  # manual_seed seeds every device
-            torch.manual_seed(seed)
+        with seeded(seed, device):
             points = target.sample(int(num_samples))
         self.register_buffer("points", points.flatten(1).contiguous())
         self.register_buffer("log_weights", torch.full((len(points),), -math.log(len(points)), dtype=points.dtype))

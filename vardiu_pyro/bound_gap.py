@@ -30,12 +30,13 @@ reports the unweighted gap at one σ.
 
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import asdict, dataclass
 
 import torch
 from torch import Tensor, nn
+
+from .seeding import seeded
 
 __all__ = ["BoundGap", "bound_gap", "bound_gap_at", "gap_terms", "log_joint", "log_marginal_bounds",
            "bound_gap_summary"]
@@ -149,14 +150,6 @@ def _estimate(generator, guide, sigma: Tensor, weight: Tensor, num_inner: int, p
                     bound=bound, kl=kl, num_outer=n, num_inner=int(num_inner))
 
 
-@contextlib.contextmanager
-def _seeded(device: torch.device, seed: int):
-    """Draw from ``seed`` without disturbing the caller's random state."""
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
-        yield
-
-
 @torch.no_grad()
 def bound_gap(generator: nn.Module, guide: nn.Module, sigma_law, weight, iteration: int = 0, num_outer: int = 1024,
               num_inner: int = 128, prior_fraction: float = 0.1, teacher=None, seed: int = 0) -> BoundGap:
@@ -165,7 +158,7 @@ def bound_gap(generator: nn.Module, guide: nn.Module, sigma_law, weight, iterati
     Draws its own random numbers from ``seed`` (the global RNG state is restored afterwards).
     """
     param = next(generator.parameters())
-    with _seeded(param.device, seed):
+    with seeded(seed, param.device):
         sigma = sigma_law.distribution(iteration).sample((num_outer,)).to(param.dtype)
         w = weight(sigma, iteration).to(sigma)
         return _estimate(generator, guide, sigma, w, num_inner, prior_fraction, teacher)
@@ -176,7 +169,7 @@ def bound_gap_at(generator: nn.Module, guide: nn.Module, sigma: float, num_outer
                  prior_fraction: float = 0.1, teacher=None, seed: int = 0) -> BoundGap:
     """U(σ) - KL_σ at one noise level (unweighted)."""
     param = next(generator.parameters())
-    with _seeded(param.device, seed):
+    with seeded(seed, param.device):
         s = torch.full((num_outer,), float(sigma), device=param.device, dtype=param.dtype)
         return _estimate(generator, guide, s, torch.ones_like(s), num_inner, prior_fraction, teacher)
 

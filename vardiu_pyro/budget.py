@@ -36,6 +36,7 @@ from omegaconf import DictConfig
 
 from .build import build_objective, build_problem
 from .evaluation import Evaluator
+from .seeding import seeded
 
 __all__ = ["Calibration", "calibrate", "iterations_for_budget", "timed_step_count", "time_steps", "median_step_seconds",
            "fit_to_budget", "BudgetRefit", "round_count", "MARGIN", "ROUND_TO", "WARMUP_STEPS", "TIMED_STEPS"]
@@ -129,8 +130,7 @@ def calibrate(cfg: DictConfig, device: torch.device, warmup: int = WARMUP_STEPS,
     # the step by about 10% (docs/default_fit.md). So the probe's schedule is long and the timed steps lie in its start.
     probe.trainer.iterations = PROBE_LENGTH * (warmup + steps)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(int(cfg.seed))
+    with seeded(int(cfg.seed), device):
         problem = build_problem(probe, device)
         objective = build_objective(probe, problem)
         settled = warmup // 2  # the first steps allocate and are slow; the warm-up's second half gives its pace

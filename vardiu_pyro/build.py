@@ -15,6 +15,7 @@ from omegaconf import DictConfig, MissingMandatoryValue, OmegaConf
 from .evaluation import device_of
 from .nn import resolve_precision, set_hidden_dtype
 from .objectives import Objective, Problem
+from .seeding import seeded
 
 __all__ = ["resolve_device", "hidden_dtype_of", "build_problem", "build_objective", "data_std_of"]
 
@@ -39,8 +40,7 @@ def data_std_of(target, n: int = 10_000, seed: int = 0) -> float:
     if hasattr(target, "data_std"):
         return float(target.data_std)
     device = device_of(target)
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
+    with seeded(seed, device):
         return target.sample(n).std().item()
 
 

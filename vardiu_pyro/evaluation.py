@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from .metrics import MeanLogDensity, ModesCovered, MultiBandwidthMMD
+from .seeding import seeded
 
 __all__ = ["Evaluator", "sample_generator", "device_of", "metric_lines"]
 
@@ -96,8 +97,7 @@ class Evaluator:
     def _target_samples(self, seed: int) -> Tensor:
         """``num_samples`` draws of the target from ``seed``, without touching the global random state."""
         device = device_of(self.target)
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(seed)
+        with seeded(seed, device):
             return self.target.sample(self.num_samples)
 
 

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from .evaluation import Evaluator, device_of
+from .seeding import seeded
 
 __all__ = ["SCORE_ERROR_SIGMAS", "score_error_table", "score_error_markdown", "evaluate_teacher"]
 
@@ -33,8 +34,7 @@ def score_error_table(teacher: nn.Module, target: nn.Module, sigmas: Sequence[fl
     if not hasattr(target, "score"):
         raise ValueError(f"the target {type(target).__name__} has no exact score to compare against")
     device = device_of(target)
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
+    with seeded(seed, device):
         x0 = target.sample(num_samples)
         eps = torch.randn_like(x0)
     rows = []
