@@ -122,6 +122,30 @@ def test_a_job_stopped_with_a_one_line_error_fails_alone_and_the_sweep_runs_the_
     assert [r["status"] for r in read_index(sweep)] == ["failed", "completed"]
 
 
+def test_a_failed_job_resumed_to_its_end_is_recorded_completed_in_its_job_file_and_the_index(tmp_path):
+    """Job 0 stops after three non-finite steps in a row (2 allowed), its checkpoint of iteration 1 intact; resumed
+    with more allowed, it finishes: its own job.json and the sweep's index say completed, and name the resume.
+    Resuming the completed job 1 changes nothing."""
+    sweep = multirun(tmp_path, "teacher._target_=tests.faults.FlakyTeacher", "+teacher.nan_scores=[3,4,5]",
+                     "trainer.checkpoint_every=1", "trainer.max_consecutive_skips=2,10", expect_ok=False)
+    assert {n: j["status"] for n, j in job_records(sweep).items()} == {0: "failed", 1: "completed"}
+    completed = (sweep / "1" / "job.json").read_text()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    for job, extra in (("0", ["trainer.max_consecutive_skips=10"]), ("1", [])):
+        proc = subprocess.run([sys.executable, "-m", "vardiu_pyro.fit", f"trainer.resume={sweep / job}", *extra,
+                               f"hydra.run.dir={tmp_path / f'resume{job}'}"], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    job = json.loads((sweep / "0" / "job.json").read_text())
+    assert job["status"] == "completed" and "error" not in job and "traceback" not in job
+    [resume] = job["resumes"]
+    assert resume["run_dir"] == str(tmp_path / "resume0") and resume["replaced_status"] == "failed"
+    assert "TooManySkippedSteps" in resume["replaced_error"]
+    assert [r["status"] for r in read_index(sweep)] == ["completed", "completed"]
+    assert "| 0 | completed | 0 |" in (sweep / "index.md").read_text()
+    assert (sweep / "1" / "job.json").read_text() == completed
+
+
 def test_submitit_local_launcher(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     sweep = multirun(tmp_path, "hydra/launcher=submitit_local", "seed=0,1")

@@ -41,7 +41,7 @@ from .nn import precision_name  # noqa: E402
 from .teacher_metrics import evaluate_teacher  # noqa: E402
 from .interrupt import TrainingInterrupted  # noqa: E402
 from .resume import check_compatible, load_resume_state, resumed_config  # noqa: E402
-from .sweep import record_exit  # noqa: E402
+from .sweep import record_exit, record_resumed  # noqa: E402
 from .training import TooManySkippedSteps, Trainer  # noqa: E402
 from .validation import (ConfigError, check_command_line, exit_with_message, validate_config,  # noqa: E402
                          validate_problem)
@@ -203,6 +203,7 @@ def hydra_main(cfg: DictConfig) -> float:
         if cfg.trainer.resume:
             cfg = resumed_config(cfg, HydraConfig.get().overrides.task)
             summary = fit(cfg)
+            record_resumed(cfg.trainer.resume)  # the run's own job.json (and its sweep's index): completed
         else:
             summary = fit(cfg, HydraConfig.get().runtime.output_dir)
     except (ConfigError, TooManySkippedSteps) as e:

@@ -6,7 +6,8 @@ SLURM task), so it works the same everywhere:
 
 - every run directory gets ``job.json``: job number, overrides, status (``running`` when the job
   starts, then ``completed``, ``failed`` with the error, or ``interrupted``: ``record_exit``), run directory,
-  host, times;
+  host, times; a run resumed to its end (``trainer.resume``) is ``completed`` too, with the resume under
+  ``resumes`` (``record_resumed``);
 - in a multirun, the sweep directory gets ``index.jsonl`` (an append-only log: one line when each
   job starts and one when it ends) and ``index.md`` (the current status of every job, by job
   number), both written under a file lock, so jobs finishing at once in parallel processes
@@ -41,7 +42,7 @@ try:  # POSIX; on other systems the index is written without a lock
 except ImportError:  # pragma: no cover
     fcntl = None
 
-__all__ = ["JobRecorder", "record_exit", "Run", "read_runs", "read_index", "JOB_FILE", "INDEX_JSONL", "INDEX_MD"]
+__all__ = ["JobRecorder", "record_exit", "record_resumed", "Run", "read_runs", "read_index", "JOB_FILE", "INDEX_JSONL", "INDEX_MD"]
 
 JOB_FILE = "job.json"
 INDEX_JSONL = "index.jsonl"
@@ -117,19 +118,22 @@ class JobRecorder(Callback):
     def _write(config: DictConfig, record: dict) -> None:
         run_dir = Path(config.hydra.runtime.output_dir)
         _write_json_atomic(run_dir / JOB_FILE, record)
-        if config.hydra.mode != RunMode.MULTIRUN:
-            return
-        sweep_dir = Path(str(config.hydra.sweep.dir)).absolute()
-        line = {k: v for k, v in record.items() if k != "traceback"}
-        line["run_dir"] = os.path.relpath(run_dir, sweep_dir)
-        with _locked(sweep_dir):
-            with open(sweep_dir / INDEX_JSONL, "a") as f:
-                f.write(json.dumps(line) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
-            tmp = sweep_dir / f".{INDEX_MD}.{os.getpid()}.tmp"
-            tmp.write_text(format_index(read_index(sweep_dir)))
-            os.replace(tmp, sweep_dir / INDEX_MD)
+        if config.hydra.mode == RunMode.MULTIRUN:
+            _add_to_index(Path(str(config.hydra.sweep.dir)).absolute(), run_dir, record)
+
+
+def _add_to_index(sweep_dir: Path, run_dir: Path, record: dict) -> None:
+    """Append ``record`` (its run directory relative to the sweep's) to the sweep's ``index.jsonl``; rewrite ``index.md``."""
+    line = {k: v for k, v in record.items() if k != "traceback"}
+    line["run_dir"] = os.path.relpath(run_dir, sweep_dir)
+    with _locked(sweep_dir):
+        with open(sweep_dir / INDEX_JSONL, "a") as f:
+            f.write(json.dumps(line) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        tmp = sweep_dir / f".{INDEX_MD}.{os.getpid()}.tmp"
+        tmp.write_text(format_index(read_index(sweep_dir)))
+        os.replace(tmp, sweep_dir / INDEX_MD)
 
 
 def record_exit(status: str, error: BaseException) -> None:
@@ -142,6 +146,31 @@ def record_exit(status: str, error: BaseException) -> None:
     if not (Path(config.hydra.runtime.output_dir) / JOB_FILE).exists():
         return
     JobRecorder._write(config, JobRecorder._end_record(config, status, error))
+
+
+def record_resumed(run_dir: str | Path) -> None:
+    """Record that a resumed run finished: the ``job.json`` of its first launch (left ``interrupted``, ``failed``, or
+    ``running`` by a kill) says ``completed``, and lists the resume under ``resumes`` (the resume command's own run
+    directory, the status and error it replaces); a job of a sweep adds that record to the sweep's index. A run
+    already ``completed`` (resuming it changes nothing) and a run without ``job.json`` are left alone."""
+    run_dir = Path(run_dir).absolute()
+    record = _read_json(run_dir / JOB_FILE)
+    if _is_secondary_rank() or record is None or record.get("status") == "completed":
+        return
+    ended = time.time()
+    record["resumes"] = [*record.get("resumes", []), {
+        "run_dir": str(HydraConfig.get().runtime.output_dir) if HydraConfig.initialized() else None, "ended": ended,
+        "replaced_status": record.get("status"), "replaced_error": record.get("error")}]
+    record.pop("traceback", None)
+    record.pop("error", None)
+    record.update(status="completed", ended=ended)
+    _write_json_atomic(run_dir / JOB_FILE, record)
+    if record.get("num") is None:
+        return
+    sweep_dir = next((d for d in run_dir.parents if (d / INDEX_JSONL).exists()), None)
+    if sweep_dir is not None and any(r.get("num") == record["num"] and (sweep_dir / r["run_dir"]).absolute() == run_dir
+                                     for r in read_index(sweep_dir)):
+        _add_to_index(sweep_dir, run_dir, record)
 
 
 def _jsonable(value: Any) -> bool:
