@@ -498,6 +498,38 @@ BAD_VALUES = [
     (["optim.end_factor=2"], "optim.end_factor=2: must be a number in [0, 1]"),
     (["trainer.mmd_bandwidths=[]"], "trainer.mmd_bandwidths=[]: must be a non-empty list of numbers > 0"),
     (["trainer.mmd_bandwidths=[1,-2]"], "trainer.mmd_bandwidths=[1, -2]: must be a non-empty list of numbers > 0"),
+    # the networks: a bad size or name used to fail deep inside torch, after the run had started
+    (["guide.width=0"], "guide.width=0: must be >= 1"),
+    (["guide.width=abc"], "guide.width=abc: must be an integer"),
+    (["generator.depth=2.5"], "generator.depth=2.5: must be an integer"),
+    (["generator.latent_dim=0"], "generator.latent_dim=0: must be >= 1"),  # had silently meant the data dimension
+    (["guide=flow", "guide.hidden=0"], "guide.hidden=0: must be >= 1"),  # had trained a hypernetwork of width 0
+    (["guide=flow", "guide.hidden_depth=-1"], "guide.hidden_depth=-1: must be >= 1"),
+    (["guide=flow", "guide.bins=1"], "guide.bins=1: must be >= 2"),
+    (["guide=flow", "guide.coupling=nope"], "guide.coupling=nope: choose one of affine, spline"),
+    (["guide=mixture", "guide.components=0"], "guide.components=0: must be >= 1"),
+    (["guide.activation=swish"], "guide.activation=swish: choose one of gelu, relu, silu, tanh"),
+    (["guide.embedding=lin"], "guide.embedding=lin: choose one of log, raw"),
+    (["objective=diff_instruct", "objective.fake_score.width=0"], "objective.fake_score.width=0: must be >= 1"),
+    (["objective=diff_instruct", "objective.fake_score.noise_features=7"],
+     "objective.fake_score.noise_features=7: must be even (sine and cosine pairs)"),
+    (["teacher=empirical", "teacher.num_samples=0"], "teacher.num_samples=0: must be >= 1"),
+    # the σ law: a power that reaches 0 used to stop the run where its ramp got there
+    (["sigma.power_end=0"], "sigma.power_end=0: must be a number > 0 (the power of the σ law)"),
+    (["sigma.power_start=-1"], "sigma.power_start=-1: must be a number > 0"),
+    (["sigma=lognormal", "sigma.std=0"], "sigma.std=0: must be a number > 0"),
+    # yes/no settings: any word had read as true
+    (["objective.antithetic=no"], "objective.antithetic=no: must be true or false"),
+    (["objective.quasi_random=yes"], "objective.quasi_random=yes: must be true or false"),
+    (["optim.fused=off"], "optim.fused=off: must be true or false"),
+    (["trainer.progress=1"], "trainer.progress=1: must be true or false"),
+    (["trainer.distributed=maybe"], "trainer.distributed=maybe: must be true or false"),
+    (["trainer.pyro_validation=no"], "trainer.pyro_validation=no: must be true or false"),
+    # the optimiser
+    (["optim.betas=[0.9]"], "optim.betas=[0.9]: must be two numbers in [0, 1)"),
+    (["optim.optimizer=sgd"], "optim.betas=[0.9, 0.999]: not an argument of torch.optim.SGD (optim.optimizer=sgd); "
+                              "leave it out with ~optim.betas"),
+    (["device=mps"], "device=mps: not supported here; use auto, cpu, cuda or cuda:N"),
 ]
 
 
@@ -517,6 +549,13 @@ def test_cuda_without_cuda_is_rejected():
 def test_default_configuration_is_valid():
     validate_config(config())
     validate_config(config("target=mog9", "sigma=paper"))
+
+
+@pytest.mark.parametrize("overrides", [[f"guide={g}"] for g in ("gaussian", "full_gaussian", "mixture", "flow")] +
+                         [["objective=diff_instruct"], ["sigma=lognormal"], ["sigma=paper"], ["teacher=empirical"],
+                          ["optim.optimizer=adamw"], ["optim.optimizer=sgd", "~optim.betas"]])
+def test_every_shipped_option_passes_validation(overrides):
+    validate_config(config(*overrides))
 
 
 def teacher_config(path):
@@ -657,8 +696,10 @@ def test_bad_resume_directories_are_rejected(tmp_path, reference):
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["trainer.iteratons=5"], "trainer.iteratons=5: no such key in the configuration (to add one, write "
-                              "+trainer.iteratons=5)"),
+    (["trainer.iteratons=5"], "trainer.iteratons=5: no such key in the configuration (did you mean trainer.iterations?)"),
+    (["guide=flow", "guide.hiden=3"], "guide.hiden=3: no such key in the configuration (did you mean guide.hidden?)"),
+    (["trainer.zzz=1"], "trainer.zzz=1: no such key in the configuration (a new argument to a _target_ is added with "
+                        "+trainer.zzz=1)"),
     (["seed=0,1"], "seed=0,1: a sweep over several values needs --multirun (-m)"),
     (["-m", "guide=gaussian,nope"], "guide=nope: no such guide option (choose one of: flow, full_gaussian, gaussian, mixture)"),
     (["target=mog41"], "target=mog41: no such target option (choose one of: mog40, mog9)"),

@@ -5,13 +5,16 @@ Every check raises ``ConfigError`` with one line that names the field and the re
 no traceback. What is checked:
 
 - the command line itself (``check_command_line``): unknown config-group options (``guide=nope``
-  lists the valid ones), unknown keys and unparsable overrides, before Hydra sees them;
+  lists the valid ones), unknown keys (a typo is answered with the nearest key) and unparsable
+  overrides, before Hydra sees them;
 - values (``validate_config``): seed, device (``cuda`` needs CUDA), precision, iterations (or ``auto`` with
   a time budget), batch size (even with antithetic pairs), evaluation, checkpoint and EMA
-  settings, the σ range, Diff-Instruct's inner steps, VarDiU's importance samples (a guide with
-  ``rsample``), the learning rate and its per-network overrides (naming the objective's
-  networks), that every ``_target_`` imports, and a teacher directory (any teacher with a
-  ``path``);
+  settings, the σ range and law (powers, spread), Diff-Instruct's inner steps, VarDiU's importance
+  samples (a guide with ``rsample``), the networks' sizes and choices (generator, guide, fake score),
+  the empirical teacher's sample, the optimiser (its name, schedule, betas, no argument it does not
+  take), the learning rate and its per-network overrides (naming the objective's networks), every
+  yes/no setting (a word such as ``no`` would read as true), that every ``_target_`` imports, and a
+  teacher directory (any teacher with a ``path``);
 - the built problem (``validate_problem``): the teacher's score has the target's shape.
 
 Resuming adds its own checks (``vardiu_pyro.resume``): the directory, its checkpoint, and that the
@@ -21,6 +24,8 @@ configuration matches the run's.
 from __future__ import annotations
 
 import contextlib
+import difflib
+import inspect
 import io
 import json
 import os
@@ -36,8 +41,8 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 from safetensors import safe_open
 
 from .checkpoint import PICKLE_SUFFIXES, CheckpointError, load_torch_file
-from .nn import resolve_precision
-from .optim import OPTIMIZERS, SCHEDULES
+from .nn import ACTIVATIONS, resolve_precision
+from .optim import OPTIMIZERS, SCHEDULES, PerNetworkOptim
 from .schedule_clock import check_refits
 
 __all__ = ["ConfigError", "compose_config", "exit_with_message", "validate_config", "validate_teacher_dir", "validate_problem", "check_command_line",
@@ -86,6 +91,82 @@ def _integer(config: Mapping, field: str, minimum: int, optional: bool = False) 
         _fail(field, value, f"must be >= {minimum}")
 
 
+def _boolean(config: Mapping, field: str) -> None:
+    value = _select(config, field)
+    if value is not None and not isinstance(value, bool):  # a YAML word such as `no` or `off` is a string: true
+        _fail(field, value, "must be true or false")
+
+
+def _choice(config: Mapping, field: str, choices: Sequence[str]) -> None:
+    value = _select(config, field)
+    if value is not None and value not in choices:
+        _fail(field, value, f"choose one of {', '.join(choices)}")
+
+
+def _number(config: Mapping, field: str, above: float | None = None, at_least: float | None = None,
+            reason: str = "") -> None:
+    """An optional number, > ``above`` or >= ``at_least`` when given."""
+    value = _select(config, field)
+    if value is None:
+        return
+    if (not _is_number(value) or (above is not None and not value > above)
+            or (at_least is not None and not value >= at_least)):
+        bound = f" > {above}" if above is not None else f" >= {at_least}" if at_least is not None else ""
+        _fail(field, value, f"must be a number{bound}{reason}")
+
+
+# the networks' hyperparameters (generator, guide families, Diff-Instruct's fake score): sizes and their minimum
+NETWORK_NODES = ("generator", "guide", "objective.fake_score")
+NETWORK_SIZES = {"width": 1, "depth": 1, "components": 1, "layers": 1, "hidden": 1, "hidden_depth": 1,
+                 "features": 1, "bins": 2}
+
+
+def _check_networks(config: Mapping) -> None:
+    """Sizes are integers >= their minimum, names one of their choices: a bad one otherwise fails deep inside torch."""
+    for node in NETWORK_NODES:
+        values = _select(config, node)
+        if not isinstance(values, Mapping):
+            continue
+        for key, minimum in NETWORK_SIZES.items():
+            if key in values:
+                _integer(config, f"{node}.{key}", minimum)
+        for key in ("noise_features", "data_features"):  # sine and cosine pairs
+            if key in values:
+                _integer(config, f"{node}.{key}", 0)
+                if values[key] % 2:
+                    _fail(f"{node}.{key}", values[key], "must be even (sine and cosine pairs)")
+        _choice(config, f"{node}.activation", sorted(ACTIVATIONS))
+        _choice(config, f"{node}.embedding", ["log", "raw"])
+        _choice(config, f"{node}.coupling", ["affine", "spline"])
+        _number(config, f"{node}.bound", above=0)
+        _number(config, f"{node}.data_frequency", above=0)
+        _number(config, f"{node}.sigma_score", at_least=0)
+    _integer(config, "generator.latent_dim", minimum=1, optional=True)  # null: the data dimension
+
+
+def _check_optimizer(config: Mapping) -> None:
+    """``optim``: a known optimiser and schedule, and no argument the optimiser does not take (Adam's ``betas`` with
+    ``optim.optimizer=sgd``)."""
+    for key, choices in (("optim.optimizer", sorted(OPTIMIZERS)), ("optim.schedule", list(SCHEDULES))):
+        _choice(config, key, choices)
+    for key in ("optim.fused", "optim.foreach"):
+        _boolean(config, key)
+    betas = _select(config, "optim.betas")
+    if betas is not None and (not isinstance(betas, Sequence) or isinstance(betas, str) or len(betas) != 2
+                              or not all(_is_number(b) and 0 <= b < 1 for b in betas)):
+        _fail("optim.betas", betas, "must be two numbers in [0, 1)")
+    optim, name = _select(config, "optim"), _select(config, "optim.optimizer")
+    if not isinstance(optim, Mapping) or name not in OPTIMIZERS or not str(optim.get("_target_", "")).endswith(
+            "PerNetworkOptim"):
+        return
+    own = set(inspect.signature(PerNetworkOptim).parameters) | {"_target_"}
+    takes = set(inspect.signature(OPTIMIZERS[name]).parameters)
+    for key, value in optim.items():
+        if key not in own and key not in takes:
+            _fail(f"optim.{key}", value, f"not an argument of torch.optim.{OPTIMIZERS[name].__name__} "
+                  f"(optim.optimizer={name}); leave it out with ~optim.{key}")
+
+
 def _check_device(name: Any) -> None:
     from .build import resolve_device
 
@@ -95,6 +176,8 @@ def _check_device(name: Any) -> None:
         raise ConfigError(str(e)) from None
     except RuntimeError:
         _fail("device", name, "not a device; use auto, cpu, cuda or cuda:N")
+    if device.type not in ("cpu", "cuda"):
+        _fail("device", name, "not supported here; use auto, cpu, cuda or cuda:N")
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
         _fail("device", name, f"this machine has {torch.cuda.device_count()} CUDA device(s)")
 
@@ -168,6 +251,10 @@ def validate_config(cfg: DictConfig | Mapping) -> None:
     except ValueError as e:  # resolve_precision's own one-line message
         raise ConfigError(str(e)) from None
 
+    for key in ("objective.antithetic", "objective.quasi_random", "trainer.progress", "trainer.distributed",
+                "trainer.pyro_validation", "trainer.retain_freed_memory", "sigma.stratified"):
+        _boolean(config, key)
+
     if _select(config, "trainer.iterations") == "auto":  # sized to the time budget (vardiu_pyro.budget)
         budget = _select(config, "trainer.time_budget")
         if not _is_number(budget) or budget <= 0:
@@ -196,9 +283,6 @@ def validate_config(cfg: DictConfig | Mapping) -> None:
     _integer(config, "trainer.checkpoint_every", minimum=0)
     _integer(config, "trainer.max_consecutive_skips", minimum=1)
     _integer(config, "trainer.threads", minimum=1, optional=True)
-    retain = _select(config, "trainer.retain_freed_memory", False)
-    if not isinstance(retain, bool):
-        _fail("trainer.retain_freed_memory", retain, "must be true or false")
     decay = _select(config, "trainer.ema_decay")
     if not _is_number(decay) or not 0 <= decay < 1:
         _fail("trainer.ema_decay", decay, "must be a number in [0, 1) (0: no EMA)")
@@ -219,17 +303,19 @@ def validate_config(cfg: DictConfig | Mapping) -> None:
     curriculum = _select(config, "sigma.curriculum")
     if curriculum is not None and (not _is_number(curriculum) or not 0 < curriculum <= 1):
         _fail("sigma.curriculum", curriculum, "must be a number in (0, 1] (the fraction of the run the σ ramps take)")
-    stratified = _select(config, "sigma.stratified")
-    if stratified is not None and not isinstance(stratified, bool):
-        _fail("sigma.stratified", stratified, "must be true or false")
+    for key in ("sigma.power_start", "sigma.power_end"):  # the σ law's power ramps from one to the other
+        _number(config, key, above=0, reason=" (the power of the σ law)")
+    for key in ("sigma.weight_start", "sigma.weight_end", "sigma.mean"):
+        _number(config, key)
+    _number(config, "sigma.std", above=0)
+    _integer(config, "teacher.num_samples", minimum=1, optional=True)
+    _integer(config, "teacher.seed", minimum=0, optional=True)
+    _check_networks(config)
     lr = _select(config, "optim.lr")
     if lr is not None and (not _is_number(lr) or lr <= 0):
         _fail("optim.lr", lr, "must be a number > 0")
     _check_lr_overrides(_select(config, "optim.lr_overrides"), _select(config, "objective._target_"))
-    for key, choices in (("optim.optimizer", sorted(OPTIMIZERS)), ("optim.schedule", list(SCHEDULES))):
-        value = _select(config, key)
-        if value is not None and value not in choices:
-            _fail(key, value, f"choose one of {', '.join(choices)}")
+    _check_optimizer(config)
     max_norm = _select(config, "optim.max_grad_norm")
     if max_norm is not None and (not _is_number(max_norm) or max_norm <= 0):
         _fail("optim.max_grad_norm", max_norm, "must be a number > 0, or null (no clipping)")
@@ -375,11 +461,31 @@ def compose_config(overrides: Sequence[str], config_name: str = "config") -> Dic
         cause = e.__cause__
         if "Could not override" in str(e) and isinstance(cause, (ConfigAttributeError, ConfigKeyError)):
             line = str(e).splitlines()[-1].removeprefix("To append to your config use +")
-            raise ConfigError(f"{line}: no such key in the configuration (to add one, write +{line})") from None
+            raise ConfigError(f"{line}: no such key in the configuration ({_key_hint(line, overrides, config_name)})"
+                              ) from None
         lines = [line.strip() for line in str(e).splitlines() if line.strip()]
         cause = [line.strip() for line in str(e.__cause__ or "").splitlines() if line.strip()]
         detail = "; ".join(dict.fromkeys(lines[:1] + cause[:1]))
         raise ConfigError(detail or type(e).__name__) from None
+
+
+def _key_hint(line: str, overrides: Sequence[str], config_name: str) -> str:
+    """For ``key=value`` whose key does not exist: the nearest key of its parent (a typo), else how a key is added."""
+    from hydra import compose, initialize_config_module
+
+    key = line.split("=", 1)[0]
+    parent, _, leaf = key.rpartition(".")
+    others = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") != key]
+    try:
+        with initialize_config_module(version_base="1.3", config_module=CONFIG_MODULE):
+            node = OmegaConf.select(compose(config_name, overrides=others), parent) if parent else \
+                compose(config_name, overrides=others)
+    except Exception:  # another override fails too: it is reported once this one is mended
+        node = None
+    close = difflib.get_close_matches(leaf, [str(k) for k in node.keys()], n=1) if isinstance(node, DictConfig) else []
+    if close:
+        return f"did you mean {parent + '.' if parent else ''}{close[0]}?"
+    return f"a new argument to a _target_ is added with +{line}"
 
 
 def exit_with_message(message: str, code: int) -> None:
