@@ -122,6 +122,18 @@ def test_average_gradients_over_two_processes(tmp_path):
         assert g[2] is None  # no rank had a gradient: the optimiser skips it, as in one process
 
 
+def test_a_rank_that_dropped_its_step_makes_every_rank_skip_it(tmp_path):
+    """A rank whose loss was not finite has no gradient at all: the mean is NaN on every rank, so every optimiser
+    skips the step and counts it (a zero there would have stepped on the other ranks' gradient at half its size)."""
+    from tests.distributed_worker import average_with_a_dropped_rank
+
+    torch.multiprocessing.spawn(average_with_a_dropped_rank, args=(str(tmp_path / "rdzv"), str(tmp_path / "grads")),
+                                nprocs=2)
+    for rank in (0, 1):
+        g = torch.load(tmp_path / f"grads.{rank}")
+        assert g[0].isnan().all() and g[1] is None
+
+
 def torchrun(args, cwd, env=None, nproc=2, tmp=None):
     """``torchrun --standalone`` of ``vardiu_pyro.fit`` with ``trainer.distributed=true``; its agent leaves a
     torchelastic_* log folder in the temporary directory: ``tmp`` (default ``cwd``), not the machine's /tmp."""

@@ -28,6 +28,7 @@ used, nor ``torch.distributed`` initialised, unless ``trainer.distributed=true``
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -131,14 +132,19 @@ class DataParallel:
 
         ``params`` must be the same tensors in the same order on every rank. A gradient missing on
         some ranks counts as zero there; one missing on every rank stays missing (``None``), so
-        the optimiser skips that parameter as it would in a single process.
+        the optimiser skips that parameter as it would in a single process. A rank with no gradient
+        at all dropped its step (its loss was not finite: ``VarDiUELBO.loss_and_grads`` then skips the
+        backward pass): it counts as NaN, so that the mean is NaN on every rank and every rank's
+        optimiser skips the step and counts it, as one process would.
         """
         import torch.distributed as dist
 
         if not params:
             return
         present = torch.tensor([p.grad is not None for p in params], dtype=params[0].dtype, device=params[0].device)
-        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+        dropped = not present.any()
+        grads = [p.grad if p.grad is not None else torch.full_like(p, math.nan) if dropped else torch.zeros_like(p)
+                 for p in params]
         flat = torch.cat([g.reshape(-1) for g in grads] + [present])
         dist.all_reduce(flat, op=dist.ReduceOp.SUM)
         flat /= self.world_size  # the mean of the ranks' mean losses: the mean over world_size * batch_size samples
