@@ -309,6 +309,15 @@ def test_resuming_a_finished_run_changes_nothing(tmp_path, reference):
     assert summary["iteration"] == ITERATIONS
 
 
+def test_a_new_run_removes_an_earlier_runs_summary_from_its_directory(tmp_path):
+    """A directory used again (a sweep directory run twice): a failing run must not leave the earlier run's
+    summary.json to be read as its result."""
+    (tmp_path / "summary.json").write_text('{"log_mmd": -7.0}')
+    with pytest.raises(ConfigError):
+        fit(config(*SMALL, "trainer.eval_every=0"), tmp_path)
+    assert not (tmp_path / "summary.json").exists()
+
+
 def test_random_states_round_trip():
     state = rng_state()
     draws = torch.rand(3), random.random(), np.random.rand()

@@ -72,7 +72,8 @@ def test_basic_launcher_two_by_two_and_its_report(tmp_path):
             assert min(values) - 1e-9 <= stats["low"] <= stats["mean"] <= stats["high"] <= max(values) + 1e-9
     assert report["not_completed"] == []
     markdown = (sweep / "report.md").read_text()
-    assert "| generator.width | runs | failed | incomplete | log_mmd | log_density | modes_covered | seconds |" in markdown
+    assert "| generator.width | runs | failed | incomplete | not started | log_mmd | log_density | modes_covered | seconds |" \
+        in markdown
     assert "| 8 | 2/2 | 0 | 0 |" in markdown and "![log-MMD against time](log_mmd.png)" in markdown
     assert (sweep / "log_mmd.png").read_bytes()[:4] == b"\x89PNG"
     assert markdown in proc.stdout
@@ -87,27 +88,30 @@ def test_basic_launcher_two_by_two_and_its_report(tmp_path):
 
 def test_joblib_launcher_runs_jobs_in_parallel_workers_and_the_report_lists_a_failed_job(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
-    # generator.depth=-1 passes the up-front checks but raises in every job that has it (building
-    # the network): Hydra runs all four, then exits non-zero
-    sweep = multirun(tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=0,1", "generator.depth=2,-1",
+    # a teacher of 3-D data passes the up-front checks (they read the configuration) and fails in every job that has
+    # it (the built problem's check): Hydra runs all four, then exits non-zero
+    sweep = multirun(tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=0,1",
+                     "teacher._target_=vardiu_pyro.models.teachers.ExactTeacher,tests.faults.WrongShapeTeacher",
                      expect_ok=False)
     jobs = job_records(sweep)
     assert sorted(jobs) == [0, 1, 2, 3]
     assert {n: j["status"] for n, j in jobs.items()} == {0: "completed", 1: "failed", 2: "completed", 3: "failed"}
-    assert "an MLP needs depth >= 1" in jobs[1]["error"] and "Traceback" in jobs[1]["traceback"]
+    assert "its score has shape (3,) per sample" in jobs[1]["error"] and "Traceback" in jobs[1]["traceback"]
     assert len({j["pid"] for j in jobs.values()}) == 2  # two loky workers
     assert [r["status"] for r in read_index(sweep)] == ["completed", "failed", "completed", "failed"]
 
     report = write_report(sweep)
-    assert report["group_by"] == ["generator.depth"]
-    groups = {g["values"]["generator.depth"]: g for g in report["groups"]}
-    assert (groups["2"]["completed"], groups["2"]["failed"]) == (2, 0)
-    assert (groups["-1"]["completed"], groups["-1"]["failed"]) == (0, 2)
-    assert groups["-1"]["metrics"]["log_mmd"]["n"] == 0 and math.isnan(groups["-1"]["metrics"]["log_mmd"]["mean"])
+    assert report["group_by"] == ["teacher._target_"]
+    groups = {g["values"]["teacher._target_"].rsplit(".", 1)[-1]: g for g in report["groups"]}
+    assert (groups["ExactTeacher"]["completed"], groups["ExactTeacher"]["failed"]) == (2, 0)
+    assert (groups["WrongShapeTeacher"]["completed"], groups["WrongShapeTeacher"]["failed"]) == (0, 2)
+    wrong = groups["WrongShapeTeacher"]["metrics"]["log_mmd"]
+    assert wrong["n"] == 0 and math.isnan(wrong["mean"])
     assert [(r["num"], r["status"]) for r in report["not_completed"]] == [(1, "failed"), (3, "failed")]
     markdown = (sweep / "report.md").read_text()
-    assert "| -1 | 0/2 | 2 | 0 | — |" in markdown
-    assert "| 1 | failed | 1 | `seed=0` `generator.depth=-1` | ValueError: an MLP needs depth >= 1 and width >= 1, got depth=-1, width=8 |" in markdown
+    assert "| tests.faults.WrongShapeTeacher | 0/2 | 2 | 0 | 0 | — |" in markdown
+    assert ("| 1 | failed | 1 | `seed=0` `teacher._target_=tests.faults.WrongShapeTeacher` | ConfigError: "
+            "teacher=WrongShapeTeacher: its score has shape (3,) per sample") in markdown
 
 
 def test_a_job_stopped_with_a_one_line_error_fails_alone_and_the_sweep_runs_the_others(tmp_path):
@@ -144,6 +148,42 @@ def test_a_failed_job_resumed_to_its_end_is_recorded_completed_in_its_job_file_a
     assert [r["status"] for r in read_index(sweep)] == ["completed", "completed"]
     assert "| 0 | completed | 0 |" in (sweep / "index.md").read_text()
     assert (sweep / "1" / "job.json").read_text() == completed
+
+
+def test_the_report_lists_the_jobs_an_interrupted_sweep_never_started(tmp_path):
+    """SIGTERM in job 0 of three stops the sweep, the job recorded interrupted (in its job.json and the sweep's index,
+    without a traceback): the report counts jobs 1 and 2 as not started (from the sweep's multirun.yaml), before
+    and after job 0 is resumed to its end."""
+    from tests.faults import KILL_ENV
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+           KILL_ENV: "TERM:3"}
+    proc = subprocess.run([sys.executable, "-m", "vardiu_pyro.fit", "-m", *TINY, "seed=0,1,2",
+                           "teacher._target_=tests.faults.SignallingTeacher"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 128 + 15 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    (sweep,) = list((tmp_path / "multirun").glob("*/*"))
+    assert [p.name for p in sweep.iterdir() if p.is_dir()] == ["0"]
+    assert [(r["num"], r["status"]) for r in read_index(sweep)] == [(0, "interrupted")]  # the job's record and the index
+    report = write_report(sweep)
+    assert [(r["num"], r["status"], r["run_dir"]) for r in report["not_completed"]] == [
+        (0, "incomplete", "0"), (1, "not started", None), (2, "not started", None)]
+    assert "seed=1" in report["not_completed"][1]["overrides"]
+    (group,) = report["groups"]
+    assert (group["runs"], group["completed"], group["incomplete"], group["not_started"]) == (3, 0, 1, 2)
+    markdown = (sweep / "report.md").read_text()
+    assert "3 runs, 0 completed, 3 failed, incomplete or not started" in markdown
+    assert "| 2 | not started | — | `seed=2` | no run directory" in markdown
+
+    del env[KILL_ENV]
+    proc = subprocess.run([sys.executable, "-m", "vardiu_pyro.fit", f"trainer.resume={sweep / '0'}",
+                           f"hydra.run.dir={tmp_path / 'resume'}"], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = write_report(sweep)
+    assert [(r["num"], r["status"]) for r in report["not_completed"]] == [(1, "not started"), (2, "not started")]
+    assert report["groups"][0]["completed"] == 1
+    assert [(r["num"], r["status"]) for r in read_index(sweep)] == [(0, "completed")]
 
 
 def test_submitit_local_launcher(tmp_path):

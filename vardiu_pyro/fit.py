@@ -75,6 +75,9 @@ def fit(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
 
 def _fit(cfg: DictConfig, run_dir: str | Path | None, parallel: DataParallel | None) -> dict:
     started = time.perf_counter()
+    if not cfg.trainer.resume and run_dir is not None and (parallel is None or parallel.is_main):
+        # another run's result in this directory (a sweep directory used again): gone, whatever becomes of this run
+        (Path(run_dir) / "summary.json").unlink(missing_ok=True)
     validate_config(cfg)
     config = OmegaConf.to_container(cfg, resolve=True)
     state = None

@@ -6,7 +6,8 @@ excepted, so seeds are pooled), and writes into the sweep directory (or ``out_di
 
 - ``report.md``: per group, the number of runs and, for each metric, the mean over the group's
   completed runs with a percentile-bootstrap interval; then every run that failed or did not
-  finish (no ``summary.json``), with its error;
+  finish (no ``summary.json``), with its error, and every job of the sweep that has no run
+  directory (the sweep stopped before it; known from the sweep's ``multirun.yaml``);
 - ``report.json``: the same numbers, for scripts;
 - ``log_mmd.png``: log-MMD against wall-clock time, per group (the mean over its runs at each
   evaluation, the runs themselves faint).
@@ -31,7 +32,7 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
-from .sweep import Run, read_runs
+from .sweep import Run, not_started, read_runs
 
 __all__ = ["bootstrap_interval", "parse_overrides", "varying_keys", "Group", "group_runs", "write_report", "main"]
 
@@ -162,6 +163,7 @@ def write_report(sweep_dir: str | Path, out_dir: str | Path | None = None, group
     runs = read_runs(sweep_dir)
     if not runs:
         raise FileNotFoundError(f"sweep_dir={sweep_dir}: no run directories (none holds .hydra/overrides.yaml)")
+    runs = sorted(runs + not_started(sweep_dir, runs), key=lambda r: (r.num is None, r.num or 0, str(r.path)))
     out_dir = Path(out_dir) if out_dir is not None else sweep_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     keys = list(group_by) if group_by is not None else varying_keys(runs, exclude)
@@ -175,11 +177,12 @@ def write_report(sweep_dir: str | Path, out_dir: str | Path | None = None, group
     for group in groups:
         report["groups"].append({"values": group.values, "runs": len(group.runs),
                                  "completed": group.count("completed"), "failed": group.count("failed"),
-                                 "incomplete": group.count("incomplete"),
+                                 "incomplete": group.count("incomplete"), "not_started": group.count("not started"),
                                  "metrics": summarise(group, metrics, confidence, resamples, bootstrap_seed)})
     for run in runs:
         if run.status != "completed":
-            report["not_completed"].append({"num": run.num, "status": run.status, "run_dir": _relative(run.path, sweep_dir),
+            report["not_completed"].append({"num": run.num, "status": run.status,
+                                            "run_dir": _relative(run.path, sweep_dir) if run.path else None,
                                             "overrides": run.overrides, "error": run.error})
 
     plot = plot_log_mmd(out_dir / "log_mmd.png", groups)
@@ -193,32 +196,37 @@ def format_report(report: dict, metrics: Sequence[str], plot: str | None) -> str
     lines = [f"# Sweep report: {report['sweep_dir']}", ""]
     n_runs = sum(g["runs"] for g in report["groups"])
     n_done = sum(g["completed"] for g in report["groups"])
-    lines.append(f"{n_runs} run{'s' * (n_runs != 1)}, {n_done} completed, {n_runs - n_done} failed or incomplete (listed below). "
+    lines.append(f"{n_runs} run{'s' * (n_runs != 1)}, {n_done} completed, {n_runs - n_done} failed, incomplete or not started "
+                 f"(listed below). "
                  f"Each cell: mean over a group's completed runs [{pct} percentile-bootstrap interval of the mean].")
     if report["constant_overrides"]:
         lines += ["", "Overrides common to all runs: " + " ".join(f"`{k}={v}`" for k, v in report["constant_overrides"].items())]
     keys = report["group_by"]
-    lines += ["", "| " + " | ".join([*keys, "runs", "failed", "incomplete", *metrics]) + " |",
-              "|" + "---|" * (len(keys) + 3 + len(metrics))]
+    lines += ["", "| " + " | ".join([*keys, "runs", "failed", "incomplete", "not started", *metrics]) + " |",
+              "|" + "---|" * (len(keys) + 4 + len(metrics))]
     for g in report["groups"]:
-        cells = [g["values"][k] for k in keys] + [f"{g['completed']}/{g['runs']}", str(g["failed"]), str(g["incomplete"])]
+        cells = [g["values"][k] for k in keys] + [f"{g['completed']}/{g['runs']}", str(g["failed"]), str(g["incomplete"]),
+                                                  str(g["not_started"])]
         for m in metrics:
             s = g["metrics"][m]
             cells.append("—" if s["n"] == 0 else f"{_fmt(s['mean'])} [{_fmt(s['low'])}, {_fmt(s['high'])}]")
         lines.append("| " + " | ".join(cells) + " |")
     if plot:
         lines += ["", f"![log-MMD against time]({plot})"]
-    lines += ["", "## Runs that failed or did not finish", ""]
+    lines += ["", "## Runs that failed, did not finish or did not start", ""]
     if not report["not_completed"]:
         lines.append("None.")
     else:
         lines += ["| job | status | run dir | overrides | error |", "|---|---|---|---|---|"]
         for r in report["not_completed"]:
-            error = (r["error"] or ("no summary.json (interrupted or still running)" if r["status"] == "incomplete" else ""))
+            error = (r["error"] or {"incomplete": "no summary.json (interrupted or still running)",
+                                    "not started": "no run directory (the sweep stopped before this job, or its launcher "
+                                                   "has not run it yet)"}.get(r["status"], ""))
             error = error.replace("|", "\\|").replace("\n", " ")
             overrides = " ".join(f"`{o}`" for o in r["overrides"]
                                  if parse_overrides([o]).keys() - report["constant_overrides"].keys())
-            lines.append(f"| {r['num'] if r['num'] is not None else '?'} | {r['status']} | {r['run_dir']} | {overrides} | {error} |")
+            lines.append(f"| {r['num'] if r['num'] is not None else '?'} | {r['status']} | {r['run_dir'] or '—'} | {overrides} "
+                         f"| {error} |")
     return "\n".join(lines) + "\n"
 
 

@@ -42,7 +42,7 @@ try:  # POSIX; on other systems the index is written without a lock
 except ImportError:  # pragma: no cover
     fcntl = None
 
-__all__ = ["JobRecorder", "record_exit", "record_resumed", "Run", "read_runs", "read_index", "JOB_FILE", "INDEX_JSONL", "INDEX_MD"]
+__all__ = ["JobRecorder", "record_exit", "record_resumed", "Run", "read_runs", "not_started", "expected_overrides", "read_index", "JOB_FILE", "INDEX_JSONL", "INDEX_MD"]
 
 JOB_FILE = "job.json"
 INDEX_JSONL = "index.jsonl"
@@ -143,9 +143,20 @@ def record_exit(status: str, error: BaseException) -> None:
     if _is_secondary_rank() or not HydraConfig.initialized():
         return
     config = OmegaConf.create({"hydra": HydraConfig.get()})
-    if not (Path(config.hydra.runtime.output_dir) / JOB_FILE).exists():
+    run_dir = Path(config.hydra.runtime.output_dir)
+    if not (run_dir / JOB_FILE).exists():
         return
-    JobRecorder._write(config, JobRecorder._end_record(config, status, error))
+    record = JobRecorder._end_record(config, status, error)
+    _write_json_atomic(run_dir / JOB_FILE, record)
+    # not config.hydra.sweep.dir: read here, its ${now:...} would name a new directory
+    sweep_dir = _sweep_dir_of(run_dir) if config.hydra.mode == RunMode.MULTIRUN else None
+    if sweep_dir is not None:
+        _add_to_index(sweep_dir, run_dir, record)
+
+
+def _sweep_dir_of(run_dir: Path) -> Path | None:
+    """The sweep directory a job's run directory lies in: the nearest folder above it with the sweep's index."""
+    return next((d for d in Path(run_dir).absolute().parents if (d / INDEX_JSONL).exists()), None)
 
 
 def record_resumed(run_dir: str | Path) -> None:
@@ -167,7 +178,7 @@ def record_resumed(run_dir: str | Path) -> None:
     _write_json_atomic(run_dir / JOB_FILE, record)
     if record.get("num") is None:
         return
-    sweep_dir = next((d for d in run_dir.parents if (d / INDEX_JSONL).exists()), None)
+    sweep_dir = _sweep_dir_of(run_dir)
     if sweep_dir is not None and any(r.get("num") == record["num"] and (sweep_dir / r["run_dir"]).absolute() == run_dir
                                      for r in read_index(sweep_dir)):
         _add_to_index(sweep_dir, run_dir, record)
@@ -204,21 +215,25 @@ def format_index(records: list[dict]) -> str:
 
 @dataclass
 class Run:
-    """One run directory of a sweep, as found on disk."""
+    """One run directory of a sweep, as found on disk; or a job of the sweep that has none (``started=False``)."""
 
-    path: Path
+    path: Path | None
     overrides: list[str]
     job: dict | None = None  # job.json
     summary: dict | None = None  # summary.json (present once a run has finished)
     metrics: list[dict] = field(default_factory=list)  # metrics.jsonl
+    started: bool = True
+    job_num: int | None = None  # a job not started: its number in the sweep
 
     @property
     def num(self) -> int | None:
-        return self.job.get("num") if self.job else None
+        return self.job.get("num") if self.job else self.job_num
 
     @property
     def status(self) -> str:
-        """``completed`` (has ``summary.json``), ``failed`` (the job raised) or ``incomplete``."""
+        """``completed`` (has ``summary.json``), ``failed`` (the job raised), ``incomplete`` or ``not started``."""
+        if not self.started:
+            return "not started"
         if self.summary is not None:
             return "completed"
         if self.job is not None and self.job.get("status") == "failed":
@@ -260,3 +275,38 @@ def read_runs(sweep_dir: str | Path) -> list[Run]:
         runs.append(Run(path=path, overrides=overrides, job=_read_json(path / JOB_FILE),
                         summary=_read_json(path / "summary.json"), metrics=_read_jsonl(path / "metrics.jsonl")))
     return sorted(runs, key=lambda r: (r.num is None, r.num if r.num is not None else 0, str(r.path)))
+
+
+def expected_overrides(sweep_dir: str | Path) -> list[list[str]] | None:
+    """The overrides of every job of a sweep, in job order, from its ``multirun.yaml`` (expanded as Hydra's basic
+    sweeper expands them); None where that cannot be known (no ``multirun.yaml``, another sweeper, sweeper params)."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper  # the expansion the sweep itself ran
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    path = Path(sweep_dir) / "multirun.yaml"
+    if not path.exists():
+        return None
+    try:
+        config = OmegaConf.load(path)
+        sweeper = OmegaConf.select(config, "hydra.sweeper", default=None)
+        if sweeper is None or not str(sweeper.get("_target_", "")).endswith(".BasicSweeper") or sweeper.get("params"):
+            return None
+        task = [str(o) for o in OmegaConf.select(config, "hydra.overrides.task", default=[])]
+        return BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(task), None)[0]
+    except Exception:  # a sweep this code cannot expand: report what is on disk
+        return None
+
+
+def not_started(sweep_dir: str | Path, runs: list[Run]) -> list[Run]:
+    """The jobs of the sweep in ``sweep_dir`` that have no run directory among ``runs`` (the sweep stopped before
+    them, or their launcher has not run them yet); none where the sweep's jobs cannot be known, or where some run
+    matches none of them (then the expansion is not the sweep's)."""
+    expected = expected_overrides(sweep_dir)
+    if expected is None:
+        return []
+    keys = [frozenset(e) for e in expected]
+    found = {frozenset(r.overrides) for r in runs}
+    if not found <= set(keys):
+        return []
+    return [Run(path=None, overrides=list(e), started=False, job_num=num)
+            for num, (e, key) in enumerate(zip(expected, keys)) if key not in found]
