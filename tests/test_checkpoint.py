@@ -1,4 +1,5 @@
 import os
+import stat
 
 import pytest
 import torch
@@ -51,3 +52,14 @@ def test_unsupported_values_are_rejected():
         flatten_state({"x": object()})
     skeleton, tensors = flatten_state([1, {"b": torch.ones(1)}])
     assert unflatten_state(skeleton, tensors)[1]["b"].item() == 1.0
+
+
+def test_a_checkpoint_has_the_permissions_of_the_run_s_other_files(tmp_path):
+    """Group members of a shared cluster can read (and resume from) it as from metrics.jsonl: not mkstemp's 0600."""
+    old = os.umask(0o022)
+    try:
+        save_checkpoint(tmp_path / "ckpt.safetensors", {"x": torch.zeros(2)})
+        (tmp_path / "other").write_text("")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "ckpt.safetensors").stat().st_mode) == stat.S_IMODE((tmp_path / "other").stat().st_mode) == 0o644
