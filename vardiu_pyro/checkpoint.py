@@ -116,8 +116,8 @@ def save_checkpoint(path: str | os.PathLike, state: dict, previous: str | os.Pat
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's file is its owner's alone; a checkpoint is read like the run's files
         save_file(tensors, tmp, metadata=metadata)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's file is its owner's alone; a checkpoint is read like the run's files
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         if previous is not None and path.exists():
