@@ -20,6 +20,7 @@ import os
 from pathlib import Path
 
 import torch
+from diffusers.utils import logging as diffusers_logging
 from torch import Tensor, nn
 
 from vardiu_pyro.seeding import seeded
@@ -179,12 +180,24 @@ def load_denoiser(path: str | os.PathLike, field: str = "teacher.path") -> EDMDe
                           f"not an {EDMDenoiser.__name__}")
     if not (path / WEIGHTS_NAME).is_file():
         raise ConfigError(f"{where}: no {WEIGHTS_NAME} there (the denoiser's weights)")
+    describes = f"the weights do not load into the denoiser its {EDMDenoiser.config_name} describes"
+    verbosity = diffusers_logging.get_verbosity()
+    diffusers_logging.set_verbosity_error()  # its warnings about unfit tensors: the error below says it in one line
     try:
-        return EDMDenoiser.from_pretrained(str(path), local_files_only=True, low_cpu_mem_usage=False)
+        denoiser, info = EDMDenoiser.from_pretrained(str(path), local_files_only=True, low_cpu_mem_usage=False,
+                                                     output_loading_info=True)
     except (OSError, RuntimeError, ValueError, TypeError, KeyError) as e:
         detail = ": ".join(line.strip().rstrip(":") for line in str(e).splitlines()[:2] if line.strip()) or type(e).__name__
-        raise ConfigError(f"{where}: the weights do not load into the denoiser its "
-                          f"{EDMDenoiser.config_name} describes ({detail})") from None
+        raise ConfigError(f"{where}: {describes} ({detail})") from None
+    finally:
+        diffusers_logging.set_verbosity(verbosity)
+    # diffusers only logs tensors missing from the file (left uninitialised) or not in the network (ignored)
+    unfit = {kind: names for kind in ("missing_keys", "unexpected_keys", "mismatched_keys") if (names := info.get(kind))}
+    if unfit:
+        detail = "; ".join(f"{kind.replace('_keys', '')}: {', '.join(map(str, names[:3]))}"
+                           f"{f' and {len(names) - 3} more' if len(names) > 3 else ''}" for kind, names in unfit.items())
+        raise ConfigError(f"{where}: {describes} ({detail})")
+    return denoiser
 
 
 class LearnedTeacher(Teacher):

@@ -633,6 +633,15 @@ def learned_teacher_dir(folder, case):
     elif case == "weights of another network":
         EDMDenoiser(data_shape=[2], width=32, depth=2).save_pretrained(folder / "wide")
         (folder / "wide" / "diffusion_pytorch_model.safetensors").replace(folder / "diffusion_pytorch_model.safetensors")
+    elif case in ("a tensor missing", "tensors renamed"):  # diffusers only logs these, leaving weights uninitialised
+        from safetensors.torch import load_file, save_file
+
+        weights = load_file(folder / "diffusion_pytorch_model.safetensors")
+        if case == "a tensor missing":
+            del weights["net.net.2.weight"]
+        else:
+            weights = {f"module.{k}": v for k, v in weights.items()}  # as an AveragedModel's state_dict names them
+        save_file(weights, folder / "diffusion_pytorch_model.safetensors")
     return folder
 
 
@@ -643,6 +652,8 @@ LEARNED_TEACHER_ERRORS = {
     "weights of another network": "the weights do not load into the denoiser its config.json describes (Error(s) in "
                                   "loading state_dict for EDMDenoiser: size mismatch for net.net.0.weight",
     "wrong data shape": "the denoiser's data shape (3,) differs from the target's (2,)",
+    "a tensor missing": "the weights do not load into the denoiser its config.json describes (missing: net.net.2.weight)",
+    "tensors renamed": "the weights do not load into the denoiser its config.json describes (missing: ",
 }
 
 

@@ -57,6 +57,48 @@ def test_train_teacher_config_reuses_the_target_group():
     assert cfg.optim._target_.endswith("PerNetworkOptim") and cfg.optim.iterations == cfg.trainer.iterations
 
 
+@pytest.mark.parametrize("override,message", [
+    ("sampler.solver=heun", "sampler.solver=heun: choose one of dpmsolver, euler"),
+    ("sampler.num_steps=0", "sampler.num_steps=0: must be >= 1"),
+    ("trainer.eval_every=0", "trainer.eval_every=0: must be >= 1"),
+    ("trainer.batch_size=0", "trainer.batch_size=0: must be >= 1"),
+    ("trainer.ema_decay=-1", "trainer.ema_decay=-1: must be a number in [0, 1)"),
+    ("denoiser.sigma_data=0", "denoiser.sigma_data=0: must be a number > 0 (or null: the target's standard deviation)"),
+    ("denoiser.noise_features=7", "denoiser.noise_features=7: must be even"),
+    ("noise.sigma_min=100", "noise.sigma_min=100: must be < noise.sigma_max=80.0"),
+])
+def test_train_teacher_rejects_bad_input_with_one_line_before_any_work(tmp_path, override, message):
+    """A sampler setting is first used at the first evaluation: unchecked, it failed after thousands of iterations."""
+    from vardiu_pyro.train_teacher import train_teacher
+    from vardiu_pyro.validation import ConfigError
+
+    with initialize_config_module(version_base="1.3", config_module="vardiu_pyro.configs"):
+        cfg = compose("train_teacher", overrides=[*TEACHER_TINY, override])
+    with pytest.raises(ConfigError) as info:
+        train_teacher(cfg, tmp_path / "run")
+    assert str(info.value).startswith(message) and "\n" not in str(info.value)
+    assert not (tmp_path / "run").exists()
+    proc = subprocess.run([sys.executable, "-m", "vardiu_pyro.train_teacher", override, f"hydra.run.dir={tmp_path / 'cli'}"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and proc.stderr.startswith(f"vardiu-pyro: error: {message}") and "Traceback" not in proc.stderr
+    assert not (tmp_path / "cli").exists()
+
+
+def test_the_teacher_is_saved_before_its_evaluation(tmp_path, monkeypatch):
+    """An evaluation that fails (a sampler, a metric) must not lose the weights trained before it."""
+    import vardiu_pyro.train_teacher as module
+
+    def failing(*args, **kwargs):
+        raise RuntimeError("evaluation failed")
+
+    monkeypatch.setattr(module, "evaluate_teacher", failing)
+    with initialize_config_module(version_base="1.3", config_module="vardiu_pyro.configs"):
+        cfg = compose("train_teacher", overrides=TEACHER_TINY)
+    with pytest.raises(RuntimeError, match="evaluation failed"):
+        module.train_teacher(cfg, tmp_path)
+    assert EDMDenoiser.from_pretrained(str(tmp_path)).config.width == 32
+
+
 def test_learned_teacher_needs_a_path():
     with pytest.raises(MissingMandatoryValue, match="teacher.path"):
         build_problem(config(*TINY, "teacher=learned"), torch.device("cpu"))

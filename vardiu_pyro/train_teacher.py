@@ -20,6 +20,7 @@ import copy
 import json
 import math
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -42,6 +43,7 @@ from .models.teachers import LearnedTeacher  # noqa: E402
 from .plotting import plot_metrics, plot_samples, plot_score_error  # noqa: E402
 from .score_matching import dsm_loss_terms  # noqa: E402
 from .teacher_metrics import evaluate_teacher, score_error_markdown, score_error_table  # noqa: E402
+from .validation import ConfigError, check_command_line, exit_with_message, validate_teacher_training  # noqa: E402
 
 __all__ = ["main", "train_teacher", "save_denoiser"]
 
@@ -60,7 +62,9 @@ def save_denoiser(denoiser, run_dir: Path) -> None:
 
 
 def train_teacher(cfg: DictConfig, run_dir: str | Path) -> dict:
-    """Train as configured, write the run's files into ``run_dir``, return the summary."""
+    """Train as configured, write the run's files into ``run_dir``, return the summary. An invalid setting raises
+    ``ConfigError`` before any work (``validate_teacher_training``)."""
+    validate_teacher_training(cfg)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(cfg.device)
@@ -72,7 +76,7 @@ def train_teacher(cfg: DictConfig, run_dir: str | Path) -> dict:
     config = OmegaConf.to_container(cfg, resolve=True)
 
     target = instantiate(cfg.target).to(device)
-    sigma_data = cfg.denoiser.sigma_data or data_std_of(target)
+    sigma_data = cfg.denoiser.sigma_data if cfg.denoiser.sigma_data is not None else data_std_of(target)
     noise = instantiate(cfg.noise).to(device)
     denoiser = instantiate(cfg.denoiser, _partial_=True)(  # called, not merged: config.json needs plain values
         data_shape=list(target.event_shape), sigma_data=float(sigma_data),
@@ -94,13 +98,13 @@ def train_teacher(cfg: DictConfig, run_dir: str | Path) -> dict:
     (run_dir / METRICS).unlink(missing_ok=True)
 
     def evaluate(iteration: int, losses: list[float], start: float) -> dict:
+        save_denoiser(trained(), run_dir)  # first: the teacher is kept whatever its evaluation does
         record = {"iteration": iteration, "loss": sum(losses) / len(losses) if losses else math.nan}
         record.update(evaluate_teacher(snapshot(), evaluator))
         record["seconds"] = time.perf_counter() - start
         records.append(record)
         with open(run_dir / METRICS, "a") as f:
             f.write(json.dumps(record) + "\n")
-        save_denoiser(trained(), run_dir)
         return record
 
     iterations, batch_size = int(cfg.trainer.iterations), int(cfg.trainer.batch_size)
@@ -159,9 +163,18 @@ def format_summary(summary: dict, run_dir: Path) -> str:
 
 
 @hydra.main(version_base="1.3", config_path="pkg://vardiu_pyro.configs", config_name="train_teacher")
-def main(cfg: DictConfig) -> float:
+def hydra_main(cfg: DictConfig) -> float:
     summary = train_teacher(cfg, HydraConfig.get().runtime.output_dir)
     return summary["log_mmd"]
+
+
+def main() -> None:
+    """The command line: check it first (one-line errors, exit status 2), then let Hydra run it."""
+    try:
+        check_command_line(sys.argv[1:], config_name="train_teacher", validate=validate_teacher_training)
+    except ConfigError as e:
+        exit_with_message(f"error: {e}", 2)
+    hydra_main()
 
 
 if __name__ == "__main__":

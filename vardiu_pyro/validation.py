@@ -30,7 +30,7 @@ import io
 import json
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,8 @@ from .nn import ACTIVATIONS, resolve_precision
 from .optim import OPTIMIZERS, SCHEDULES, PerNetworkOptim
 from .schedule_clock import check_refits
 
-__all__ = ["ConfigError", "compose_config", "exit_with_message", "validate_config", "validate_teacher_dir", "validate_problem", "check_command_line",
+__all__ = ["ConfigError", "compose_config", "exit_with_message", "validate_config", "validate_teacher_training",
+           "validate_teacher_dir", "validate_problem", "check_command_line",
            "CONFIG_MODULE"]
 
 CONFIG_MODULE = "vardiu_pyro.configs"
@@ -145,10 +146,18 @@ def _check_networks(config: Mapping) -> None:
 
 
 def _check_optimizer(config: Mapping) -> None:
-    """``optim``: a known optimiser and schedule, and no argument the optimiser does not take (Adam's ``betas`` with
-    ``optim.optimizer=sgd``)."""
+    """``optim``: a known optimiser and schedule, a learning rate, clipping and schedule settings in range, and no
+    argument the optimiser does not take (Adam's ``betas`` with ``optim.optimizer=sgd``)."""
     for key, choices in (("optim.optimizer", sorted(OPTIMIZERS)), ("optim.schedule", list(SCHEDULES))):
         _choice(config, key, choices)
+    _number(config, "optim.lr", above=0)
+    max_norm = _select(config, "optim.max_grad_norm")
+    if max_norm is not None and (not _is_number(max_norm) or max_norm <= 0):
+        _fail("optim.max_grad_norm", max_norm, "must be a number > 0, or null (no clipping)")
+    _integer(config, "optim.warmup", minimum=0, optional=True)
+    end_factor = _select(config, "optim.end_factor")
+    if end_factor is not None and (not _is_number(end_factor) or not 0 <= end_factor <= 1):
+        _fail("optim.end_factor", end_factor, "must be a number in [0, 1] (the last learning rate over the first)")
     for key in ("optim.fused", "optim.foreach"):
         _boolean(config, key)
     betas = _select(config, "optim.betas")
@@ -165,6 +174,13 @@ def _check_optimizer(config: Mapping) -> None:
         if key not in own and key not in takes:
             _fail(f"optim.{key}", value, f"not an argument of torch.optim.{OPTIMIZERS[name].__name__} "
                   f"(optim.optimizer={name}); leave it out with ~optim.{key}")
+
+
+def _check_bandwidths(config: Mapping) -> None:
+    bandwidths = _select(config, "trainer.mmd_bandwidths")
+    if bandwidths is not None and (isinstance(bandwidths, (str, Mapping)) or not isinstance(bandwidths, Sequence)
+                                   or not bandwidths or not all(_is_number(h) and h > 0 for h in bandwidths)):
+        _fail("trainer.mmd_bandwidths", bandwidths, "must be a non-empty list of numbers > 0")
 
 
 def _check_device(name: Any) -> None:
@@ -234,15 +250,19 @@ def _check_schedule(config: Mapping) -> None:
         _fail("trainer.refits", refits, str(e))
 
 
+def _container(cfg: DictConfig | Mapping) -> Mapping:
+    """The configuration as plain containers, resolved (a missing mandatory value is a ``ConfigError``)."""
+    if not isinstance(cfg, DictConfig):
+        return cfg
+    try:
+        return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"{getattr(e, 'full_key', '') or 'config'}: {str(e).splitlines()[0]}") from None
+
+
 def validate_config(cfg: DictConfig | Mapping) -> None:
-    """Reject an invalid configuration with a ``ConfigError`` (see the module docstring)."""
-    if isinstance(cfg, DictConfig):
-        try:
-            config = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
-        except OmegaConfBaseException as e:
-            raise ConfigError(f"{getattr(e, 'full_key', '') or 'config'}: {str(e).splitlines()[0]}") from None
-    else:
-        config = cfg
+    """Reject an invalid configuration of a distillation run with a ``ConfigError`` (see the module docstring)."""
+    config = _container(cfg)
     _check_targets(config)
     _integer(config, "seed", minimum=0)
     _check_device(config.get("device", "auto"))
@@ -311,25 +331,58 @@ def validate_config(cfg: DictConfig | Mapping) -> None:
     _integer(config, "teacher.num_samples", minimum=1, optional=True)
     _integer(config, "teacher.seed", minimum=0, optional=True)
     _check_networks(config)
-    lr = _select(config, "optim.lr")
-    if lr is not None and (not _is_number(lr) or lr <= 0):
-        _fail("optim.lr", lr, "must be a number > 0")
-    _check_lr_overrides(_select(config, "optim.lr_overrides"), _select(config, "objective._target_"))
     _check_optimizer(config)
-    max_norm = _select(config, "optim.max_grad_norm")
-    if max_norm is not None and (not _is_number(max_norm) or max_norm <= 0):
-        _fail("optim.max_grad_norm", max_norm, "must be a number > 0, or null (no clipping)")
-    _integer(config, "optim.warmup", minimum=0, optional=True)
-    end_factor = _select(config, "optim.end_factor")
-    if end_factor is not None and (not _is_number(end_factor) or not 0 <= end_factor <= 1):
-        _fail("optim.end_factor", end_factor, "must be a number in [0, 1] (the last learning rate over the first)")
-    bandwidths = _select(config, "trainer.mmd_bandwidths")
-    if bandwidths is not None and (isinstance(bandwidths, (str, Mapping)) or not isinstance(bandwidths, Sequence)
-                                   or not bandwidths or not all(_is_number(h) and h > 0 for h in bandwidths)):
-        _fail("trainer.mmd_bandwidths", bandwidths, "must be a non-empty list of numbers > 0")
+    _check_lr_overrides(_select(config, "optim.lr_overrides"), _select(config, "objective._target_"))
+    _check_bandwidths(config)
     teacher_path = _select(config, "teacher.path")
     if teacher_path is not None:
         validate_teacher_dir(teacher_path)
+
+
+def validate_teacher_training(cfg: DictConfig | Mapping) -> None:
+    """Reject an invalid configuration of ``python -m vardiu_pyro.train_teacher`` with a ``ConfigError``, before any
+    work: a sampler setting, say, is otherwise first used at the first evaluation, after thousands of iterations."""
+    from .models.sampling import SOLVERS
+
+    config = _container(cfg)
+    _check_targets(config)
+    _integer(config, "seed", minimum=0)
+    _check_device(config.get("device", "auto"))
+    for key, minimum in (("trainer.iterations", 1), ("trainer.batch_size", 1), ("trainer.eval_every", 1),
+                         ("trainer.eval_samples", 2), ("data.num_samples", 1), ("sampler.num_steps", 1),
+                         ("score_error.num_samples", 1)):
+        _integer(config, key, minimum)
+    _integer(config, "trainer.schedule_iterations", minimum=1, optional=True)
+    _integer(config, "trainer.threads", minimum=1, optional=True)
+    for key in ("trainer.progress", "trainer.retain_freed_memory"):
+        _boolean(config, key)
+    decay = _select(config, "trainer.ema_decay")
+    if not _is_number(decay) or not 0 <= decay < 1:
+        _fail("trainer.ema_decay", decay, "must be a number in [0, 1) (0: the weights themselves)")
+    _check_bandwidths(config)
+    _check_optimizer(config)
+    for node in ("denoiser",):
+        for key, minimum in NETWORK_SIZES.items():
+            if key in (_select(config, node) or {}):
+                _integer(config, f"{node}.{key}", minimum)
+        for key in ("noise_features", "data_features"):
+            _integer(config, f"{node}.{key}", 0, optional=True)
+            if (_select(config, f"{node}.{key}") or 0) % 2:
+                _fail(f"{node}.{key}", _select(config, f"{node}.{key}"), "must be even (sine and cosine pairs)")
+        _choice(config, f"{node}.activation", sorted(ACTIVATIONS))
+        _number(config, f"{node}.sigma_data", above=0, reason=" (or null: the target's standard deviation)")
+        _number(config, f"{node}.data_frequency", above=0)
+        _number(config, f"{node}.sigma_score", at_least=0)
+    _choice(config, "sampler.solver", sorted(SOLVERS))
+    for lo, hi in (("noise.sigma_min", "noise.sigma_max"), ("sampler.sigma_min", "sampler.sigma_max")):
+        _number(config, lo, above=0)
+        _number(config, hi, above=0)
+        if _is_number(_select(config, lo)) and _is_number(_select(config, hi)) and _select(config, lo) >= _select(config, hi):
+            _fail(lo, _select(config, lo), f"must be < {hi}={_select(config, hi)}")
+    sigmas = _select(config, "score_error.sigmas")
+    if sigmas is not None and (not isinstance(sigmas, Sequence) or isinstance(sigmas, str) or not sigmas
+                               or not all(_is_number(x) and x > 0 for x in sigmas)):
+        _fail("score_error.sigmas", sigmas, "must be a non-empty list of numbers > 0")
 
 
 def validate_teacher_dir(path: str | os.PathLike, field: str = "teacher.path") -> None:
@@ -394,9 +447,10 @@ def validate_problem(problem) -> None:
 # the command line
 
 
-def check_command_line(args: Sequence[str], config_name: str = "config") -> None:
-    """Compose and validate the configuration a command line asks for, as Hydra would, but report
-    problems as one-line ``ConfigError``s (Hydra's own reports are multi-line).
+def check_command_line(args: Sequence[str], config_name: str = "config",
+                       validate: Callable[[DictConfig], None] | None = None) -> None:
+    """Compose and validate (``validate``, by default ``validate_config``) the configuration a command line asks for,
+    as Hydra would, but report problems as one-line ``ConfigError``s (Hydra's own reports are multi-line).
 
     With ``--multirun``, each value of each sweep is checked (with the other fixed overrides).
     Help, completion and custom config paths are left to Hydra.
@@ -437,7 +491,7 @@ def check_command_line(args: Sequence[str], config_name: str = "config") -> None
             from .resume import resumed_config
 
             cfg = resumed_config(cfg, candidate)
-        validate_config(cfg)
+        (validate or validate_config)(cfg)
 
 
 def compose_config(overrides: Sequence[str], config_name: str = "config") -> DictConfig:
