@@ -31,7 +31,7 @@ from vardiu_pyro.optim import PerNetworkOptim
 from vardiu_pyro.resume import (CHECKPOINT, METRICS, PREVIOUS_CHECKPOINT, load_run_checkpoint, rng_state,
                                 save_run_checkpoint, set_rng_state)
 from vardiu_pyro.training import WALL_CLOCK_KEYS, TooManySkippedSteps, Trainer
-from vardiu_pyro.validation import ConfigError, check_command_line, validate_config, validate_problem
+from vardiu_pyro.validation import ConfigError, check_command_line, unused_overrides, validate_config, validate_problem
 
 from .configs import config
 from .faults import KILL_ENV, FixedRefits
@@ -565,6 +565,15 @@ def test_default_configuration_is_valid():
                           ["optim.optimizer=adamw"], ["optim.optimizer=sgd", "~optim.betas"]])
 def test_every_shipped_option_passes_validation(overrides):
     validate_config(config(*overrides))
+
+
+def test_guide_overrides_with_an_objective_that_trains_no_guide_are_named():
+    """Diff-Instruct's fake score takes the guide's place: a guide override changes nothing (a sweep over guides
+    would repeat one run), and the run says so."""
+    overrides = ["guide=flow", "guide.width=8", "+guide.extra=1", "seed=1", "objective=diff_instruct"]
+    assert unused_overrides(config("objective=diff_instruct", "guide=flow"), overrides) == [
+        "guide=flow", "guide.width=8", "+guide.extra=1"]
+    assert unused_overrides(config("guide=flow"), ["guide=flow", "guide.width=8"]) == []
 
 
 def teacher_config(path):

@@ -43,8 +43,8 @@ from .interrupt import TrainingInterrupted  # noqa: E402
 from .resume import check_compatible, load_resume_state, resumed_config  # noqa: E402
 from .sweep import record_exit, record_resumed  # noqa: E402
 from .training import TooManySkippedSteps, Trainer  # noqa: E402
-from .validation import (ConfigError, check_command_line, exit_with_message, validate_config,  # noqa: E402
-                         validate_problem)
+from .validation import (ConfigError, check_command_line, exit_with_message, unused_overrides,  # noqa: E402
+                         validate_config, validate_problem)
 
 __all__ = ["main", "fit"]
 
@@ -202,6 +202,10 @@ def hydra_main(cfg: DictConfig) -> float:
     if cfg.trainer.get("distributed", False) and multirun:
         exit_with_message("error: trainer.distributed=true is one run over the processes of a torchrun launch; "
                           "sweep (-m) without torchrun, with one launcher job per run", 2)
+    unused = unused_overrides(cfg, HydraConfig.get().overrides.task)
+    if unused:
+        print(f"vardiu-pyro: note: {' '.join(unused)} changes nothing: {cfg.objective._target_.rsplit('.', 1)[-1]} "
+              "trains no guide (its fake score takes the guide's place)", file=sys.stderr)
     try:
         if cfg.trainer.resume:
             cfg = resumed_config(cfg, HydraConfig.get().overrides.task)

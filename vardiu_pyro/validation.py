@@ -46,6 +46,7 @@ from .optim import OPTIMIZERS, SCHEDULES, PerNetworkOptim
 from .schedule_clock import check_refits
 
 __all__ = ["ConfigError", "compose_config", "exit_with_message", "validate_config", "validate_teacher_training",
+           "unused_overrides",
            "validate_teacher_dir", "validate_problem", "check_command_line",
            "CONFIG_MODULE"]
 
@@ -337,6 +338,15 @@ def validate_config(cfg: DictConfig | Mapping) -> None:
     teacher_path = _select(config, "teacher.path")
     if teacher_path is not None:
         validate_teacher_dir(teacher_path)
+
+
+def unused_overrides(cfg: DictConfig | Mapping, overrides: Sequence[str]) -> list[str]:
+    """The overrides of the guide when the objective trains none (Diff-Instruct's fake score replaces it): they change
+    nothing, and a sweep over them repeats one run under several names."""
+    target = _select(_container(cfg), "objective._target_")
+    if not target or "guide" in getattr(_locate(str(target)), "network_names", ("guide",)):
+        return []
+    return [o for o in overrides if o.lstrip("+~").split("=", 1)[0].split(".", 1)[0] == "guide"]
 
 
 def validate_teacher_training(cfg: DictConfig | Mapping) -> None:
