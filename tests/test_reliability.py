@@ -11,6 +11,7 @@ import math
 import os
 import pickle
 import random
+import shlex
 import shutil
 import signal
 import subprocess
@@ -28,8 +29,8 @@ from vardiu_pyro.fit import fit, main
 from vardiu_pyro.interrupt import StopSignals, TrainingInterrupted
 from vardiu_pyro.models import LogNormalSigma, PowerLawSigma, PowerWeight, Ramp
 from vardiu_pyro.optim import PerNetworkOptim
-from vardiu_pyro.resume import (CHECKPOINT, METRICS, PREVIOUS_CHECKPOINT, load_run_checkpoint, rng_state,
-                                save_run_checkpoint, set_rng_state)
+from vardiu_pyro.resume import (CHECKPOINT, METRICS, PREVIOUS_CHECKPOINT, load_run_checkpoint, resume_command,
+                                rng_state, save_run_checkpoint, set_rng_state)
 from vardiu_pyro.training import WALL_CLOCK_KEYS, TooManySkippedSteps, Trainer
 from vardiu_pyro.validation import ConfigError, check_command_line, unused_overrides, validate_config, validate_problem
 
@@ -574,6 +575,32 @@ def test_guide_overrides_with_an_objective_that_trains_no_guide_are_named():
     assert unused_overrides(config("objective=diff_instruct", "guide=flow"), overrides) == [
         "guide=flow", "guide.width=8", "+guide.extra=1"]
     assert unused_overrides(config("guide=flow"), ["guide=flow", "guide.width=8"]) == []
+
+
+@pytest.mark.parametrize("path", ["/tmp/run", "outputs", "2026", "sw/runs/device=cpu,generator.width=8", "it's",
+                                  "a b/c", "x\\", "d$e"])
+def test_the_printed_resume_command_gives_back_the_run_directory(path):
+    """What an interrupted run prints: through the shell and Hydra's override grammar, the same path (a sweep's
+    ``hydra.sweep.subdir=${hydra.job.override_dirname}`` puts = and , in it; a bare 2026 would be a number)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    words = shlex.split(resume_command(path))
+    assert words[:3] == ["python", "-m", "vardiu_pyro.fit"] and len(words) == 4
+    (override,) = OverridesParser.create().parse_overrides(words[3:])
+    assert override.key_or_group == "trainer.resume" and override.value() == path
+
+
+def test_a_users_own_network_class_may_take_other_values_for_the_shipped_keys():
+    """The checks of sizes and names are the shipped classes': a ``_target_`` of one's own means what it means."""
+    validate_config(config("guide._target_=tests.faults.ScoreOnlyGuide", "objective.importance_samples=0", "guide.activation=elu",
+                           "guide.width=[64,64]"))
+    with pytest.raises(ConfigError, match=r"^guide.activation=elu: choose one of"):
+        validate_config(config("guide.activation=elu"))
+
+
+def test_an_objective_that_names_no_networks_gets_no_note():
+    """Without ``network_names`` it is unknown whether an objective trains a guide: no note then."""
+    assert unused_overrides(config("objective._target_=vardiu_pyro.objectives.base.Objective"), ["guide=flow"]) == []
 
 
 def teacher_config(path):

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ import torch
 from omegaconf import DictConfig
 
 from .sweep import Run, not_started, read_runs
+from .validation import hydra_value
 
 __all__ = ["bootstrap_interval", "parse_overrides", "varying_keys", "Group", "group_runs", "write_report", "main"]
 
@@ -261,9 +261,7 @@ def positional_to_override(args: Sequence[str]) -> list[str]:
             if found is not None:
                 raise SystemExit(f"vardiu_pyro.report: one sweep directory at a time, got {found!r} and {arg!r}")
             found = arg
-            # Hydra's quoted strings: a backslash escapes only a quote, or a backslash before a quote
-            escaped = re.sub(r"(\\*)('|$)", lambda m: 2 * m.group(1) + ("\\'" if m.group(2) else ""), arg)
-            out.append(f"sweep_dir='{escaped}'")
+            out.append(f"sweep_dir={hydra_value(arg, always=True)}")
         else:
             out.append(arg)
         i += 1

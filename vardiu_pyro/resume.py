@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import random
+import re
 import shlex
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -26,7 +27,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
 from .checkpoint import CheckpointError, load_checkpoint, read_checkpoint_metadata, save_checkpoint
-from .validation import ConfigError
+from .validation import ConfigError, hydra_value
 
 try:
     import numpy as np
@@ -221,5 +222,9 @@ def write_metrics(path: str | os.PathLike, records: Iterable[dict]) -> None:
 
 
 def resume_command(run_dir: str | os.PathLike) -> str:
-    """The shell command that continues the run in ``run_dir``."""
-    return f"python -m vardiu_pyro.fit trainer.resume={shlex.quote(str(run_dir))}"
+    """The shell command that continues the run in ``run_dir`` (quoted for Hydra where its path needs it, as a sweep's
+    ``hydra.sweep.subdir=${hydra.job.override_dirname}`` makes it, then for the shell)."""
+    override = "trainer.resume=" + hydra_value(str(run_dir))
+    if shlex.quote(override) != override and not re.search(r'["$`\\!]', override):
+        return f'python -m vardiu_pyro.fit "{override}"'  # the shell leaves Hydra's single quotes alone in these
+    return f"python -m vardiu_pyro.fit {shlex.quote(override)}"

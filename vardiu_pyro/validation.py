@@ -29,6 +29,7 @@ import inspect
 import io
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -46,7 +47,7 @@ from .optim import OPTIMIZERS, SCHEDULES, PerNetworkOptim
 from .schedule_clock import check_refits
 
 __all__ = ["ConfigError", "compose_config", "exit_with_message", "validate_config", "validate_teacher_training",
-           "unused_overrides",
+           "unused_overrides", "hydra_value",
            "validate_teacher_dir", "validate_problem", "check_command_line",
            "CONFIG_MODULE"]
 
@@ -123,11 +124,17 @@ NETWORK_SIZES = {"width": 1, "depth": 1, "components": 1, "layers": 1, "hidden":
                  "features": 1, "bins": 2}
 
 
+def _shipped(values: Any) -> bool:
+    """A network node built by one of this library's classes (a user's own ``_target_`` may mean other things by the
+    same keys: ``activation=elu``, ``hidden=[64, 64]``)."""
+    return isinstance(values, Mapping) and str(values.get("_target_", "")).startswith("vardiu_pyro.")
+
+
 def _check_networks(config: Mapping) -> None:
     """Sizes are integers >= their minimum, names one of their choices: a bad one otherwise fails deep inside torch."""
     for node in NETWORK_NODES:
         values = _select(config, node)
-        if not isinstance(values, Mapping):
+        if not _shipped(values):
             continue
         for key, minimum in NETWORK_SIZES.items():
             if key in values:
@@ -143,7 +150,8 @@ def _check_networks(config: Mapping) -> None:
         _number(config, f"{node}.bound", above=0)
         _number(config, f"{node}.data_frequency", above=0)
         _number(config, f"{node}.sigma_score", at_least=0)
-    _integer(config, "generator.latent_dim", minimum=1, optional=True)  # null: the data dimension
+    if _shipped(_select(config, "generator")):
+        _integer(config, "generator.latent_dim", minimum=1, optional=True)  # null: the data dimension
 
 
 def _check_optimizer(config: Mapping) -> None:
@@ -343,8 +351,13 @@ def validate_config(cfg: DictConfig | Mapping) -> None:
 def unused_overrides(cfg: DictConfig | Mapping, overrides: Sequence[str]) -> list[str]:
     """The overrides of the guide when the objective trains none (Diff-Instruct's fake score replaces it): they change
     nothing, and a sweep over them repeats one run under several names."""
-    target = _select(_container(cfg), "objective._target_")
-    if not target or "guide" in getattr(_locate(str(target)), "network_names", ("guide",)):
+    target = OmegaConf.select(cfg, "objective._target_", default=None) if isinstance(cfg, DictConfig) else \
+        _select(cfg, "objective._target_")
+    try:
+        names = getattr(_locate(str(target)), "network_names", ()) if target else ()
+    except Exception:  # an objective that does not import: validate_config says so
+        return []
+    if not names or "guide" in names:  # no names declared: whether it trains a guide is unknown
         return []
     return [o for o in overrides if o.lstrip("+~").split("=", 1)[0].split(".", 1)[0] == "guide"]
 
@@ -371,7 +384,7 @@ def validate_teacher_training(cfg: DictConfig | Mapping) -> None:
         _fail("trainer.ema_decay", decay, "must be a number in [0, 1) (0: the weights themselves)")
     _check_bandwidths(config)
     _check_optimizer(config)
-    for node in ("denoiser",):
+    for node in ("denoiser",) if _shipped(_select(config, "denoiser")) else ():
         for key, minimum in NETWORK_SIZES.items():
             if key in (_select(config, node) or {}):
                 _integer(config, f"{node}.{key}", minimum)
@@ -550,6 +563,15 @@ def _key_hint(line: str, overrides: Sequence[str], config_name: str) -> str:
     if close:
         return f"did you mean {parent + '.' if parent else ''}{close[0]}?"
     return f"a new argument to a _target_ is added with +{line}"
+
+
+def hydra_value(text: str, always: bool = False) -> str:
+    """``text`` as a string value of a Hydra override: quoted (a backslash escapes only a quote, or backslashes before
+    a quote), unless ``always`` is false and it is a path Hydra reads as that string unquoted (a ``/`` and no
+    character of its grammar: ``=``, ``,``, brackets, quotes, spaces, ...; ``2026`` alone would be a number)."""
+    if not always and "/" in text and re.fullmatch(r"[\w/.\-+@%:]+", text):
+        return text
+    return "'" + re.sub(r"(\\*)('|$)", lambda m: 2 * m.group(1) + ("\\'" if m.group(2) else ""), text) + "'"
 
 
 def exit_with_message(message: str, code: int) -> None:
