@@ -3,8 +3,10 @@
 
 import csv
 import math
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -208,7 +210,8 @@ def test_cli_tiny_study_writes_table_csv_and_plots_then_reads_its_checkpoint(tmp
     for r in rows:
         assert float(r["variance"]) > 0 and float(r["bias"]) >= 0 and math.isfinite(float(r["mse"]))
     assert rows[0]["bound_gap"] != "" and rows[4]["bound_gap"] == ""  # VarDiU only
-    assert "| vardiu_gaussian | 8 |" in proc.stdout and "Lowest MSE" in proc.stdout
+    assert rows[0]["importance_samples"] == "3" and rows[4]["importance_samples"] == ""  # the run's bound, U_3
+    assert "| vardiu_gaussian (U_3) | 8 |" in proc.stdout and "Lowest MSE" in proc.stdout
 
     # the same run analysed from its checkpoint (in process): a family it has no guide of is trained first
     from vardiu_pyro.variance import variance_study
@@ -224,6 +227,12 @@ def test_cli_tiny_study_writes_table_csv_and_plots_then_reads_its_checkpoint(tmp
     ("batch_sizes=[7]", "batch_sizes=[7]"),
     ("repeats=1", "repeats=1"),
     ("checkpoint=/no/such/run", "checkpoint=/no/such/run: no such directory"),
+    ("estimators=vardiu_gaussian", "estimators=vardiu_gaussian: must be a list"),  # had read its letters as names
+    ("batch_sizes=64", "batch_sizes=64: must be a list"),
+    ("threads=-1", "threads=-1: must be an integer >= 1"),
+    # found before the run that is trained first, no longer after it
+    ("generator.latent_dim=6", "generator latent dimension 6: the Monte Carlo reference gradient"),
+    ("objective=diff_instruct", "fake_score.network: the analysed Diff-Instruct run has a trained fake score"),
 ])
 def test_bad_study_settings_are_one_line_errors(override, message, tmp_path):
     from vardiu_pyro.validation import ConfigError
@@ -232,3 +241,60 @@ def test_bad_study_settings_are_one_line_errors(override, message, tmp_path):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")) as info:
         variance_study(study_config(override), tmp_path)
     assert "\n" not in str(info.value)
+    assert not (tmp_path / "pretrain").exists()  # before any work
+
+
+def test_run_overrides_with_a_checkpoint_are_refused():
+    """With checkpoint=, the checkpoint's own configuration is analysed: an override of its groups changed nothing."""
+    from vardiu_pyro.variance import ignored_with_checkpoint
+
+    overrides = ["checkpoint=RUN", "target=mog9", "objective.importance_samples=0", "+sigma.x=1", "seed=3", "device=cpu",
+                 "repeats=8"]
+    cfg = study_config("checkpoint=/tmp")
+    assert ignored_with_checkpoint(cfg, overrides) == ["target=mog9", "objective.importance_samples=0", "+sigma.x=1"]
+    assert ignored_with_checkpoint(study_config(), overrides) == []
+
+
+def test_the_fake_scores_learning_rate_is_trainings_at_the_analysed_iteration():
+    """The inner DSM steps take the learning rate the run's schedule gives at that iteration; a fresh optimiser's own
+    count would step at nearly the full rate late in a run."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from vardiu_pyro.build import build_problem
+    from vardiu_pyro.gradient_estimators import DiffInstructEstimator
+    from vardiu_pyro.optim import lr_factor
+    from vardiu_pyro.variance import CONFIGS
+
+    problem = build_problem(study_config("trainer.iterations=50"), torch.device("cpu"))
+    fake_score = OmegaConf.load(CONFIGS.joinpath("objective", "diff_instruct.yaml")).fake_score
+    factory = instantiate(OmegaConf.merge(fake_score, {"width": 8, "depth": 2}))
+    late = DiffInstructEstimator(problem, factory, inner_steps=2, iteration=45, schedule_length=50)
+    optim = late.objective.fake_optim
+    expected = lr_factor(45 * optim.iterations / 50, optim.schedule, optim.iterations, optim.warmup, optim.end_factor)
+    assert optim.schedule == "cosine" and expected < 0.1
+    assert optim.current_lr_factor() == pytest.approx(expected)
+    assert DiffInstructEstimator(problem, factory, inner_steps=2, iteration=45).objective.fake_optim.current_lr_factor() \
+        == 1.0  # what the estimator had used
+
+
+def test_the_resolution_holds_the_references_inner_error():
+    """The inner error is systematic: it widens the resolution and is not subtracted from the bias."""
+    g = torch.randn(8, 50, generator=torch.Generator().manual_seed(0))
+    ref = torch.zeros(50)
+    plain = gradient_statistics(g, ref, 0.0, resamples=50)
+    inner = gradient_statistics(g, ref, 0.0, resamples=50, reference_inner_error=40.0)
+    assert inner["resolution"]["value"] == pytest.approx(math.hypot(plain["resolution"]["value"], 40.0))
+    assert inner["bias"]["value"] == plain["bias"]["value"]
+
+
+def test_an_interrupted_pretrain_says_how_to_resume_it_and_analyse_it(tmp_path):
+    from tests.faults import KILL_ENV
+
+    env = {**os.environ, KILL_ENV: "INT:5", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.run([sys.executable, "-m", "vardiu_pyro.variance", *TINY_STUDY, f"hydra.run.dir={tmp_path}",
+                           "teacher._target_=tests.faults.SignallingTeacher"], capture_output=True, text=True,
+                          timeout=600, env=env)
+    assert proc.returncode == 130 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert f"trainer.resume={tmp_path / 'pretrain'}" in proc.stderr
+    assert f"python -m vardiu_pyro.variance checkpoint={tmp_path / 'pretrain'}" in proc.stderr

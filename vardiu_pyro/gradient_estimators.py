@@ -7,7 +7,8 @@ batch mean has that gradient, so splitting the batch by σ bin splits the estima
 contributions of each noise range (which sum to the whole):
 
 - ``VarDiUEstimator``: VarDiU's surrogate  -w (log q_φ(z | x_t, σ) + s_d · x0)  at a fixed guide
-  (``VarDiUELBO``); unbiased for ∇_θ of the bound, whose gap to D is the guide's posterior error;
+  (``VarDiUELBO``; with ``importance_samples=K``, that of the importance-weighted bound U_K, as the run trained);
+  unbiased for ∇_θ of the bound, whose gap to D is the guide's posterior error;
 - ``FakeScoreEstimator``: Diff-Instruct's surrogate  w (s_fake - s_d) · x0  with a given fake score
   (``DiffInstructLoss``): unbiased for ∇_θ D when s_fake is the student's exact score, biased by
   E[w (s_fake - s_θ) · ∂x_t/∂θ] otherwise;
@@ -109,14 +110,18 @@ class VarDiUEstimator(GradientEstimator):
 
     :param guide: the amortised posterior q_φ (a ``Guide``); trained here only by ``guide_steps``
         guide-only steps in ``prepare`` (0 for a guide trained with this generator, e.g. a checkpoint's).
+    :param importance_samples: K of the bound U_K (0: the paper's U), and ``quasi_random`` the draw of z, as in the
+        run's ``objective``: the gradient the run follows.
     """
 
     def __init__(self, problem: Problem, guide: nn.Module, iteration: int = 0, antithetic: bool = True,
-                 guide_steps: int = 0, name: str = "vardiu", gap_draws: tuple[int, int] = (1024, 128)):
+                 guide_steps: int = 0, name: str = "vardiu", gap_draws: tuple[int, int] = (1024, 128),
+                 importance_samples: int = 0, quasi_random: bool = False):
         super().__init__(problem, iteration)
         self.name, self.guide, self.guide_steps, self.gap_draws = name, guide, int(guide_steps), gap_draws
-        self.model = ForwardDiffusion(problem.generator, problem.sigma_law, antithetic=antithetic, name="generator")
-        self.elbo = VarDiUELBO(problem.teacher, problem.weight)
+        self.model = ForwardDiffusion(problem.generator, problem.sigma_law, antithetic=antithetic, name="generator",
+                                      quasi_random=quasi_random)
+        self.elbo = VarDiUELBO(problem.teacher, problem.weight, importance_samples=int(importance_samples))
         self.program = pyro_guide(guide, name=f"{name}_guide")
 
     def prepare(self, progress: bool = False) -> None:
@@ -142,11 +147,12 @@ class VarDiUEstimator(GradientEstimator):
         """
         gen = self.problem.generator
         if sum(gen.data_shape) != 2 or len(gen.data_shape) != 1:
-            return {}
+            return {"importance_samples": self.elbo.importance_samples}
         num_outer, num_inner = self.gap_draws
         est = bound_gap(gen, self.guide, self.problem.sigma_law, self.problem.weight, self.iteration,
                         num_outer=num_outer, num_inner=num_inner)
-        out = {"bound_gap": est.gap, "bound_gap_lower": est.gap_lower, "bound_gap_se": est.standard_error}
+        out = {"importance_samples": self.elbo.importance_samples, "bound_gap": est.gap, "bound_gap_lower": est.gap_lower,
+               "bound_gap_se": est.standard_error}
         if edges is not None:
             out["bound_gap_bins"] = self._gap_per_bin(edges, num_outer, num_inner)
         return out
@@ -187,14 +193,19 @@ class DiffInstructEstimator(GradientEstimator):
     it over ``warmup_iterations`` iterations, with the generator held still). Each estimate then
     restores the warm state, takes ``inner_steps`` DSM steps on fresh student samples (batch: the
     training batch size), and computes the generator gradient on a fresh batch of ``batch_size``.
+    The fake score's learning rate is the one training gives it at ``iteration`` of a run whose schedules span
+    ``schedule_length`` iterations (None: its optimiser's own step count, which starts a fresh one at full rate).
     """
 
     def __init__(self, problem: Problem, fake_score_factory, inner_steps: int, iteration: int = 0,
                  antithetic: bool = True, warmup_iterations: int = 100, state: dict | None = None,
-                 name: str | None = None):
+                 name: str | None = None, schedule_length: int | None = None, quasi_random: bool = False):
         super().__init__(problem, iteration)
         self.name = name or f"diff_instruct_k{inner_steps}"
-        self.objective = DiffInstruct(problem, fake_score_factory, inner_steps=inner_steps, antithetic=antithetic)
+        self.objective = DiffInstruct(problem, fake_score_factory, inner_steps=inner_steps, antithetic=antithetic,
+                                      quasi_random=quasi_random)
+        if schedule_length is not None:  # as the training loop sets it before every step (Trainer._step)
+            self.objective.fake_optim.follow(self.iteration, int(schedule_length))
         self.warmup_iterations = int(warmup_iterations)
         self.warm = None
         if state is not None:

@@ -9,7 +9,10 @@ gradient with its own Monte Carlo variance v* = tr Cov(g*), m their mean:
     SNR             = sqrt(||m||² - V/R) / sqrt(V)              ||E g|| / sqrt(tr Cov g)
     cosine          = 1/R Σ_r cos(g_r, g*)                      the direction one optimiser step follows
     cosine_of_mean  = m · g* / sqrt((||m||² - V/R)(||g*||² - v*))   cos(E g, ∇D), the norms debiased as bias² is
-    resolution      = sqrt(V/R + v*)                            a bias below this is not resolved
+    resolution      = sqrt(V/R + v* + e*²)                      a bias below this is not resolved
+
+where e* is the reference's inner error (its self-normalised score's: ``reference_gradient``), systematic, so it is
+not subtracted from bias² but only widens the resolution.
 
 Every statistic is a function of the Gram matrix G_rs = g_r · g_s, of h_r = g_r · g* and of
 ||g*||², so the bootstrap (resampling the R estimates with replacement, i.e. integer counts c_r
@@ -34,23 +37,26 @@ STATISTICS = ("bias", "variance", "mse", "snr", "cosine", "cosine_of_mean", "res
 
 @dataclass
 class GramSummary:
-    """What the statistics need of R estimates: G (R, R), h (R,), ||g*||² and v* (float64, CPU)."""
+    """What the statistics need of R estimates: G (R, R), h (R,), ||g*||², v* and e*² (float64, CPU)."""
 
     gram: Tensor
     dots: Tensor
     ref_sq: float
     ref_var: float
+    ref_inner_sq: float = 0.0
 
     @property
     def repeats(self) -> int:
         return self.dots.shape[0]
 
 
-def gram_summary(samples: Tensor, reference: Tensor, reference_variance: float = 0.0) -> GramSummary:
-    """Summarise estimates ``samples`` (R, P) against ``reference`` (P,) with variance tr Cov = ``reference_variance``."""
+def gram_summary(samples: Tensor, reference: Tensor, reference_variance: float = 0.0,
+                 reference_inner_error: float = 0.0) -> GramSummary:
+    """Summarise estimates ``samples`` (R, P) against ``reference`` (P,) with variance tr Cov = ``reference_variance``
+    and inner error ``reference_inner_error``."""
     g = samples.detach().to("cpu", torch.float64)
     ref = reference.detach().to("cpu", torch.float64)
-    return GramSummary(g @ g.T, g @ ref, float(ref @ ref), float(reference_variance))
+    return GramSummary(g @ g.T, g @ ref, float(ref @ ref), float(reference_variance), float(reference_inner_error) ** 2)
 
 
 def raw_statistics_from_counts(s: GramSummary, counts: Tensor) -> dict[str, Tensor]:
@@ -69,7 +75,7 @@ def raw_statistics_from_counts(s: GramSummary, counts: Tensor) -> dict[str, Tens
             "snr": (mm - variance / R) / variance,  # SNR²
             "cosine": c @ (s.dots / (diag.clamp_min(1e-300).sqrt() * ref_norm)) / R,
             "cosine_of_mean": mr / ((mm - variance / R) * (s.ref_sq - s.ref_var)).clamp_min(1e-300).sqrt(),
-            "resolution": variance / R + s.ref_var}  # resolution²
+            "resolution": variance / R + s.ref_var + s.ref_inner_sq}  # resolution²
 
 
 FINISH = {"bias": lambda t: t.clamp_min(0).sqrt(), "snr": lambda t: t.clamp_min(0).sqrt(),
@@ -84,7 +90,8 @@ def finish(name: str, raw: Tensor) -> Tensor:
 
 
 def gradient_statistics(samples: Tensor, reference: Tensor, reference_variance: float = 0.0,
-                        resamples: int = 1000, confidence: float = 0.95, seed: int = 0) -> dict[str, dict[str, float]]:
+                        resamples: int = 1000, confidence: float = 0.95, seed: int = 0,
+                        reference_inner_error: float = 0.0) -> dict[str, dict[str, float]]:
     """``{statistic: {"value", "lo", "hi"}}``: point estimates and bias-corrected bootstrap intervals over the R estimates.
 
     A resample repeats some estimates and leaves others out, which moves a statistic's resampled values off the
@@ -94,7 +101,7 @@ def gradient_statistics(samples: Tensor, reference: Tensor, reference_variance: 
     point estimate minus their mean (the bootstrap's bias correction), and the interval is their percentiles,
     taken before the square roots.
     """
-    s = gram_summary(samples, reference, reference_variance)
+    s = gram_summary(samples, reference, reference_variance, reference_inner_error)
     R = s.repeats
     if R < 2:
         raise ValueError(f"need at least 2 gradient estimates, got {R}")
@@ -141,10 +148,11 @@ class StreamingMoments:
 
 
 def moment_statistics(mean: Tensor, variance: Tensor, repeats: int, reference: Tensor,
-                      reference_variance: Tensor) -> dict[str, Tensor]:
+                      reference_variance: Tensor, reference_inner_error: Tensor | float = 0.0) -> dict[str, Tensor]:
     """Point estimates of bias, variance and MSE from streamed moments (each group: last dimension is P)."""
     ref = reference.to("cpu", torch.float64)
     ref_var = torch.as_tensor(reference_variance, dtype=torch.float64)
+    inner_sq = torch.as_tensor(reference_inner_error, dtype=torch.float64).square()
     bias_sq = (mean - ref).square().sum(-1) - variance / repeats - ref_var
     return {"bias": bias_sq.clamp_min(0).sqrt(), "variance": variance, "mse": bias_sq + variance,
-            "resolution": (variance / repeats + ref_var).sqrt(), "ref_norm": ref.square().sum(-1).sqrt()}
+            "resolution": (variance / repeats + ref_var + inner_sq).sqrt(), "ref_norm": ref.square().sum(-1).sqrt()}

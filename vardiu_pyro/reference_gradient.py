@@ -12,8 +12,10 @@ importance sampling over a large pool of prior draws z_j (DESIGN §4, Tweedie's 
 Two errors are reported: the outer Monte Carlo error of the mean over (z, σ, ε) (``variance``,
 tr Cov of the reference), and the error of the inner estimate, measured by repeating the whole
 computation on the same outer draws with the first half of the pool (``inner_error`` = ||ref(M)
-- ref(M/2)||: the self-normalised estimate's bias falls as 1/M, so this bounds ref(M)'s roughly
-twice over). ``ess`` is the mean effective sample size of the weights per σ bin: where it is
+- ref(M/2)||: the self-normalised estimate's bias falls as 1/M, so ref(M/2)'s is about twice ref(M)'s and their
+difference about ref(M)'s own, give or take the half pool's noise; it is systematic, so the gradient analysis adds
+it to the resolution of a bias rather than subtracting it). ``ess`` is the mean effective sample size of the
+weights per σ bin: where it is
 small (tiny σ) the inner estimate is the weakest. Any object with ``score(x_t, sigma)`` can
 replace the Monte Carlo score (the tests use the exact score of a linear generator).
 """

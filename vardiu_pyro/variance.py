@@ -40,6 +40,7 @@ from .gradient_estimators import (DiffInstructEstimator, GradientEstimator, VarD
                                   estimator_kind)
 from .gradient_plots import plot_bias_and_mse, plot_per_sigma, plot_variance_vs_batch  # noqa: E402
 from .gradient_stats import STATISTICS, StreamingMoments, gradient_statistics, moment_statistics  # noqa: E402
+from .interrupt import TrainingInterrupted  # noqa: E402
 from .reference_gradient import ReferenceGradient, SelfNormalisedScore, reference_gradient  # noqa: E402
 from .resume import load_run_checkpoint  # noqa: E402
 from .validation import ConfigError, check_command_line, exit_with_message  # noqa: E402
@@ -60,6 +61,12 @@ def guide_families() -> list[str]:
 
 def validate_study(cfg: DictConfig) -> None:
     """One-line ``ConfigError`` for a bad study setting, before any work."""
+    for key in ("estimators", "batch_sizes"):
+        if cfg[key] is not None and not OmegaConf.is_list(cfg[key]):
+            raise ConfigError(f"{key}={cfg[key]}: must be a list, e.g. {key}='[{cfg[key]}]'")
+    threads = cfg.get("threads")
+    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
+        raise ConfigError(f"threads={threads}: must be an integer >= 1, or null (torch's default)")
     names = list(cfg.estimators or [])
     if not names:
         raise ConfigError("estimators=[]: name at least one estimator (vardiu_<guide family>, diff_instruct_k<K>)")
@@ -124,10 +131,14 @@ def build_estimator(name: str, cfg: DictConfig, run_cfg: DictConfig, problem, st
     score when it has one of that kind (else a fresh one, trained at the generator in ``prepare``)."""
     kind, arg = estimator_kind(name)
     antithetic = bool(run_cfg.objective.get("antithetic", True))
+    quasi_random = bool(run_cfg.objective.get("quasi_random", False))
     objective = str(run_cfg.objective._target_)
     networks = state["objective"]["networks"]
     gen = problem.generator
     if kind == "vardiu":
+        # the bound the run trained (a Diff-Instruct run: VarDiU's configured one, configs/objective/vardiu.yaml)
+        vardiu = run_cfg.objective if objective.endswith("VarDiU") else OmegaConf.load(CONFIGS.joinpath("objective",
+                                                                                                        "vardiu.yaml"))
         family = _family_config(arg)
         trained = objective.endswith("VarDiU") and run_cfg.guide._target_ == family._target_ and "guide" in networks
         guide_cfg = run_cfg.guide if trained else family
@@ -139,17 +150,41 @@ def build_estimator(name: str, cfg: DictConfig, run_cfg: DictConfig, problem, st
             guide.load_state_dict(networks["guide"])
         return VarDiUEstimator(problem, guide, iteration, antithetic=antithetic,
                                guide_steps=0 if trained else cfg.guide_steps, name=name,
-                               gap_draws=(cfg.bound_gap.num_outer, cfg.bound_gap.num_inner))
+                               gap_draws=(cfg.bound_gap.num_outer, cfg.bound_gap.num_inner),
+                               importance_samples=int(vardiu.get("importance_samples", 0)), quasi_random=quasi_random)
     trained = objective.endswith("DiffInstruct") and "fake_score" in networks
     source = run_cfg.objective.fake_score if trained else \
         OmegaConf.load(CONFIGS.joinpath("objective", "diff_instruct.yaml")).fake_score
     network_cfg = OmegaConf.merge(source, cfg.fake_score.network)
     warm = {"network": networks["fake_score"], "optim": state["objective"]["optim"]["fake_score"]} if trained else None
-    if trained and OmegaConf.to_container(cfg.fake_score.network):
-        raise ConfigError("fake_score.network: the checkpoint holds a trained fake score; its architecture is fixed")
     return DiffInstructEstimator(problem, instantiate(network_cfg), inner_steps=arg, iteration=iteration,
                                  antithetic=antithetic, warmup_iterations=cfg.fake_score.warmup_iterations,
-                                 state=warm, name=name)
+                                 state=warm, name=name, quasi_random=quasi_random,
+                                 schedule_length=run_cfg.trainer.get("schedule_iterations") or run_cfg.trainer.iterations)
+
+
+def check_estimators(cfg: DictConfig, objective: str) -> None:
+    """What the estimators ask of the analysed run (``objective``: its ``_target_``), checked before the reference
+    gradient and, without a checkpoint, before the run is trained."""
+    di = [str(n) for n in cfg.estimators if estimator_kind(str(n))[0] == "diff_instruct"]
+    if di and objective.endswith("DiffInstruct") and OmegaConf.to_container(cfg.fake_score.network):
+        raise ConfigError(f"fake_score.network: the analysed Diff-Instruct run has a trained fake score, which "
+                          f"{', '.join(di)} use{'s' * (len(di) == 1)}; its architecture is fixed (leave fake_score.network out)")
+
+
+def check_latent(dim: int) -> None:
+    if dim > 4:
+        raise ConfigError(f"generator latent dimension {dim}: the Monte Carlo reference gradient (self-normalised "
+                          "importance sampling over prior draws) needs a latent of dimension <= 4")
+
+
+def ignored_with_checkpoint(cfg: DictConfig, overrides) -> list[str]:
+    """Overrides of the run's groups given with ``checkpoint=``: the checkpoint's own configuration is analysed, so
+    they would change nothing (``device`` and ``seed`` are the study's own)."""
+    if cfg.checkpoint is None:
+        return []
+    keys = [(o, o.lstrip("+~").split("=", 1)[0].split(".", 1)[0]) for o in overrides]
+    return [o for o, key in keys if key in FIT_KEYS and key not in ("device", "seed")]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -179,7 +214,7 @@ def measure(estimator: GradientEstimator, ref: ReferenceGradient, cfg: DictConfi
                 moments.update(est.per_bin)
             bar.update()
         stats = gradient_statistics(torch.stack(samples), ref.mean, ref.variance, cfg.bootstrap.resamples,
-                                    cfg.bootstrap.confidence, seed=cfg.seed)
+                                    cfg.bootstrap.confidence, seed=cfg.seed, reference_inner_error=ref.inner_error)
         row = {"estimator": estimator.name, "batch_size": batch, "sigma_bin": "all", "sigma_lo": float(edges[0]),
                "sigma_hi": float(edges[-1]), "repeats": cfg.repeats, "ref_norm": ref_norm,
                "ref_bin_norm": ref_norm, "ref_se": ref.standard_error, "ref_inner_error": ref.inner_error}
@@ -188,7 +223,7 @@ def measure(estimator: GradientEstimator, ref: ReferenceGradient, cfg: DictConfi
         rows.append(dict(row, **summary))
         if binned:
             m = moment_statistics(moments.mean(), moments.variance_trace(), moments.count, ref.per_bin,
-                                  ref.per_bin_variance)
+                                  ref.per_bin_variance, ref.per_bin_inner_error)
             for k in range(edges.numel() - 1):
                 rows.append({"estimator": estimator.name, "batch_size": batch, "sigma_bin": str(k),
                              "sigma_lo": float(edges[k]), "sigma_hi": float(edges[k + 1]), "repeats": cfg.repeats,
@@ -210,17 +245,18 @@ def variance_study(cfg: DictConfig, run_dir: str | Path) -> list[dict]:
         torch.set_num_threads(int(cfg.threads))
     source = Path(str(cfg.checkpoint)) if cfg.checkpoint is not None else None
     if source is None:  # the configured run, trained briefly here
+        check_estimators(cfg, str(cfg.objective._target_))
+        check_latent(int(cfg.generator.get("latent_dim") or math.prod(instantiate(cfg.target).event_shape)))
         source = run_dir / "pretrain"
         fit_cfg = OmegaConf.masked_copy(cfg, list(FIT_KEYS))
         fit_cfg.trainer.progress = bool(cfg.progress)
         fit(fit_cfg, source)
     run_cfg, problem, state = load_run(source, device, str(cfg.device))
+    check_estimators(cfg, str(run_cfg.objective._target_))
     iteration = int(state["iteration"] if cfg.iteration is None else cfg.iteration)
     pyro.set_rng_seed(int(cfg.seed))
     gen = problem.generator
-    if math.prod(gen.latent_shape) > 4:
-        raise ConfigError(f"generator latent dimension {math.prod(gen.latent_shape)}: the Monte Carlo reference "
-                          "gradient (self-normalised importance sampling over prior draws) needs a latent of dimension <= 4")
+    check_latent(math.prod(gen.latent_shape))
     edges = sigma_edges(problem.sigma_law, cfg.sigma_bins, iteration)
     per_sigma_batch = cfg.per_sigma_batch_size or max(cfg.batch_sizes)
 
@@ -259,7 +295,7 @@ def variance_study(cfg: DictConfig, run_dir: str | Path) -> list[dict]:
 
 COLUMNS = ["estimator", "batch_size", "sigma_bin", "sigma_lo", "sigma_hi", "repeats", "ref_norm", "ref_bin_norm",
            "ref_se", "ref_inner_error"] + [f"{s}{suffix}" for s in STATISTICS for suffix in ("", "_lo", "_hi")] + \
-          ["bound_gap", "bound_gap_lower", "bound_gap_se"]
+          ["importance_samples", "bound_gap", "bound_gap_lower", "bound_gap_se"]
 
 
 def write_csv(rows: list[dict], path: Path) -> None:
@@ -289,14 +325,16 @@ def format_table(rows: list[dict], reference: dict, per_sigma_batch: int, confid
              f"size per σ bin: {ess}.", "",
              f"Relative to ‖∇D‖ (variance and MSE to ‖∇D‖²); {100 * confidence:g}% bootstrap intervals over the repeats "
              "(bias-corrected: centred on the estimate). Bias is "
-             "debiased for the noise of the mean and of the reference; `resolution` is that noise (a bias below it "
-             "is not resolved). Bound gap: E_π w (U - KL) of VarDiU's guide.", "",
+             "debiased for the noise of the mean and of the reference; `resolution` is that noise with the reference's "
+             "inner error beside it (a bias below it is not resolved). Bound gap: E_π w (U - KL) of VarDiU's guide, "
+             "for the paper's bound U (the importance-weighted U_K's is smaller).", "",
              "| estimator | B | bias | resolution | variance | MSE | SNR | E cos(g, ∇D) | bound gap |",
              "|---|---|---|---|---|---|---|---|---|"]
     overall = [r for r in rows if r["sigma_bin"] == "all"]
     for r in overall:
         gap = f"{_g(r['bound_gap'])} ± {_g(r['bound_gap_se'])}" if r.get("bound_gap") is not None else ""
-        lines.append(f"| {r['estimator']} | {r['batch_size']} | {_ci(r, 'bias', ref)} | {_g(r['resolution'] / ref)} "
+        bound = f" (U_{r['importance_samples']})" if r.get("importance_samples") is not None else ""
+        lines.append(f"| {r['estimator']}{bound} | {r['batch_size']} | {_ci(r, 'bias', ref)} | {_g(r['resolution'] / ref)} "
                      f"| {_ci(r, 'variance', ref**2)} | {_ci(r, 'mse', ref**2)} | {_ci(r, 'snr', 1)} "
                      f"| {_ci(r, 'cosine', 1)} | {gap} |")
     lines += ["", "Lowest MSE per batch size (estimators whose MSE interval overlaps the best one's in brackets):", ""]
@@ -323,10 +361,22 @@ def format_table(rows: list[dict], reference: dict, per_sigma_batch: int, confid
 
 @hydra.main(version_base="1.3", config_path="pkg://vardiu_pyro.configs", config_name="variance")
 def hydra_main(cfg: DictConfig) -> None:
+    """The study; a bad setting is one line (exit status 2), and so is an interruption: during the run trained first
+    (SIGINT, SIGTERM), with how to resume it and analyse it; during the estimators (Ctrl-C), with what was kept."""
+    run_dir = HydraConfig.get().runtime.output_dir
     try:
-        variance_study(cfg, HydraConfig.get().runtime.output_dir)
+        ignored = ignored_with_checkpoint(cfg, HydraConfig.get().overrides.task)
+        if ignored:
+            raise ConfigError(f"{' '.join(ignored)}: with checkpoint=, the run's own configuration is analysed; "
+                              "leave these out (or train such a run first)")
+        variance_study(cfg, run_dir)
     except ConfigError as e:
         exit_with_message(f"error: {e}", 2)
+    except TrainingInterrupted as e:
+        exit_with_message(f"{e}\nthen analyse it:\n    python -m vardiu_pyro.variance checkpoint={e.run_dir}", e.exit_code)
+    except KeyboardInterrupt:
+        exit_with_message(f"interrupted; {run_dir} keeps reference.json and, in gradient_stats.csv, the estimators "
+                          "that had finished", 130)
 
 
 def main() -> None:
