@@ -260,6 +260,7 @@ def test_a_budgeted_run_resumes_with_the_count_and_refits_of_its_checkpoint(tmp_
     from vardiu_pyro import budget
     from vardiu_pyro import fit as fit_module
     from vardiu_pyro.budget import Calibration
+    from vardiu_pyro.fit import format_summary
     from vardiu_pyro.resume import resumed_config
 
     monkeypatch.setattr(budget, "calibrate", lambda cfg, device: Calibration(6.0, 0.01, 0.02, 0.5, 30))
@@ -270,6 +271,9 @@ def test_a_budgeted_run_resumes_with_the_count_and_refits_of_its_checkpoint(tmp_
     assert (saved["iterations"], saved["schedule_iterations"], saved["refits"]) == (50, 30, [[10, 30]])
     resumed = fit(resumed_config(config(f"trainer.resume={run}"), [f"trainer.resume={run}"]))
     assert resumed["iteration"] == 50 and resumed["config"]["trainer"]["refits"] == [[10, 30]]  # no re-fit at 30
+    # the measurement comes back from the checkpoint: the summary still says how the run was sized, and how to repeat it
+    assert resumed["calibration"] == Calibration(6.0, 0.01, 0.02, 0.5, 30).as_dict()
+    assert "trainer.schedule_iterations=30" in format_summary(resumed, run)
 
     reference = tmp_path / "reference"
     fixed = [o for o in BUDGETED if not o.startswith("trainer.iterations=")]
@@ -278,6 +282,38 @@ def test_a_budgeted_run_resumes_with_the_count_and_refits_of_its_checkpoint(tmp_
     for key in ("objective", "ema", "rng"):
         assert_same_state(got[key], want[key], key)
     assert without_clock(got["records"]) == without_clock(want["records"])
+
+
+@pytest.mark.parametrize("where", ["final plots", "budget measurement"])
+def test_ctrl_c_outside_the_training_loop_is_one_line_and_recorded(tmp_path, monkeypatch, capsys, where):
+    """Ctrl-C during the final plots (the run's checkpoint is written: resumable) or during the time budget's
+    measurement (nothing to resume): one line, exit status 130, job.json says interrupted; no traceback."""
+    from vardiu_pyro import budget
+    from vardiu_pyro.fit import main
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    run = tmp_path / "run"
+    if where == "final plots":
+        monkeypatch.setattr(Trainer, "_plot", interrupt)
+        argv = [*SMALL]
+    else:
+        monkeypatch.setattr(budget, "calibrate", interrupt)
+        argv = [o for o in SMALL if not o.startswith("trainer.iterations=")] + ["trainer.iterations=auto"]
+    monkeypatch.setattr(sys, "argv", ["vardiu_pyro.fit", *argv, f"hydra.run.dir={run}"])
+    with pytest.raises(SystemExit) as info:
+        main()
+    err = capsys.readouterr().err
+    assert info.value.code == 130 and "Traceback" not in err
+    assert json.loads((run / "job.json").read_text())["status"] == "interrupted"
+    if where == "final plots":
+        assert f"Resume with:\n    python -m vardiu_pyro.fit trainer.resume={run}" in err
+        monkeypatch.undo()
+        fit(config(*SMALL, f"trainer.resume={run}"))  # and it does
+        assert (run / "summary.json").exists()
+    else:
+        assert "nothing to resume" in err and not (run / CHECKPOINT).exists()
 
 
 def test_a_second_sigint_interrupts_at_once(sigint_handled):

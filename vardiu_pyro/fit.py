@@ -40,7 +40,7 @@ from .host_memory import retain_freed_memory  # noqa: E402
 from .nn import precision_name  # noqa: E402
 from .teacher_metrics import evaluate_teacher  # noqa: E402
 from .interrupt import TrainingInterrupted  # noqa: E402
-from .resume import check_compatible, load_resume_state, resumed_config  # noqa: E402
+from .resume import CHECKPOINT, check_compatible, load_resume_state, resume_command, resumed_config  # noqa: E402
 from .sweep import record_exit, record_resumed  # noqa: E402
 from .training import TooManySkippedSteps, Trainer  # noqa: E402
 from .validation import (ConfigError, check_command_line, exit_with_message, unused_overrides,  # noqa: E402
@@ -130,7 +130,8 @@ def _fit(cfg: DictConfig, run_dir: str | Path | None, parallel: DataParallel | N
                       progress=cfg.trainer.progress, config=config, parallel=parallel,
                       elapsed=time.perf_counter() - started if calibration is not None else 0.0,
                       schedule_length=config["trainer"].get("schedule_iterations"),  # absent from runs saved before
-                      refits=config["trainer"].get("refits"), refit=refit)              # 2026-12-05
+                      refits=config["trainer"].get("refits"), refit=refit,              # 2026-12-05
+                      calibration=None if calibration is None else calibration.as_dict())
     if state is not None:
         trainer.load_state_dict(state)
     final = trainer.fit()
@@ -139,8 +140,8 @@ def _fit(cfg: DictConfig, run_dir: str | Path | None, parallel: DataParallel | N
         summary = dict(final, device=str(device), hidden_precision=precision_name(hidden_dtype_of(cfg, device)),
                        reference=evaluator.reference_metrics, config=trainer.config)  # hidden_precision: what precision=auto chose
         summary["code"] = code_version()  # which code produced it (a report reading runs back names it)
-        if calibration is not None:
-            summary["calibration"] = calibration.as_dict()
+        if trainer.calibration is not None:  # this session's, or a resumed run's from its checkpoint
+            summary["calibration"] = trainer.calibration
         if parallel is not None:
             summary["world_size"] = parallel.world_size
         summary.update(bound_gap_summary(objective, problem, iteration=trainer.position))  # 2-D, with a guide
@@ -196,7 +197,9 @@ def hydra_main(cfg: DictConfig) -> float:
 
     A run's failure is one line and an exit status (2: bad configuration, 1: too many skipped steps). A job of a
     sweep that fails raises instead, so that Hydra records it (``job.json``: ``failed``, with the traceback) and
-    runs the other jobs. An interruption stops the run, or the whole sweep, after its checkpoint (``interrupted``).
+    runs the other jobs. An interruption stops the run, or the whole sweep, after its checkpoint (``interrupted``);
+    Ctrl-C outside the training loop stops it where it is, with one line saying whether there is a checkpoint to
+    resume from.
     """
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     if cfg.trainer.get("distributed", False) and multirun:
@@ -221,6 +224,13 @@ def hydra_main(cfg: DictConfig) -> float:
     except TrainingInterrupted as e:
         record_exit("interrupted", e)
         exit_with_message(str(e), e.exit_code)
+    except KeyboardInterrupt:  # Ctrl-C outside the training loop (the budget's measurement, building, the final plots)
+        run_dir = Path(cfg.trainer.resume or HydraConfig.get().runtime.output_dir)
+        message = (f"interrupted; the run's checkpoint is in {run_dir}. Resume with:\n    {resume_command(run_dir)}"
+                   if (run_dir / CHECKPOINT).exists() else "interrupted before the run's first checkpoint: nothing to "
+                   "resume (run the command again)")
+        record_exit("interrupted", KeyboardInterrupt(message))
+        exit_with_message(message, 130)
     return summary["log_mmd"]
 
 

@@ -63,9 +63,9 @@ def plot_metrics(path: str | Path, records: Sequence[dict], keys: Sequence[str] 
         rows = [r for r in records if key in r]
         ax.plot([r["seconds"] for r in rows], [r[key] for r in rows], marker="o", ms=3)
         if references and key in references:
-            ax.axhline(references[key], ls="--", c="gray", lw=1, label="target")
+            ax.axhline(references[key], ls="--", c="gray", lw=1, label="target samples (reference)")  # not a goal
             ax.legend(loc="best", fontsize=8)
-        ax.set(xlabel="seconds", title=key)
+        ax.set(xlabel="wall-clock seconds", title=key)
         ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

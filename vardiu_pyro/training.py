@@ -42,10 +42,10 @@ class Trainer:
     average of the generator's weights when ``ema_decay > 0`` (else the generator itself); each
     one appends a line to ``metrics.jsonl``. Checkpoints go to ``checkpoint.safetensors`` every
     ``checkpoint_every`` iterations (0: at the end only), the one before kept as
-    ``checkpoint.prev.safetensors``; no checkpoint is written while steps are being skipped, so the
-    last one is always from a healthy step. After ``max_consecutive_skips`` skipped steps in a row
-    the run stops with ``TooManySkippedSteps``; on SIGINT/SIGTERM it checkpoints and raises
-    ``TrainingInterrupted``.
+    ``checkpoint.prev.safetensors``; no periodic checkpoint is written while steps are being skipped
+    (one written on a signal may fall among skipped steps, which changed no parameter). After
+    ``max_consecutive_skips`` skipped steps in a row the run stops with ``TooManySkippedSteps``; on
+    SIGINT/SIGTERM it checkpoints and raises ``TrainingInterrupted``.
 
     ``parallel`` (a ``vardiu_pyro.distributed.DataParallel``) makes it one rank of a data-parallel
     run: every rank runs the same loop and takes the same decisions (checkpoint, stop on a signal,
@@ -64,8 +64,9 @@ class Trainer:
                  eval_every: int = 5000, ema_decay: float = 0.0, checkpoint_every: int = 0,
                  max_consecutive_skips: int = 20, progress: bool = True, config: dict | None = None,
                  parallel=None, elapsed: float = 0.0, schedule_length: int | None = None,
-                 refits: list[list[int]] | None = None, refit=None):
+                 refits: list[list[int]] | None = None, refit=None, calibration: dict | None = None):
         self.objective, self.evaluator = objective, evaluator
+        self.calibration = calibration  # a budgeted run's measurement (budget.Calibration.as_dict()): kept for its summary
         self.run_dir = Path(run_dir)
         self.iterations, self.eval_every = int(iterations), int(eval_every)
         self.schedule_length = self.iterations if schedule_length is None else int(schedule_length)
@@ -122,7 +123,7 @@ class Trainer:
                  "records": self.records, "pending_losses": self.pending_losses,
                  "skipped_steps": self.skipped_steps, "consecutive_skips": self.consecutive_skips,
                  "clock": {"seconds": self.seconds, "train_seconds": self.train_seconds},
-                 "rng": rng_state()}
+                 "calibration": self.calibration, "rng": rng_state()}
         if self.parallel is not None:
             state["rank_rng"] = self.parallel.gather_object(state["rng"])
         return state
@@ -147,6 +148,7 @@ class Trainer:
         self.skipped_steps, self.consecutive_skips = int(state["skipped_steps"]), int(state["consecutive_skips"])
         self.train_seconds = float(state["clock"]["train_seconds"])
         self._clock_start = time.perf_counter() - float(state["clock"]["seconds"])
+        self.calibration = state.get("calibration", self.calibration)  # absent from checkpoints before 2026-12-07
         set_rng_state(rng)
 
     def save_checkpoint(self) -> Path:
@@ -230,7 +232,7 @@ class Trainer:
             write_metrics(self.run_dir / METRICS, self.records)
         bar = tqdm(total=self.iterations, initial=self.iteration, disable=not self.progress,
                    desc="distilling", dynamic_ncols=True, mininterval=0.5)
-        record = None
+        record, shown = None, {}  # shown: the last evaluation's metrics on the progress bar
         started = (self.iteration, self.seconds)  # the pace a re-fit goes by: this session's, evaluations included
         try:
             with StopSignals() as stop:
@@ -242,13 +244,14 @@ class Trainer:
                     if self.main_process and (self.iteration % self.eval_every == 0
                                               or self.iteration == self.iterations):
                         record = self._evaluate()
-                        bar.set_postfix(loss=f"{record['loss']:.3g}", log_mmd=f"{record['log_mmd']:.2f}",
-                                        **({"modes": record["modes_covered"]} if "modes_covered" in record else {}))
+                        shown = {"log_mmd": f"{record['log_mmd']:.2f}",  # kept beside the loss until the next one
+                                 **({"modes": record["modes_covered"]} if "modes_covered" in record else {})}
+                        bar.set_postfix(loss=f"{record['loss']:.3g}", **shown)
                         if self.refit is not None and self.iteration < self.iterations:
                             self._refit(started, bar)
                     elif self.iteration % 100 == 0 and self.pending_losses:
                         recent = self.pending_losses[-100:]
-                        bar.set_postfix(loss=f"{sum(recent) / len(recent):.3g}", refresh=False)
+                        bar.set_postfix(loss=f"{sum(recent) / len(recent):.3g}", **shown, refresh=False)
                     if (self.checkpoint_every and self.iteration % self.checkpoint_every == 0
                             and self.consecutive_skips == 0):
                         self.save_checkpoint()
