@@ -269,13 +269,40 @@ def test_the_fake_scores_learning_rate_is_trainings_at_the_analysed_iteration():
     problem = build_problem(study_config("trainer.iterations=50"), torch.device("cpu"))
     fake_score = OmegaConf.load(CONFIGS.joinpath("objective", "diff_instruct.yaml")).fake_score
     factory = instantiate(OmegaConf.merge(fake_score, {"width": 8, "depth": 2}))
-    late = DiffInstructEstimator(problem, factory, inner_steps=2, iteration=45, schedule_length=50)
+    late = DiffInstructEstimator(problem, factory, inner_steps=2, iteration=45, schedule_length=50, warmup_iterations=1)
     optim = late.objective.fake_optim
     expected = lr_factor(45 * optim.iterations / 50, optim.schedule, optim.iterations, optim.warmup, optim.end_factor)
     assert optim.schedule == "cosine" and expected < 0.1
-    assert optim.current_lr_factor() == pytest.approx(expected)
-    assert DiffInstructEstimator(problem, factory, inner_steps=2, iteration=45).objective.fake_optim.current_lr_factor() \
-        == 1.0  # what the estimator had used
+    assert optim.current_lr_factor() == 1.0  # a fresh fake score's warm-up: its optimiser's own rate (from the start)
+    late.prepare()
+    assert optim.current_lr_factor() == pytest.approx(expected)  # the inner steps: training's
+    untimed = DiffInstructEstimator(problem, factory, inner_steps=2, iteration=45, warmup_iterations=1)
+    untimed.prepare()
+    assert untimed.objective.fake_optim.current_lr_factor() > 0.99  # what the estimator had used
+
+
+def test_the_study_goes_by_the_runs_schedule_position():
+    """A run sized to a time budget re-fits its count: its schedules stretch, and the position of an iteration on
+    them (which the σ law, the weight and the learning rates follow in training) is not the iteration."""
+    from omegaconf import OmegaConf
+
+    from vardiu_pyro.variance import run_position
+
+    cut = OmegaConf.create({"trainer": {"iterations": 800, "schedule_iterations": 1000, "refits": [[100, 1000]]}})
+    assert run_position(cut, 800) == pytest.approx(1000) and run_position(cut, 100) == pytest.approx(100)
+    assert run_position(OmegaConf.create({"trainer": {"iterations": 50}}), 45) == 45
+
+
+def test_an_interruption_says_what_it_left(tmp_path):
+    from vardiu_pyro.variance import interrupted_message
+
+    assert interrupted_message(tmp_path) == "interrupted"  # during the reference gradient: nothing written yet
+    (tmp_path / "pretrain").mkdir()
+    (tmp_path / "pretrain" / "checkpoint.safetensors").write_bytes(b"")
+    (tmp_path / "reference.json").write_text("{}")
+    message = interrupted_message(tmp_path)
+    assert f"{tmp_path} keeps reference.json;" in message and "gradient_stats.csv" not in message
+    assert f"python -m vardiu_pyro.variance checkpoint={tmp_path / 'pretrain'}" in message
 
 
 def test_the_resolution_holds_the_references_inner_error():

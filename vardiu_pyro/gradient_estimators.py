@@ -80,8 +80,8 @@ class GradientEstimator:
 
     name: str
 
-    def __init__(self, problem: Problem, iteration: int = 0):
-        self.problem, self.iteration = problem, int(iteration)
+    def __init__(self, problem: Problem, iteration: float = 0):
+        self.problem, self.iteration = problem, float(iteration)  # a position on the run's schedules
         self.params = [p for p in problem.generator.parameters() if p.requires_grad]
 
     def prepare(self, progress: bool = False) -> None:
@@ -114,7 +114,7 @@ class VarDiUEstimator(GradientEstimator):
         run's ``objective``: the gradient the run follows.
     """
 
-    def __init__(self, problem: Problem, guide: nn.Module, iteration: int = 0, antithetic: bool = True,
+    def __init__(self, problem: Problem, guide: nn.Module, iteration: float = 0, antithetic: bool = True,
                  guide_steps: int = 0, name: str = "vardiu", gap_draws: tuple[int, int] = (1024, 128),
                  importance_samples: int = 0, quasi_random: bool = False):
         super().__init__(problem, iteration)
@@ -172,7 +172,7 @@ class VarDiUEstimator(GradientEstimator):
 class FakeScoreEstimator(GradientEstimator):
     """Diff-Instruct's generator gradient with a given fake score (anything with ``score(x_t, sigma)``)."""
 
-    def __init__(self, problem: Problem, fake_score: nn.Module, iteration: int = 0, antithetic: bool = True,
+    def __init__(self, problem: Problem, fake_score: nn.Module, iteration: float = 0, antithetic: bool = True,
                  name: str = "fake_score"):
         super().__init__(problem, iteration)
         self.name = name
@@ -193,19 +193,19 @@ class DiffInstructEstimator(GradientEstimator):
     it over ``warmup_iterations`` iterations, with the generator held still). Each estimate then
     restores the warm state, takes ``inner_steps`` DSM steps on fresh student samples (batch: the
     training batch size), and computes the generator gradient on a fresh batch of ``batch_size``.
-    The fake score's learning rate is the one training gives it at ``iteration`` of a run whose schedules span
-    ``schedule_length`` iterations (None: its optimiser's own step count, which starts a fresh one at full rate).
+    The inner steps take the learning rate training gives the fake score at ``iteration`` (the position on the run's
+    schedules) of schedules that span ``schedule_length`` iterations (None: the optimiser's own step count); a fresh
+    fake score's warm-up, standing for its training from the start, takes its optimiser's own rate.
     """
 
-    def __init__(self, problem: Problem, fake_score_factory, inner_steps: int, iteration: int = 0,
+    def __init__(self, problem: Problem, fake_score_factory, inner_steps: int, iteration: float = 0,
                  antithetic: bool = True, warmup_iterations: int = 100, state: dict | None = None,
                  name: str | None = None, schedule_length: int | None = None, quasi_random: bool = False):
         super().__init__(problem, iteration)
         self.name = name or f"diff_instruct_k{inner_steps}"
         self.objective = DiffInstruct(problem, fake_score_factory, inner_steps=inner_steps, antithetic=antithetic,
                                       quasi_random=quasi_random)
-        if schedule_length is not None:  # as the training loop sets it before every step (Trainer._step)
-            self.objective.fake_optim.follow(self.iteration, int(schedule_length))
+        self.schedule_length = None if schedule_length is None else int(schedule_length)
         self.warmup_iterations = int(warmup_iterations)
         self.warm = None
         if state is not None:
@@ -217,6 +217,8 @@ class DiffInstructEstimator(GradientEstimator):
         steps = self.objective.inner_steps * self.warmup_iterations
         for _ in tqdm(range(steps), desc=f"{self.name}: fake score", disable=not progress, leave=False):
             self.objective.fake_score_step(self.iteration)
+        if self.schedule_length is not None:  # the inner steps: as the training loop sets it before a step (Trainer._step)
+            self.objective.fake_optim.follow(self.iteration, self.schedule_length)
         # optimiser states hold references to live tensors: keep deep copies
         self.warm = (copy.deepcopy(self.objective.fake_score.state_dict()),
                      copy.deepcopy(self.objective.fake_optim.get_state()))

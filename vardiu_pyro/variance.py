@@ -43,6 +43,7 @@ from .gradient_stats import STATISTICS, StreamingMoments, gradient_statistics, m
 from .interrupt import TrainingInterrupted  # noqa: E402
 from .reference_gradient import ReferenceGradient, SelfNormalisedScore, reference_gradient  # noqa: E402
 from .resume import load_run_checkpoint  # noqa: E402
+from .schedule_clock import schedule_position  # noqa: E402
 from .validation import ConfigError, check_command_line, exit_with_message  # noqa: E402
 
 __all__ = ["variance_study", "main", "FIT_KEYS"]
@@ -126,7 +127,7 @@ def _family_config(family: str) -> DictConfig:
 
 
 def build_estimator(name: str, cfg: DictConfig, run_cfg: DictConfig, problem, state: dict,
-                    iteration: int) -> GradientEstimator:
+                    iteration: float) -> GradientEstimator:
     """The estimator a name stands for, at the run's generator, with the run's trained guide or fake
     score when it has one of that kind (else a fresh one, trained at the generator in ``prepare``)."""
     kind, arg = estimator_kind(name)
@@ -163,6 +164,14 @@ def build_estimator(name: str, cfg: DictConfig, run_cfg: DictConfig, problem, st
                                  schedule_length=run_cfg.trainer.get("schedule_iterations") or run_cfg.trainer.iterations)
 
 
+def run_position(run_cfg: DictConfig, iteration: int) -> float:
+    """Where ``iteration`` lies on the run's schedules (``vardiu_pyro.schedule_clock``): the iteration itself, unless
+    the run was sized to a time budget and re-fitted its count (then its schedules stretched or shrank)."""
+    trainer = run_cfg.trainer
+    refits = [list(knot) for knot in trainer.get("refits") or []]
+    return schedule_position(iteration, int(trainer.iterations), trainer.get("schedule_iterations"), refits)
+
+
 def check_estimators(cfg: DictConfig, objective: str) -> None:
     """What the estimators ask of the analysed run (``objective``: its ``_target_``), checked before the reference
     gradient and, without a checkpoint, before the run is trained."""
@@ -191,7 +200,7 @@ def ignored_with_checkpoint(cfg: DictConfig, overrides) -> list[str]:
 # the study
 
 
-def sigma_edges(sigma_law, n: int, iteration: int) -> torch.Tensor:
+def sigma_edges(sigma_law, n: int, iteration: float) -> torch.Tensor:
     """``n`` bins spaced geometrically over the σ law's range at ``iteration``."""
     low, high = sigma_law.range_at(iteration)
     return torch.logspace(math.log10(low), math.log10(high), n + 1, dtype=torch.float64)
@@ -254,16 +263,17 @@ def variance_study(cfg: DictConfig, run_dir: str | Path) -> list[dict]:
     run_cfg, problem, state = load_run(source, device, str(cfg.device))
     check_estimators(cfg, str(run_cfg.objective._target_))
     iteration = int(state["iteration"] if cfg.iteration is None else cfg.iteration)
+    position = run_position(run_cfg, iteration)  # the σ law, the weight and the learning rates go by it, as in training
     pyro.set_rng_seed(int(cfg.seed))
     gen = problem.generator
     check_latent(math.prod(gen.latent_shape))
-    edges = sigma_edges(problem.sigma_law, cfg.sigma_bins, iteration)
+    edges = sigma_edges(problem.sigma_law, cfg.sigma_bins, position)
     per_sigma_batch = cfg.per_sigma_batch_size or max(cfg.batch_sizes)
 
     ref = reference_gradient(gen, problem.teacher, SelfNormalisedScore(gen, cfg.reference.num_z), problem.sigma_law,
-                             problem.weight, iteration, edges, cfg.reference.num_samples, cfg.reference.chunk,
+                             problem.weight, position, edges, cfg.reference.num_samples, cfg.reference.chunk,
                              progress=cfg.progress)
-    reference = {"source": str(source), "iteration": iteration, "parameters": ref.mean.numel(),
+    reference = {"source": str(source), "iteration": iteration, "position": position, "parameters": ref.mean.numel(),
                  "norm": ref.mean.norm().item(), "standard_error": ref.standard_error,
                  "inner_error": ref.inner_error, "num_samples": ref.num_samples, "num_z": cfg.reference.num_z,
                  "sigma_edges": edges.tolist(), "ess_per_bin": ref.ess,
@@ -273,7 +283,7 @@ def variance_study(cfg: DictConfig, run_dir: str | Path) -> list[dict]:
 
     rows = []
     for name in cfg.estimators:
-        estimator = build_estimator(str(name), cfg, run_cfg, problem, state, iteration)
+        estimator = build_estimator(str(name), cfg, run_cfg, problem, state, position)
         estimator.prepare(progress=cfg.progress)
         with tqdm(total=cfg.repeats * len(cfg.batch_sizes), desc=str(name), disable=not cfg.progress) as bar:
             rows += measure(estimator, ref, cfg, edges, per_sigma_batch, bar)
@@ -317,7 +327,10 @@ def format_table(rows: list[dict], reference: dict, per_sigma_batch: int, confid
     """The markdown report: reference, one row per estimator and batch size, the lowest MSE per B, per-σ rows."""
     ref = reference["norm"]
     ess = ", ".join(_g(e) for e in reference["ess_per_bin"])
-    lines = [f"# Gradient analysis at {reference['source']} (iteration {reference['iteration']})", "",
+    position = reference.get("position", reference["iteration"])
+    moved = "" if position == reference["iteration"] else f"; position {position:.6g} on its schedules, which its time " \
+        "budget re-fitted"
+    lines = [f"# Gradient analysis at {reference['source']} (iteration {reference['iteration']}{moved})", "",
              f"Reference ∇D: norm {_g(ref)} over {reference['parameters']} generator parameters; Monte Carlo standard "
              f"error {_g(reference['standard_error'])} ({_g(reference['standard_error'] / ref)} relative, "
              f"{reference['num_samples']} draws); inner (self-normalised score, {reference['num_z']} prior draws) error "
@@ -362,7 +375,7 @@ def format_table(rows: list[dict], reference: dict, per_sigma_batch: int, confid
 @hydra.main(version_base="1.3", config_path="pkg://vardiu_pyro.configs", config_name="variance")
 def hydra_main(cfg: DictConfig) -> None:
     """The study; a bad setting is one line (exit status 2), and so is an interruption: during the run trained first
-    (SIGINT, SIGTERM), with how to resume it and analyse it; during the estimators (Ctrl-C), with what was kept."""
+    (SIGINT, SIGTERM), with how to resume it and analyse it; later (Ctrl-C), with what was kept."""
     run_dir = HydraConfig.get().runtime.output_dir
     try:
         ignored = ignored_with_checkpoint(cfg, HydraConfig.get().overrides.task)
@@ -375,8 +388,21 @@ def hydra_main(cfg: DictConfig) -> None:
     except TrainingInterrupted as e:
         exit_with_message(f"{e}\nthen analyse it:\n    python -m vardiu_pyro.variance checkpoint={e.run_dir}", e.exit_code)
     except KeyboardInterrupt:
-        exit_with_message(f"interrupted; {run_dir} keeps reference.json and, in gradient_stats.csv, the estimators "
-                          "that had finished", 130)
+        exit_with_message(interrupted_message(Path(run_dir)), 130)
+
+
+def interrupted_message(run_dir: Path) -> str:
+    """What a study stopped by Ctrl-C leaves, and how to go on."""
+    kept = [name for name in ("reference.json", "gradient_stats.csv") if (run_dir / name).exists()]
+    words = ["interrupted"]
+    if kept:
+        words.append(f"{run_dir} keeps {' and '.join(kept)}" + (" (the estimators that had finished)" if
+                                                                 "gradient_stats.csv" in kept else ""))
+    if (run_dir / "pretrain" / "checkpoint.safetensors").exists():
+        words.append(f"the run it trained can be analysed with: python -m vardiu_pyro.variance "
+                     f"checkpoint={run_dir / 'pretrain'} (after python -m vardiu_pyro.fit "
+                     f"trainer.resume={run_dir / 'pretrain'} if it had not finished)")
+    return "; ".join(words)
 
 
 def main() -> None:
