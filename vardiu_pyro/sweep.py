@@ -42,7 +42,8 @@ try:  # POSIX; on other systems the index is written without a lock
 except ImportError:  # pragma: no cover
     fcntl = None
 
-__all__ = ["JobRecorder", "record_exit", "record_resumed", "Run", "read_runs", "not_started", "expected_overrides", "read_index", "JOB_FILE", "INDEX_JSONL", "INDEX_MD"]
+__all__ = ["JobRecorder", "record_exit", "record_resumed", "Run", "read_runs", "not_started", "expected_overrides",
+           "read_index", "JOB_FILE", "INDEX_JSONL", "INDEX_MD"]
 
 JOB_FILE = "job.json"
 INDEX_JSONL = "index.jsonl"

@@ -130,28 +130,26 @@ def _shipped(values: Any) -> bool:
     return isinstance(values, Mapping) and str(values.get("_target_", "")).startswith("vardiu_pyro.")
 
 
-def _check_networks(config: Mapping) -> None:
-    """Sizes are integers >= their minimum, names one of their choices: a bad one otherwise fails deep inside torch."""
-    for node in NETWORK_NODES:
-        values = _select(config, node)
-        if not _shipped(values):
-            continue
-        for key, minimum in NETWORK_SIZES.items():
-            if key in values:
-                _integer(config, f"{node}.{key}", minimum)
-        for key in ("noise_features", "data_features"):  # sine and cosine pairs
-            if key in values:
-                _integer(config, f"{node}.{key}", 0)
-                if values[key] % 2:
-                    _fail(f"{node}.{key}", values[key], "must be even (sine and cosine pairs)")
-        _choice(config, f"{node}.activation", sorted(ACTIVATIONS))
-        _choice(config, f"{node}.embedding", ["log", "raw"])
-        _choice(config, f"{node}.coupling", ["affine", "spline"])
-        _number(config, f"{node}.bound", above=0)
-        _number(config, f"{node}.data_frequency", above=0)
-        _number(config, f"{node}.sigma_score", at_least=0)
-    if _shipped(_select(config, "generator")):
-        _integer(config, "generator.latent_dim", minimum=1, optional=True)  # null: the data dimension
+def _check_network(config: Mapping, node: str) -> None:
+    """A network of this library's (``node``: generator, guide, fake score, denoiser): sizes are integers >= their
+    minimum, names one of their choices; a bad one otherwise fails deep inside torch. Others are left to their class."""
+    values = _select(config, node)
+    if not _shipped(values):
+        return
+    for key, minimum in NETWORK_SIZES.items():
+        if key in values:
+            _integer(config, f"{node}.{key}", minimum)
+    for key in ("noise_features", "data_features"):  # sine and cosine pairs
+        if key in values:
+            _integer(config, f"{node}.{key}", 0)
+            if values[key] % 2:
+                _fail(f"{node}.{key}", values[key], "must be even (sine and cosine pairs)")
+    _choice(config, f"{node}.activation", sorted(ACTIVATIONS))
+    _choice(config, f"{node}.embedding", ["log", "raw"])
+    _choice(config, f"{node}.coupling", ["affine", "spline"])
+    _number(config, f"{node}.bound", above=0)
+    _number(config, f"{node}.data_frequency", above=0)
+    _number(config, f"{node}.sigma_score", at_least=0)
 
 
 def _check_optimizer(config: Mapping) -> None:
@@ -335,11 +333,15 @@ def validate_config(cfg: DictConfig | Mapping) -> None:
     for key in ("sigma.power_start", "sigma.power_end"):  # the σ law's power ramps from one to the other
         _number(config, key, above=0, reason=" (the power of the σ law)")
     for key in ("sigma.weight_start", "sigma.weight_end", "sigma.mean"):
-        _number(config, key)
+        if not isinstance(_select(config, key), Mapping):  # a mapping: a ramp (models/sigma.py), checked when built
+            _number(config, key)
     _number(config, "sigma.std", above=0)
     _integer(config, "teacher.num_samples", minimum=1, optional=True)
     _integer(config, "teacher.seed", minimum=0, optional=True)
-    _check_networks(config)
+    for node in NETWORK_NODES:
+        _check_network(config, node)
+    if _shipped(_select(config, "generator")):
+        _integer(config, "generator.latent_dim", minimum=1, optional=True)  # null: the data dimension
     _check_optimizer(config)
     _check_lr_overrides(_select(config, "optim.lr_overrides"), _select(config, "objective._target_"))
     _check_bandwidths(config)
@@ -384,24 +386,16 @@ def validate_teacher_training(cfg: DictConfig | Mapping) -> None:
         _fail("trainer.ema_decay", decay, "must be a number in [0, 1) (0: the weights themselves)")
     _check_bandwidths(config)
     _check_optimizer(config)
-    for node in ("denoiser",) if _shipped(_select(config, "denoiser")) else ():
-        for key, minimum in NETWORK_SIZES.items():
-            if key in (_select(config, node) or {}):
-                _integer(config, f"{node}.{key}", minimum)
-        for key in ("noise_features", "data_features"):
-            _integer(config, f"{node}.{key}", 0, optional=True)
-            if (_select(config, f"{node}.{key}") or 0) % 2:
-                _fail(f"{node}.{key}", _select(config, f"{node}.{key}"), "must be even (sine and cosine pairs)")
-        _choice(config, f"{node}.activation", sorted(ACTIVATIONS))
-        _number(config, f"{node}.sigma_data", above=0, reason=" (or null: the target's standard deviation)")
-        _number(config, f"{node}.data_frequency", above=0)
-        _number(config, f"{node}.sigma_score", at_least=0)
+    _check_network(config, "denoiser")
+    if _shipped(_select(config, "denoiser")):
+        _number(config, "denoiser.sigma_data", above=0, reason=" (or null: the target's standard deviation)")
     _choice(config, "sampler.solver", sorted(SOLVERS))
     for lo, hi in (("noise.sigma_min", "noise.sigma_max"), ("sampler.sigma_min", "sampler.sigma_max")):
         _number(config, lo, above=0)
         _number(config, hi, above=0)
-        if _is_number(_select(config, lo)) and _is_number(_select(config, hi)) and _select(config, lo) >= _select(config, hi):
-            _fail(lo, _select(config, lo), f"must be < {hi}={_select(config, hi)}")
+        low, high = _select(config, lo), _select(config, hi)
+        if _is_number(low) and _is_number(high) and low >= high:
+            _fail(lo, low, f"must be < {hi}={high}")
     sigmas = _select(config, "score_error.sigmas")
     if sigmas is not None and (not isinstance(sigmas, Sequence) or isinstance(sigmas, str) or not sigmas
                                or not all(_is_number(x) and x > 0 for x in sigmas)):
