@@ -564,6 +564,8 @@ BAD_VALUES = [
     (["sigma.power_end=0"], "sigma.power_end=0: must be a number > 0 (the power of the σ law)"),
     (["sigma.power_start=-1"], "sigma.power_start=-1: must be a number > 0"),
     (["sigma=lognormal", "sigma.std=0"], "sigma.std=0: must be a number > 0"),
+    (["sigma.weight_end={a: 1}"], "sigma.weight_end={'a': 1}: must be a number"),
+    (["sigma=lognormal", "sigma.mean={a: 1}"], "sigma.mean={'a': 1}: must be a number (or a vardiu_pyro.models.sigma.Ramp)"),
     # yes/no settings: any word had read as true
     (["objective.antithetic=no"], "objective.antithetic=no: must be true or false"),
     (["objective.quasi_random=yes"], "objective.quasi_random=yes: must be true or false"),
@@ -599,7 +601,9 @@ def test_default_configuration_is_valid():
 
 @pytest.mark.parametrize("overrides", [[f"guide={g}"] for g in ("gaussian", "full_gaussian", "mixture", "flow")] +
                          [["objective=diff_instruct"], ["sigma=lognormal"], ["sigma=paper"], ["teacher=empirical"],
-                          ["optim.optimizer=adamw"], ["optim.optimizer=sgd", "~optim.betas"]])
+                          ["optim.optimizer=adamw"], ["optim.optimizer=sgd", "~optim.betas"],
+                          ["sigma=lognormal", "sigma.mean={_target_: vardiu_pyro.models.sigma.Ramp, start: 0.0, end: 1.0, "
+                                              "iterations: 100}"]])
 def test_every_shipped_option_passes_validation(overrides):
     validate_config(config(*overrides))
 

@@ -332,9 +332,11 @@ def validate_config(cfg: DictConfig | Mapping) -> None:
         _fail("sigma.curriculum", curriculum, "must be a number in (0, 1] (the fraction of the run the σ ramps take)")
     for key in ("sigma.power_start", "sigma.power_end"):  # the σ law's power ramps from one to the other
         _number(config, key, above=0, reason=" (the power of the σ law)")
-    for key in ("sigma.weight_start", "sigma.weight_end", "sigma.mean"):
-        if not isinstance(_select(config, key), Mapping):  # a mapping: a ramp (models/sigma.py), checked when built
-            _number(config, key)
+    for key in ("sigma.weight_start", "sigma.weight_end"):
+        _number(config, key)
+    mean = _select(config, "sigma.mean")  # the log-normal law's: a number, or a ramp (models/sigma.py, checked when built)
+    if not (isinstance(mean, Mapping) and str(mean.get("_target_", "")).endswith("models.sigma.Ramp")):
+        _number(config, "sigma.mean", reason=" (or a vardiu_pyro.models.sigma.Ramp)")
     _number(config, "sigma.std", above=0)
     _integer(config, "teacher.num_samples", minimum=1, optional=True)
     _integer(config, "teacher.seed", minimum=0, optional=True)
