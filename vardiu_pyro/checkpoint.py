@@ -29,7 +29,7 @@ import torch
 from safetensors.torch import load_file, safe_open, save_file
 
 __all__ = ["save_checkpoint", "load_checkpoint", "read_checkpoint_metadata", "load_torch_file", "CheckpointError",
-           "flatten_state", "unflatten_state", "tensors_digest", "FORMAT"]
+           "flatten_state", "unflatten_state", "tensors_digest", "with_umask_permissions", "FORMAT"]
 
 FORMAT = "vardiu-pyro-checkpoint/1"
 
@@ -97,11 +97,12 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def _umask() -> int:
-    """The process's file-creation mask (read by setting it, then restoring it)."""
+def with_umask_permissions(path: str | os.PathLike) -> None:
+    """Give ``path`` the permissions ``open`` gives a new file: 0o666 less the process's umask (read by setting it,
+    then restoring it). A file made by ``mkstemp`` or in a ``TemporaryDirectory`` is its owner's alone until then."""
     mask = os.umask(0o022)
     os.umask(mask)
-    return mask
+    os.chmod(path, 0o666 & ~mask)
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict, previous: str | os.PathLike | None = None) -> Path:
@@ -117,7 +118,7 @@ def save_checkpoint(path: str | os.PathLike, state: dict, previous: str | os.Pat
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata=metadata)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's file is its owner's alone; a checkpoint is read like the run's files
+        with_umask_permissions(tmp)  # a checkpoint is read like the run's other files (by a group, on a cluster)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         if previous is not None and path.exists():

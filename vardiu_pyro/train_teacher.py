@@ -36,6 +36,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn  # noqa: E
 from tqdm.auto import tqdm  # noqa: E402
 
 from .build import data_std_of, resolve_device  # noqa: E402
+from .checkpoint import with_umask_permissions  # noqa: E402
 from .code_version import code_version  # noqa: E402
 from .evaluation import Evaluator, metric_lines  # noqa: E402
 from .host_memory import retain_freed_memory  # noqa: E402
@@ -54,10 +55,8 @@ def save_denoiser(denoiser, run_dir: Path) -> None:
     """``save_pretrained`` into ``run_dir``, each file replaced atomically (an interruption leaves the last good one)."""
     with tempfile.TemporaryDirectory(dir=run_dir, prefix=".denoiser-") as tmp:
         denoiser.save_pretrained(tmp, safe_serialization=True)
-        umask = os.umask(0)
-        os.umask(umask)
         for name in os.listdir(tmp):
-            os.chmod(os.path.join(tmp, name), 0o666 & ~umask)  # readable like any other output file
+            with_umask_permissions(os.path.join(tmp, name))  # readable like any other output file
             os.replace(os.path.join(tmp, name), run_dir / name)
 
 
