@@ -36,7 +36,7 @@ except ImportError:  # numpy is optional for torch; without it there is no numpy
 
 __all__ = ["CHECKPOINT", "PREVIOUS_CHECKPOINT", "METRICS", "RESUMABLE_KEYS", "rng_state", "set_rng_state",
            "save_run_checkpoint", "load_run_checkpoint", "first_difference", "check_compatible",
-           "resumed_config", "write_metrics", "resume_command"]
+           "resumed_config", "write_metrics", "resume_command", "path_command"]
 
 log = logging.getLogger(__name__)
 
@@ -222,9 +222,14 @@ def write_metrics(path: str | os.PathLike, records: Iterable[dict]) -> None:
 
 
 def resume_command(run_dir: str | os.PathLike) -> str:
-    """The shell command that continues the run in ``run_dir`` (quoted for Hydra where its path needs it, as a sweep's
-    ``hydra.sweep.subdir=${hydra.job.override_dirname}`` makes it, then for the shell)."""
-    override = "trainer.resume=" + hydra_value(str(run_dir))
+    """The shell command that continues the run in ``run_dir``."""
+    return path_command("vardiu_pyro.fit", "trainer.resume", run_dir)
+
+
+def path_command(module: str, key: str, path: str | os.PathLike) -> str:
+    """``python -m MODULE KEY=PATH`` as a shell command: the path quoted for Hydra where it needs it (a sweep's
+    ``hydra.sweep.subdir=${hydra.job.override_dirname}`` puts = and , in it), then the override for the shell."""
+    override = f"{key}={hydra_value(str(path))}"
     if shlex.quote(override) != override and not re.search(r'["$`\\!]', override):
-        return f'python -m vardiu_pyro.fit "{override}"'  # the shell leaves Hydra's single quotes alone in these
-    return f"python -m vardiu_pyro.fit {shlex.quote(override)}"
+        return f'python -m {module} "{override}"'  # the shell leaves Hydra's single quotes alone in these
+    return f"python -m {module} {shlex.quote(override)}"

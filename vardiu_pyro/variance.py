@@ -42,7 +42,7 @@ from .gradient_plots import plot_bias_and_mse, plot_per_sigma, plot_variance_vs_
 from .gradient_stats import STATISTICS, StreamingMoments, gradient_statistics, moment_statistics  # noqa: E402
 from .interrupt import TrainingInterrupted  # noqa: E402
 from .reference_gradient import ReferenceGradient, SelfNormalisedScore, reference_gradient  # noqa: E402
-from .resume import load_run_checkpoint  # noqa: E402
+from .resume import load_run_checkpoint, path_command, resume_command  # noqa: E402
 from .schedule_clock import schedule_position  # noqa: E402
 from .validation import ConfigError, check_command_line, exit_with_message  # noqa: E402
 
@@ -386,7 +386,8 @@ def hydra_main(cfg: DictConfig) -> None:
     except ConfigError as e:
         exit_with_message(f"error: {e}", 2)
     except TrainingInterrupted as e:
-        exit_with_message(f"{e}\nthen analyse it:\n    python -m vardiu_pyro.variance checkpoint={e.run_dir}", e.exit_code)
+        exit_with_message(f"{e}\nthen analyse it:\n    {path_command('vardiu_pyro.variance', 'checkpoint', e.run_dir)}",
+                          e.exit_code)
     except KeyboardInterrupt:
         exit_with_message(interrupted_message(Path(run_dir)), 130)
 
@@ -398,10 +399,10 @@ def interrupted_message(run_dir: Path) -> str:
     if kept:
         words.append(f"{run_dir} keeps {' and '.join(kept)}" + (" (the estimators that had finished)" if
                                                                  "gradient_stats.csv" in kept else ""))
-    if (run_dir / "pretrain" / "checkpoint.safetensors").exists():
-        words.append(f"the run it trained can be analysed with: python -m vardiu_pyro.variance "
-                     f"checkpoint={run_dir / 'pretrain'} (after python -m vardiu_pyro.fit "
-                     f"trainer.resume={run_dir / 'pretrain'} if it had not finished)")
+    pretrain = run_dir / "pretrain"
+    if (pretrain / "checkpoint.safetensors").exists():
+        words.append(f"the run it trained can be analysed with: {path_command('vardiu_pyro.variance', 'checkpoint', pretrain)}"
+                     f" (after {resume_command(pretrain)} if it had not finished)")
     return "; ".join(words)
 
 
