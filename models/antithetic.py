@@ -20,6 +20,8 @@ import torch
 from pyro.distributions import TorchDistribution
 from torch.distributions import Independent, Normal
 
+from vardiu_pyro.compiled import structural
+
 from .joint_draws import JointDraws
 
 __all__ = ["AntitheticPairs", "generate_once_per_pair"]
@@ -76,10 +78,11 @@ def generate_once_per_pair(generator: torch.nn.Module, z: torch.Tensor) -> torch
 
     The same values and gradients as ``generator(z)`` for any row-wise generator (and for batch statistics: a
     repeated batch has its half's), at half the generator's cost. A batch whose halves differ (e.g. z conditioned
-    to other values) is generated whole. The comparison of the halves is one device sync a step on CUDA.
+    to other values) is generated whole. The comparison of the halves is one device sync a step on CUDA; a compiled
+    step (``vardiu_pyro/compiled.py``) makes it once, when it is traced.
     """
     n = z.shape[0] // 2
-    if n == 0 or z.shape[0] % 2 or not torch.equal(z[:n], z[n:]):
+    if n == 0 or z.shape[0] % 2 or not structural(lambda: torch.equal(z[:n], z[n:])):
         return generator(z)
     half = generator(z[:n])
     return torch.cat([half, half])

@@ -61,7 +61,10 @@ class ForwardDiffusion:
         key = (batch_size, anchor.device, anchor.dtype, self.antithetic, self.quasi_random)
         if self._prior_cache is None or self._prior_cache[0] != key:
             latent = self.latent_shape
-            prior = dist.Normal(anchor.new_zeros(()), 1.0).expand((batch_size, *latent)).to_event(len(latent))
+            # N(0, 1) is valid by construction; a fresh zero, not one derived from the anchor (a parameter: a compiled
+            # step's trace would then hold the traced parameter in this cache)
+            zero = torch.zeros((), dtype=anchor.dtype, device=anchor.device)
+            prior = dist.Normal(zero, 1.0, validate_args=False).expand((batch_size, *latent)).to_event(len(latent))
             if self.quasi_random:  # with pairs the batch repeats its first half: the first B/2 Sobol points, a net too
                 prior = QuasiRandomNormal(prior)
             self._prior_cache = (key, self._pairs(prior, +1.0))

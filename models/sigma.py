@@ -2,7 +2,9 @@
 
 Both may change over training (the published recipe's curriculum): their parameters are
 ``Ramp`` schedules, pure functions of the iteration, so a run resumed at iteration k sees
-exactly the law it would have seen.
+exactly the law it would have seen. The iteration may also be a 0-d tensor (a compiled step,
+``vardiu_pyro/compiled.py``, passes it so): the ramps and the laws then compute with torch ops, and
+nothing here reads the value back into Python.
 """
 
 from __future__ import annotations
@@ -43,11 +45,13 @@ class Ramp:
         if self.end != self.start and self.iterations <= 0:
             raise ValueError(f"a Ramp from {start} to {end} needs iterations > 0, got {iterations}")
 
-    def __call__(self, iteration: int) -> float:
+    def __call__(self, iteration: int | float | Tensor) -> float | Tensor:
         if self.end == self.start:
             return self.start
         k = (iteration // self.every) * self.every
-        return self.start + (self.end - self.start) * min(1.0, k / self.iterations)
+        fraction = k / self.iterations
+        fraction = fraction.clamp(max=1.0) if isinstance(fraction, Tensor) else min(1.0, fraction)
+        return self.start + (self.end - self.start) * fraction  # a 0-d tensor for a tensor iteration
 
     def __repr__(self) -> str:
         return f"Ramp({self.start}, {self.end}, iterations={self.iterations}, every={self.every})"
@@ -55,6 +59,11 @@ class Ramp:
 
 def as_ramp(value: Ramp | float) -> Ramp:
     return value if isinstance(value, Ramp) else Ramp(float(value))
+
+
+def on_anchor(anchor: Tensor, value: float | Tensor) -> Tensor:
+    """``anchor + value`` in the anchor's dtype and device (a ramp's value is a float, or a float64 0-d tensor)."""
+    return anchor + (value.to(anchor.dtype) if isinstance(value, Tensor) else value)
 
 
 def _check_range(sigma_min: float, sigma_max: float) -> None:
@@ -108,11 +117,11 @@ class PowerLawSigma(SigmaLaw):
         super().__init__(sigma_min, max(top.start, top.end), stratified)
         self.top = top  # σ_max at each iteration
         self.power = as_ramp(power)
+        if min(self.power.start, self.power.end) <= 0:  # a ramp is linear: positive at both ends, positive throughout
+            raise ValueError(f"PowerLawSigma needs a positive power, got {self.power}")
 
-    def distribution(self, iteration: int = 0) -> dist.TorchDistribution:
+    def distribution(self, iteration: int | float | Tensor = 0) -> dist.TorchDistribution:
         p = self.power(iteration)
-        if p <= 0:
-            raise ValueError(f"PowerLawSigma needs a positive power, got {p} at iteration {iteration}")
         low, high = self.range_at(iteration)
         return PowerLaw(self._anchor + low, high - low, p)
 
@@ -132,8 +141,11 @@ class PowerLaw(dist.TorchDistribution):
     arg_constraints: dict = {}  # low, span and p are checked by PowerLawSigma
     has_rsample = True
 
-    def __init__(self, low: Tensor, span: float, power: float, batch_shape=torch.Size(), validate_args=None):
-        self.low, self.span, self.power = low, float(span), float(power)
+    def __init__(self, low: Tensor, span: float | Tensor, power: float | Tensor, batch_shape=torch.Size(),
+                 validate_args=None):
+        # span and p: floats, or 0-d tensors (ramps at a tensor iteration)
+        self.low = low
+        self.span, self.power = (v if isinstance(v, Tensor) else float(v) for v in (span, power))
         super().__init__(torch.Size(batch_shape), validate_args=validate_args)
 
     @constraints.dependent_property
@@ -158,7 +170,8 @@ class PowerLaw(dist.TorchDistribution):
             self._validate_sample(value)
         r = (value - self.low) / self.span
         # π(σ) = r^(1/p - 1) / (p · span),  r = (σ - low) / span
-        return (1 / self.power - 1) * r.log() - math.log(self.power * self.span)
+        scale = self.power * self.span
+        return (1 / self.power - 1) * r.log() - (scale.log() if isinstance(scale, Tensor) else math.log(scale))
 
 
 class LogNormalSigma(SigmaLaw):
@@ -177,7 +190,7 @@ class LogNormalSigma(SigmaLaw):
 
     def distribution(self, iteration: int = 0) -> dist.TorchDistribution:
         zero = self._anchor
-        log_normal = dist.Normal(zero + self.mean(iteration), zero + self.std)
+        log_normal = dist.Normal(on_anchor(zero, self.mean(iteration)), zero + self.std)
         lo = log_normal.cdf(zero + math.log(self.sigma_min))
         hi = log_normal.cdf(zero + math.log(self.sigma_max))
         return dist.TransformedDistribution(
@@ -216,6 +229,8 @@ class PowerWeight(nn.Module):
         self.sigma_max = float(sigma_max)
         self.exponent = as_ramp(exponent)
 
-    def forward(self, sigma: Tensor, iteration: int = 0) -> Tensor:
+    def forward(self, sigma: Tensor, iteration: int | float | Tensor = 0) -> Tensor:
         k = self.exponent(iteration)
-        return torch.ones_like(sigma) if k == 0 else (sigma / self.sigma_max) ** k
+        if isinstance(k, float) and k == 0:
+            return torch.ones_like(sigma)
+        return (sigma / self.sigma_max) ** k  # a tensor k (a ramp at a tensor iteration) is never compared in Python

@@ -120,3 +120,34 @@ def test_power_law_is_the_transformed_uniform_it_writes_out(power):
     assert torch.allclose(a, b, rtol=1e-12)
     inside = a.clamp(0.1 + 1e-9, 20.0 - 1e-9)
     assert torch.allclose(law.log_prob(inside), reference.log_prob(inside), rtol=1e-9)
+
+
+@pytest.mark.parametrize("ramp", [Ramp(0.1, 2.0, iterations=1900, every=100), Ramp(2.0, 0.5, iterations=1000, fraction=0.5),
+                                  Ramp(3.0)], ids=["quantised", "early end", "constant"])
+def test_a_ramp_at_a_tensor_iteration_is_its_value_at_the_number(ramp):
+    """A compiled step passes the iteration as a float64 0-d tensor: the ramps then give the same values as tensors."""
+    for iteration in (0, 1, 99, 100, 137.5, 499, 500, 950, 1900, 5000):
+        value = ramp(torch.tensor(iteration, dtype=torch.float64))
+        assert float(value) == pytest.approx(ramp(iteration), rel=1e-15, abs=1e-15)
+
+
+def test_laws_and_weights_at_a_tensor_iteration_are_those_at_the_number():
+    law = PowerLawSigma(0.1, Ramp(20.0, 14.0, iterations=1000), power=Ramp(0.3, 2.86, iterations=1000))
+    weight = PowerWeight(14.0, Ramp(2.0, 0.0, iterations=1000))
+    lognormal = LogNormalSigma(0.1, 20.0, mean=Ramp(-1.0, 1.0, iterations=1000))
+    sigma = torch.rand(64) * 10 + 0.2
+    for iteration in (0, 333, 1000):
+        at = torch.tensor(float(iteration), dtype=torch.float64)
+        for a, b in ((law, law), (lognormal, lognormal)):
+            torch.manual_seed(iteration)
+            expected = a.batch(iteration, 64).sample()
+            torch.manual_seed(iteration)
+            got = b.batch(at, 64).sample()
+            assert got.dtype == expected.dtype == torch.float32
+            torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(weight(sigma, at), weight(sigma, iteration), rtol=1e-6, atol=0)
+
+
+def test_a_power_law_refuses_a_power_ramp_that_reaches_zero():
+    with pytest.raises(ValueError, match="positive power"):
+        PowerLawSigma(0.1, 10.0, power=Ramp(1.0, 0.0, iterations=100))

@@ -278,8 +278,8 @@ def validate_config(cfg: DictConfig | Mapping) -> None:
     except ValueError as e:  # resolve_precision's own one-line message
         raise ConfigError(str(e)) from None
 
-    for key in ("objective.antithetic", "objective.quasi_random", "trainer.progress", "trainer.distributed",
-                "trainer.pyro_validation", "trainer.retain_freed_memory", "sigma.stratified"):
+    for key in ("objective.antithetic", "objective.quasi_random", "objective.compile", "trainer.progress",
+                "trainer.distributed", "trainer.pyro_validation", "trainer.retain_freed_memory", "sigma.stratified"):
         _boolean(config, key)
 
     if _select(config, "trainer.iterations") == "auto":  # sized to the time budget (vardiu_pyro.budget)
@@ -305,6 +305,11 @@ def validate_config(cfg: DictConfig | Mapping) -> None:
     if importance_samples and guide_target and not getattr(_locate(str(guide_target)), "reparameterized", True):
         _fail("objective.importance_samples", importance_samples,
               f"needs a guide with rsample; {guide_target} has none (use 0, or a family with rsample)")
+    if (_select(config, "objective.compile", False) is True and guide_target == "vardiu_pyro.guides.flow.FlowGuide"
+            and _select(config, "guide.coupling") == "spline"):  # (a 1-D latent's flow is a spline too: it fails
+        # at its first step, with its own one-line message, vardiu_pyro/compiled.py)
+        _fail("objective.compile", True, "cannot compile the flow guide's splines (Pyro's spline checks its values in "
+              "Python): use guide.coupling=affine, or objective.compile=false")
     _integer(config, "trainer.eval_every", minimum=1)
     _integer(config, "trainer.eval_samples", minimum=2)
     _integer(config, "trainer.checkpoint_every", minimum=0)
