@@ -9,11 +9,13 @@ on the page comes from this script. The benchmarks:
 
 1. framework overhead: one SVI step against its plain-torch twin (``step_overhead.py``), batch 256
    and 1024, A/B interleaved; median ratio and its spread; both steps phase by phase, one Pyro site's cost, and
-   how much slower code runs as the first thing after a matrix product (``after_products.py``);
+   how much slower code runs as the first thing after a matrix product (``after_products.py``); and both steps
+   compiled (``objective.compile=true`` and the twin's loss through the same ``GradientGraph``), in the same rounds;
 2. hardware efficiency: a step's floating-point operations over its time, against this machine's
    own matrix-multiply rate, measured again in every round beside the steps (the median over rounds of the
-   round's fraction), for a few execution settings (threads, fused / foreach / per-tensor Adam,
-   ``torch.compile``), beside the step's own matrix products replayed alone (the ceiling of that fraction);
+   round's fraction), for a few execution settings (the compiled step, ``objective.compile=true``; threads, fused /
+   foreach / per-tensor Adam, ``torch.compile`` of the networks), beside the step's own matrix products replayed alone
+   (the ceiling of that fraction);
 3. quality against time: the default run beside the published recipe over seeds, side by side, with
    curves against wall-clock and iterations (``recipes.py``), the guide families (``guides.py``), VarDiU
    against Diff-Instruct with the exact and a learned teacher (``teachers_vs_diff_instruct.py``);
@@ -87,9 +89,9 @@ QUALITY_PARTS = tuple(part for part, _, _ in QUALITY_REPORTS)
 BUDGETS = {
     "full": {
         "overhead": {"batch_sizes": [256, 1024], "width": None, "rounds": 30, "steps": 20, "warmup": 20,
-                     "phase_rounds": 10, "op_rounds": 6, "site_samples": 200, "after_samples": 300},
+                     "phase_rounds": 10, "op_rounds": 6, "site_samples": 200, "after_samples": 300, "compiled": True},
         "efficiency": {"shapes": {"default": (512, None), "published recipe": (1024, 400)}, "rounds": 15, "steps": 10,
-                       "warmup": 10, "compile": True, "rate_seconds": 0.1},
+                       "warmup": 10, "compile": True, "compiled_step": True, "rate_seconds": 0.1},
         # as the reports in docs/ were made (their commands are in them): recipes side by side at the default's budget;
         # the guide families two processes at a time, one thread each, then the timing alone; VarDiU against
         # Diff-Instruct at 2,000 iterations and 150 s, two runs at a time (README, "Benchmarks": about 3.6 hours in all)
@@ -101,9 +103,9 @@ BUDGETS = {
     },
     "quick": {
         "overhead": {"batch_sizes": [256, 1024], "width": None, "rounds": 4, "steps": 3, "warmup": 3,
-                     "phase_rounds": 2, "op_rounds": 2, "site_samples": 30, "after_samples": 20},
+                     "phase_rounds": 2, "op_rounds": 2, "site_samples": 30, "after_samples": 20, "compiled": True},
         "efficiency": {"shapes": {"default": (512, None), "published recipe": (1024, 400)}, "rounds": 3, "steps": 3,
-                       "warmup": 2, "compile": False, "rate_seconds": 0.05},
+                       "warmup": 2, "compile": False, "compiled_step": True, "rate_seconds": 0.05},
         "quality": {"seeds": [0], "fit": ["trainer.iterations=150", "trainer.eval_every=50", "trainer.eval_samples=2000"],
                     "guides": {"args": ["--quick"]}, "tvd": ["--quick", "--seeds", "0"], "teacher": tvd.QUICK["teacher"]},
         "sampling": {"num_samples": 2000, "rounds": 2, "steps": [10, 35, 100], "eval_samples": 2000},
@@ -128,15 +130,16 @@ BUDGETS = {
 def bench_overhead(b: dict) -> dict:
     """SVI step vs plain-torch twin at each batch size (``step_overhead.measure``: interleaved A/B rounds), both split
     into their phases and the forward pass around its networks (``step_overhead.phase_times``), both forward passes op
-    by op (``step_overhead.op_split``), what one Pyro site costs (``step_overhead.site_cost``), and how much slower
-    code runs as the first thing after a matrix product (``after_products.measure``, this run's threads)."""
+    by op (``step_overhead.op_split``), what one Pyro site costs (``step_overhead.site_cost``), how much slower
+    code runs as the first thing after a matrix product (``after_products.measure``, this run's threads), and with
+    ``compiled`` both steps compiled in the same rounds (``step_overhead.measure``)."""
     rows = []
     for batch in b["batch_sizes"]:
         width = b["width"] or "of the configuration"
         print(f"[overhead] batch {batch}, width {width}: {b['rounds']} rounds x {b['steps']} steps per side", flush=True)
         rows.append(step_overhead.measure(batch, b["width"], b["rounds"], b["steps"], b["warmup"], [],
                                           phase_rounds=b["phase_rounds"], site_samples=b["site_samples"],
-                                          op_rounds=b["op_rounds"]))
+                                          op_rounds=b["op_rounds"], compiled=b.get("compiled", False)))
     print(f"[overhead] code after a matrix product: {b['after_samples']} rounds", flush=True)
     after = after_products.measure(torch.get_num_threads(), b["after_samples"])
     return {"rows": rows, "after_products": after, "targets": {"256": 1.15, "1024": 1.05}}
@@ -244,13 +247,18 @@ def thread_words(n: int) -> str:
 
 def efficiency_variants(b: dict) -> dict[str, dict]:
     """Execution settings to compare: (threads, Hydra overrides, compile networks). The first is the recipe as it
-    runs (``default (N threads)``), which the targets at a glance read."""
+    runs by default (``default (N threads)``) and the second, where the budget has it, the compiled step: the targets
+    at a glance read both."""
     threads = torch.get_num_threads()
     hidden = default_hidden_precision()
     other = "float32" if hidden == "bfloat16" else "bfloat16"
     at = thread_words(threads)
-    variants = {f"default ({at})": {"threads": threads, "overrides": [], "compile": False},
-                f"{other} hidden products ({at})": {"threads": threads, "overrides": [f"precision={other}"],
+    variants = {f"default ({at})": {"threads": threads, "overrides": [], "compile": False}}
+    if b.get("compiled_step"):
+        variants[f"compiled step, objective.compile=true ({at})"] = {"threads": threads,
+                                                                     "overrides": ["objective.compile=true"],
+                                                                     "compile": False}
+    variants |= {f"{other} hidden products ({at})": {"threads": threads, "overrides": [f"precision={other}"],
                                                     "compile": False},
                 f"per-tensor Adam ({at})": {"threads": threads, "overrides": ["optim.fused=false"], "compile": False},
                 f"foreach Adam ({at})": {"threads": threads, "overrides": ["optim.fused=false", "+optim.foreach=true"],
@@ -490,18 +498,28 @@ def student_record(run_dir: Path) -> dict:
 
 
 # ---------------------------------------------------------------- plots
+def overhead_boxes(rows: list[dict]) -> list[tuple[str, list[float], int]]:
+    """(label, per-round ratios, batch) of every box of the overhead plot: eager, and both compiled where measured."""
+    boxes = []
+    for r in rows:
+        boxes.append((f"batch {r['batch_size']}\neager", r["ratios"], r["batch_size"]))
+        if "compiled_ratios" in r:
+            boxes.append((f"batch {r['batch_size']}\ncompiled", r["compiled_ratios"], r["batch_size"]))
+    return boxes
+
+
 def plot_overhead(data: dict, path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(5, 3.2))
-    rows = data["rows"]
-    ax.boxplot([r["ratios"] for r in rows])
-    ax.set_xticks(range(1, len(rows) + 1), [f"batch {r['batch_size']}" for r in rows])
-    for i, r in enumerate(rows, 1):
-        target = data["targets"].get(str(r["batch_size"]))
+    boxes = overhead_boxes(data["rows"])
+    fig, ax = plt.subplots(figsize=(1.3 * len(boxes) + 2.4, 3.4))
+    ax.boxplot([ratios for _, ratios, _ in boxes])
+    ax.set_xticks(range(1, len(boxes) + 1), [label for label, _, _ in boxes], fontsize=8)
+    for i, (_, _, batch) in enumerate(boxes, 1):
+        target = data["targets"].get(str(batch))
         if target:
             ax.hlines(target, i - 0.4, i + 0.4, colors="tab:red", linestyles="--")
     ax.axhline(1.0, color="gray", lw=0.8)
     ax.set_ylabel("SVI step / plain-torch step")
-    ax.set_title("Framework overhead\n(per-round ratios; dashed: target)", fontsize=10)
+    ax.set_title("Framework overhead\n(per-round ratios; compiled: both steps compiled; dashed: target)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -691,6 +709,29 @@ def phase_lines(rows: list[dict]) -> list[str]:
     return lines
 
 
+def compiled_lines(rows: list[dict]) -> list[str]:
+    """The overhead section's table of both steps compiled (``step_overhead.measure(compiled=True)``); none on older
+    pages."""
+    rows = [r for r in rows if "compiled_ratio_median" in r]
+    if not rows:
+        return []
+    lines = ["", "Both steps compiled, in the same interleaved rounds as the table above: the SVI step with "
+             "`objective.compile=true` (`vardiu_pyro/compiled.py`: the ELBO and its gradient traced once by `make_fx` "
+             "into one graph, compiled by inductor; Pyro's handlers run only while tracing) and the twin's loss and "
+             "gradient through the same `GradientGraph`, each followed by its own optimiser step. *Compiled* compares "
+             "the two compiled steps (what the framework still costs: `SVI.step`'s wrapper and the distributions' "
+             "general formulas, now compiled); the last two columns compare the compiled SVI step with the eager "
+             "twin and with the eager SVI step.", "",
+             "| batch | SVI compiled ms/step | twin compiled ms/step | compiled ratio (median) | IQR | target | "
+             "compiled SVI / eager twin | compiled SVI / eager SVI |", "|---:|---:|---:|---:|---|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['batch_size']} | {r['svi_compiled_ms']:.2f} | {r['twin_compiled_ms']:.2f} | "
+                     f"**{r['compiled_ratio_median']:.3f}** | {r['compiled_ratio_q1']:.3f}–{r['compiled_ratio_q3']:.3f} | "
+                     f"{r.get('target', '')} | {r['compiled_to_eager_twin_ratio_median']:.3f} | "
+                     f"{r['compiled_to_eager_ratio_median']:.3f} |")
+    return lines
+
+
 def op_split_lines(rows: list[dict]) -> list[str]:
     """The overhead section's tables of both forward passes op by op (``step_overhead.op_split``); none on older pages."""
     rows = [r for r in rows if "op_split" in r]
@@ -784,15 +825,22 @@ def glance_lines(results: dict) -> list[str]:
                 rows.append(f"| 1. overhead (SVI / twin), batch {r['batch_size']} | **{r['ratio_median']:.3f}** "
                             f"(IQR {r['ratio_q1']:.3f}–{r['ratio_q3']:.3f}) | ≤ {target} | "
                             f"{verdict(r['ratio_median'], r['ratio_q1'], r['ratio_q3'], lambda x, t=target: x <= t)} |")
+                if "compiled_ratio_median" in r:
+                    m, q1, q3 = (r[f"compiled_ratio_{k}"] for k in ("median", "q1", "q3"))
+                    rows.append(f"| 1. overhead, both compiled (`objective.compile=true` / twin), batch "
+                                f"{r['batch_size']} | **{m:.3f}** (IQR {q1:.3f}–{q3:.3f}) | ≤ {target} | "
+                                f"{verdict(m, q1, q3, lambda x, t=target: x <= t)} |")
     if "efficiency" in results:
         e = results["efficiency"]
         target = e["target_fraction"]
-        firsts = {}
-        for r in e["rows"]:
-            firsts.setdefault(r["recipe"], r)  # each recipe's first row: its default setting
-        for recipe, r in firsts.items():
+        picked = []
+        for r in e["rows"]:  # each recipe's first row (its default setting), and its compiled step
+            if r["setting"].startswith("compiled step") or not any(p["recipe"] == r["recipe"] for p in picked):
+                picked.append(r)
+        for r in picked:
             if "fraction" not in r:
                 continue
+            recipe = r["recipe"]
             q1, q3 = r.get("fraction_q1"), r.get("fraction_q3")
             spread = f" (IQR {100 * q1:.0f}–{100 * q3:.0f}%)" if q1 is not None else ""
             rows.append(f"| 2. efficiency, {recipe} {r['setting'].removeprefix('default ')} | **{100 * r['fraction']:.0f}%**{spread} | "
@@ -847,6 +895,8 @@ def page(results: dict, mode: str, command: str, docs: Path, figs: dict[str, str
             lines.append(f"| {r['batch_size']} | {r.get('networks', r['width'])} | {r['rounds']} × {r['steps_per_round']} | {r['svi_ms']:.2f} | "
                          f"{r['twin_ms']:.2f} | **{r['ratio_median']:.3f}** | {r['ratio_q1']:.3f}–{r['ratio_q3']:.3f} | "
                          f"{r['ratio_min']:.3f}–{r['ratio_max']:.3f} | {'≤ ' + str(target) if target else ''} |")
+        lines += compiled_lines([{**r, "target": f"≤ {o['targets'][str(r['batch_size'])]}"
+                                  if str(r["batch_size"]) in o["targets"] else ""} for r in o["rows"]])
         lines += phase_lines(o["rows"])
         lines += op_split_lines(o["rows"])
         lines += site_cost_lines(o["rows"])

@@ -16,6 +16,12 @@ machines code that runs right after a network's matrix products takes several ti
 back; ``after_products.py`` measures that alone, and docs/step_time.md says what it found); and ``op_split``
 profiles both forward passes op by op: the time inside torch's ops and outside them (Python: Pyro's handlers,
 ``torch.distributions``, ours), and the ops whose time differs most.
+
+With ``--compiled``, both steps are also timed compiled, in the same interleaved rounds: the SVI step with
+``objective.compile=true`` (``vardiu_pyro/compiled.py``: the ELBO and its gradient traced once into one graph that
+inductor compiles) and the twin's loss and gradient through the same ``GradientGraph``; the rows then carry the
+ratio of the two compiled steps (what the framework costs when both are compiled) and of the compiled SVI step to
+the eager twin (what a user of ``objective.compile=true`` gets against hand-written eager torch).
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from pyro import poutine
 from provenance import machine_line
 from vardiu_pyro.budget import time_steps
 from vardiu_pyro.build import build_objective, build_problem
+from vardiu_pyro.compiled import GradientGraph
 from vardiu_pyro.guides import DiagonalGaussianGuide
 from vardiu_pyro.host_memory import retain_freed_memory
 from vardiu_pyro.plates import BatchPlates
@@ -325,24 +332,53 @@ def phase_times(objective, twin, batch_size: int, rounds: int, steps: int, itera
                for side in phases for part in FORWARD_PARTS}}
 
 
+def compiled_twin_step(twin: TorchVarDiUStep):
+    """The twin's step with its loss and gradient as one compiled graph (``GradientGraph``, as the SVI step's with
+    ``objective.compile=true``), then its own clipped Adam step; returns the surrogate's value."""
+    graph = GradientGraph(lambda iteration: twin.loss(iteration)[0], {"generator": twin.generator, "guide": twin.guide})
+
+    def step(iteration: float) -> float:
+        loss, grads = graph(iteration)
+        graph.accumulate(grads)
+        twin.apply_gradients()
+        return loss.item()
+
+    return step
+
+
 def measure(batch_size: int, width: int | None, rounds: int, steps: int, warmup: int, overrides: list[str],
-            device: str = "cpu", site_samples: int = 0, phase_rounds: int = 0, op_rounds: int = 0) -> dict:
+            device: str = "cpu", site_samples: int = 0, phase_rounds: int = 0, op_rounds: int = 0,
+            compiled: bool = False) -> dict:
     """The interleaved A/B of the SVI step against its twin; with ``phase_rounds``, also ``phase_times`` (as many
     steps a round as the A/B's); with ``site_samples``, also ``site_cost`` (CPU only); with ``op_rounds``, also
-    ``op_split`` (as many steps a round; CPU only)."""
+    ``op_split`` (as many steps a round; CPU only); with ``compiled``, both steps compiled too, in the same rounds
+    (module docstring)."""
     objective, twin = make_pair(batch_size, width, overrides, device)
     sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
     steps_by_side = {"svi": objective.step, "twin": twin}
+    if compiled:  # a second pair from the same initialisation; compilation happens in the warm-up
+        compiled_objective, compiled_twin = make_pair(batch_size, width, [*overrides, "objective.compile=true"], device)
+        steps_by_side.update(svi_compiled=compiled_objective.step, twin_compiled=compiled_twin_step(compiled_twin))
     for step in steps_by_side.values():
         time_steps(step, 0, warmup)
-    svi, torch_times, ratios = [], [], []
+    times = {name: [] for name in steps_by_side}
     for r in range(rounds):
-        got = {name: time_steps(steps_by_side[name], warmup + r * steps, steps, sync)
-               for name in round_order(steps_by_side, r)}
-        svi.append(got["svi"])
-        torch_times.append(got["twin"])
-        ratios.append(got["svi"] / got["twin"])
+        for name in round_order(steps_by_side, r):
+            times[name].append(time_steps(steps_by_side[name], warmup + r * steps, steps, sync))
+    svi, torch_times = times["svi"], times["twin"]
+    ratios = [a / b for a, b in zip(svi, torch_times)]
     q1, median, q3 = quartiles(ratios)
+    compiled_fields = {}
+    if compiled:
+        for key, (a, b) in {"compiled": ("svi_compiled", "twin_compiled"),
+                            "compiled_to_eager_twin": ("svi_compiled", "twin"),
+                            "compiled_to_eager": ("svi_compiled", "svi")}.items():
+            rs = [x / y for x, y in zip(times[a], times[b])]
+            lo, mid, hi = quartiles(rs)
+            compiled_fields.update({f"{key}_ratio_median": mid, f"{key}_ratio_q1": lo, f"{key}_ratio_q3": hi,
+                                    f"{key}_ratios": rs})
+        compiled_fields.update(svi_compiled_ms=1e3 * statistics.median(times["svi_compiled"]),
+                               twin_compiled_ms=1e3 * statistics.median(times["twin_compiled"]))
     phases = phase_times(objective, twin, batch_size, phase_rounds, steps, warmup, sync) if phase_rounds else None
     sites = site_cost(objective, batch_size, site_samples) if site_samples and device == "cpu" else None
     ops = op_split(objective, twin, batch_size, op_rounds, steps, warmup) if op_rounds and device == "cpu" else None
@@ -352,7 +388,7 @@ def measure(batch_size: int, width: int | None, rounds: int, steps: int, warmup:
             "ratio_median": median, "ratio_q1": q1, "ratio_q3": q3,
             "ratio_min": min(ratios), "ratio_max": max(ratios), "ratios": ratios,
             **({"phases": phases} if phases else {}), **({"site_cost": sites} if sites else {}),
-            **({"op_split": ops} if ops else {})}
+            **({"op_split": ops} if ops else {}), **compiled_fields}
 
 
 def main() -> None:
@@ -369,6 +405,8 @@ def main() -> None:
                         help="samples of site_cost at each batch size (0: skip it)")
     parser.add_argument("--op-rounds", type=int, default=6,
                         help="rounds of op_split at each batch size (0: skip it)")
+    parser.add_argument("--compiled", action="store_true",
+                        help="also time both steps compiled (objective.compile=true and the twin's GradientGraph)")
     parser.add_argument("--json", default=None, help="write the results here")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for both sides, e.g. optim.lr=2e-3")
     args = parser.parse_args()
@@ -376,7 +414,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     retain_freed_memory()  # as `python -m vardiu_pyro.fit` does (trainer.retain_freed_memory)
     rows = [measure(b, args.width, args.rounds, args.steps, args.warmup, args.overrides, site_samples=args.site_samples,
-                    phase_rounds=args.phase_rounds, op_rounds=args.op_rounds) for b in args.batch_sizes]
+                    phase_rounds=args.phase_rounds, op_rounds=args.op_rounds, compiled=args.compiled)
+            for b in args.batch_sizes]
     meta = {"machine": machine_line(), "threads": torch.get_num_threads(),
             "torch": torch.__version__, "pyro": pyro.__version__}
     print(f"SVI step vs plain-torch twin ({meta['threads']} threads, torch {meta['torch']}, pyro {meta['pyro']})")
@@ -386,6 +425,11 @@ def main() -> None:
         print(f"| {r['batch_size']} | {r['networks']} | {r['svi_ms']:.2f} | {r['twin_ms']:.2f} | "
               f"{r['ratio_median']:.3f} | {r['ratio_q1']:.3f}–{r['ratio_q3']:.3f} |")
     for r in rows:
+        if "compiled_ratio_median" in r:
+            print(f"batch {r['batch_size']}, compiled: SVI {r['svi_compiled_ms']:.2f} ms, twin {r['twin_compiled_ms']:.2f} "
+                  f"ms, ratio {r['compiled_ratio_median']:.3f} (IQR {r['compiled_ratio_q1']:.3f}–"
+                  f"{r['compiled_ratio_q3']:.3f}); compiled SVI / eager twin {r['compiled_to_eager_twin_ratio_median']:.3f}, "
+                  f"/ eager SVI {r['compiled_to_eager_ratio_median']:.3f}")
         if "phases" in r:
             p = r["phases"]
             print(f"batch {r['batch_size']}, ms (SVI / twin): " + ", ".join(

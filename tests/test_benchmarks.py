@@ -850,3 +850,22 @@ def test_the_twin_refuses_settings_it_does_not_write_out_and_quartiles_stay_in_r
             step_overhead.make_pair(16, 16, overrides)
     q1, median, q3 = step_overhead.quartiles([1.277, 1.324])  # two rounds: interpolated, not extrapolated
     assert 1.277 <= q1 <= median <= q3 <= 1.324
+
+
+def test_overhead_with_both_steps_compiled_and_its_page_rows():
+    """``measure(compiled=True)`` times both steps compiled in the same rounds; the page's table and the targets at a
+    glance show the compiled ratio; the efficiency section has a compiled-step setting where its budget asks."""
+    row = run.step_overhead.measure(16, 16, rounds=2, steps=1, warmup=1, overrides=[], compiled=True)
+    assert len(row["compiled_ratios"]) == 2 and row["svi_compiled_ms"] > 0 and row["twin_compiled_ms"] > 0
+    for key in ("compiled", "compiled_to_eager_twin", "compiled_to_eager"):
+        assert row[f"{key}_ratio_q1"] <= row[f"{key}_ratio_median"] <= row[f"{key}_ratio_q3"]
+    table = "\n".join(run.compiled_lines([row]))
+    assert "objective.compile=true" in table and f"**{row['compiled_ratio_median']:.3f}**" in table
+    glance = "\n".join(run.glance_lines({"overhead": {"rows": [row], "targets": {"16": 1.15}}}))
+    assert f"both compiled (`objective.compile=true` / twin), batch 16 | **{row['compiled_ratio_median']:.3f}**" in glance
+    assert [label for label, _, _ in run.overhead_boxes([row])] == ["batch 16\neager", "batch 16\ncompiled"]
+    variants = run.efficiency_variants({"compiled_step": True})
+    compiled = [v for name, v in variants.items() if name.startswith("compiled step")]
+    assert len(compiled) == 1 and compiled[0]["overrides"] == ["objective.compile=true"]
+    assert list(variants)[0].startswith("default") and list(variants)[1].startswith("compiled step")
+    assert not any(name.startswith("compiled step") for name in run.efficiency_variants({}))
