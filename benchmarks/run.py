@@ -247,17 +247,19 @@ def thread_words(n: int) -> str:
 
 def efficiency_variants(b: dict) -> dict[str, dict]:
     """Execution settings to compare: (threads, Hydra overrides, compile networks). The first is the recipe as it
-    runs by default (``default (N threads)``) and the second, where the budget has it, the compiled step: the targets
-    at a glance read both."""
+    runs by default (``default (N threads)``); where the budget has them, the next two are the compiled step as it
+    runs and with the other precision of the hidden products. The targets at a glance read these three."""
     threads = torch.get_num_threads()
     hidden = default_hidden_precision()
     other = "float32" if hidden == "bfloat16" else "bfloat16"
     at = thread_words(threads)
     variants = {f"default ({at})": {"threads": threads, "overrides": [], "compile": False}}
-    if b.get("compiled_step"):
+    if b.get("compiled_step"):  # as it runs, and with the other precision (float32 where bfloat16 is the default)
         variants[f"compiled step, objective.compile=true ({at})"] = {"threads": threads,
                                                                      "overrides": ["objective.compile=true"],
                                                                      "compile": False}
+        variants[f"compiled step, {other} hidden products ({at})"] = {
+            "threads": threads, "overrides": ["objective.compile=true", f"precision={other}"], "compile": False}
     variants |= {f"{other} hidden products ({at})": {"threads": threads, "overrides": [f"precision={other}"],
                                                     "compile": False},
                 f"per-tensor Adam ({at})": {"threads": threads, "overrides": ["optim.fused=false"], "compile": False},

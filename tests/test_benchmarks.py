@@ -866,6 +866,7 @@ def test_overhead_with_both_steps_compiled_and_its_page_rows():
     assert [label for label, _, _ in run.overhead_boxes([row])] == ["batch 16\neager", "batch 16\ncompiled"]
     variants = run.efficiency_variants({"compiled_step": True})
     compiled = [v for name, v in variants.items() if name.startswith("compiled step")]
-    assert len(compiled) == 1 and compiled[0]["overrides"] == ["objective.compile=true"]
+    assert len(compiled) == 2 and compiled[0]["overrides"] == ["objective.compile=true"]
+    assert compiled[1]["overrides"][0] == "objective.compile=true" and compiled[1]["overrides"][1].startswith("precision=")
     assert list(variants)[0].startswith("default") and list(variants)[1].startswith("compiled step")
     assert not any(name.startswith("compiled step") for name in run.efficiency_variants({}))
