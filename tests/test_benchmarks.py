@@ -857,10 +857,12 @@ def test_overhead_with_both_steps_compiled_and_its_page_rows():
     glance show the compiled ratio; the efficiency section has a compiled-step setting where its budget asks."""
     row = run.step_overhead.measure(16, 16, rounds=2, steps=1, warmup=1, overrides=[], compiled=True)
     assert len(row["compiled_ratios"]) == 2 and row["svi_compiled_ms"] > 0 and row["twin_compiled_ms"] > 0
+    assert row["svi_compiled_first_s"] > row["svi_compiled_ms"] / 1e3  # the first step traces and compiles
     for key in ("compiled", "compiled_to_eager_twin", "compiled_to_eager"):
         assert row[f"{key}_ratio_q1"] <= row[f"{key}_ratio_median"] <= row[f"{key}_ratio_q3"]
     table = "\n".join(run.compiled_lines([row]))
     assert "objective.compile=true" in table and f"**{row['compiled_ratio_median']:.3f}**" in table
+    assert f"| {row['svi_compiled_first_s']:.1f} / {row['twin_compiled_first_s']:.1f} |" in table
     glance = "\n".join(run.glance_lines({"overhead": {"rows": [row], "targets": {"16": 1.15}}}))
     assert f"both compiled (`objective.compile=true` / twin), batch 16 | **{row['compiled_ratio_median']:.3f}**" in glance
     assert [label for label, _, _ in run.overhead_boxes([row])] == ["batch 16\neager", "batch 16\ncompiled"]
