@@ -14,6 +14,8 @@ import pyro
 import pytest
 import torch
 
+from tests.markers import needs_cxx
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 run = pytest.importorskip("run")
 
@@ -852,6 +854,7 @@ def test_the_twin_refuses_settings_it_does_not_write_out_and_quartiles_stay_in_r
     assert 1.277 <= q1 <= median <= q3 <= 1.324
 
 
+@needs_cxx
 def test_overhead_with_both_steps_compiled_and_its_page_rows():
     """``measure(compiled=True)`` times both steps compiled in the same rounds; the page's table and the targets at a
     glance show the compiled ratio; the efficiency section has a compiled-step setting where its budget asks."""

@@ -10,8 +10,9 @@ import torch
 from torch import nn
 
 from tests.configs import config
+from tests.markers import needs_cxx
 from vardiu_pyro.build import build_objective, build_problem
-from vardiu_pyro.compiled import CompiledELBO, GradientGraph
+from vardiu_pyro.compiled import CompiledELBO, CompileError, GradientGraph
 from vardiu_pyro.objectives.vardiu_elbo import VarDiUELBO
 from vardiu_pyro.validation import ConfigError, validate_config
 
@@ -68,6 +69,7 @@ def test_the_traced_step_is_the_eager_step(overrides):
     assert len(compiled.graphs) == 1
 
 
+@needs_cxx
 def test_the_compiled_step_from_the_configuration_is_the_eager_step():
     """``objective.compile=true`` wraps the bound in a ``CompiledELBO`` compiled by inductor, whose steps give the
     eager bound and gradients (float32: to rounding) from the same random state, and the optimiser steps as before."""
@@ -141,3 +143,19 @@ def test_the_flow_splines_cannot_be_traced():
     compiled = CompiledELBO(objective.elbo, objective.networks, compile=False)
     with pytest.raises(RuntimeError, match="cannot be compiled"):
         compiled.loss_and_grads(objective.svi.model, objective.svi.guide, objective.batch_size, iteration=0)
+
+
+def test_a_compiler_failure_is_one_error_that_names_the_way_out(monkeypatch):
+    """Where inductor cannot build (no C++ compiler), the first step raises a ``CompileError`` saying so, which the
+    command line prints as one line; the graph is not kept, so a later call tries again."""
+    def failing_compile(graph, **kwargs):
+        def run(*args):
+            raise OSError("no C++ compiler found")
+        return run
+
+    monkeypatch.setattr(torch, "compile", failing_compile)
+    net = nn.Linear(2, 1)
+    graph = GradientGraph(lambda iteration: net(torch.ones(1, 2)).sum() * iteration, {"net": net})
+    with pytest.raises(CompileError, match=r"OSError: no C\+\+ compiler found.*objective.compile=false"):
+        graph(1.0)
+    assert graph._graph is None

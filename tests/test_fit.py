@@ -1,7 +1,9 @@
 """The command line: ``python -m vardiu_pyro.fit`` end to end, and its configuration."""
 
 import json
+import os
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -127,6 +129,24 @@ class WideGuide(DiagonalGaussianGuide):
 
 
 # ---------------------------------------------------------------- the README's command lines
+def test_cli_compiled_step_errors_are_one_line(tmp_path):
+    """``objective.compile=true`` where it cannot work: the flow's splines are refused before any work, and a machine
+    whose C++ compiler does not work (``CXX`` pointing at ``false``, an empty inductor cache) gets one line that names
+    ``objective.compile=false``, exit status 2 and a failed ``job.json``."""
+    base = [sys.executable, "-m", "vardiu_pyro.fit", *TINY, "device=cpu", "objective.compile=true"]
+    proc = subprocess.run([*base, "guide=flow", f"hydra.run.dir={tmp_path / 'flow'}"], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 2 and "guide.coupling=affine" in proc.stderr and "Traceback" not in proc.stderr
+    env = {**os.environ, "CXX": shutil.which("false") or "/bin/false", "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "cache")}
+    run = tmp_path / "cxx"
+    proc = subprocess.run([*base, f"hydra.run.dir={run}"], capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    lines = proc.stderr.strip().splitlines()
+    assert "Traceback" not in proc.stderr and "inductor could not compile" in lines[-1]
+    assert "objective.compile=false" in lines[-1]
+    assert json.loads((run / "job.json").read_text())["status"] == "failed"
+
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 NEEDS_MORE = {"my_pkg.": "a user's own package", "teacher.path=DIR": "a trained teacher",
               "trainer.resume=": "an interrupted run", "hydra/launcher=": "a launcher plugin", "device=cuda": "CUDA"}

@@ -39,7 +39,12 @@ from torch import Tensor, nn
 from torch.fx.experimental.proxy_tensor import disable_proxy_modes_tracing, get_proxy_mode, make_fx
 from torch.func import functional_call
 
-__all__ = ["CompiledELBO", "GradientGraph", "structural"]
+__all__ = ["CompileError", "CompiledELBO", "GradientGraph", "structural"]
+
+
+class CompileError(RuntimeError):
+    """A step that cannot be traced or compiled here; the message says why (``python -m vardiu_pyro.fit`` prints it as
+    one line, exit status 2)."""
 
 
 def structural(decide: Callable[[], bool]) -> bool:
@@ -100,7 +105,7 @@ class GradientGraph:
                     graph = make_fx(self._loss_and_grads)(iteration, *inputs)
             except RuntimeError as error:
                 if "data-dependent" in str(error) or "tracing tensor" in str(error):
-                    raise RuntimeError("this step cannot be compiled: its Python code reads a value computed from "
+                    raise CompileError("this step cannot be compiled: its Python code reads a value computed from "
                                        "the parameters or the iteration (set objective.compile=false). "
                                        f"torch says: {str(error).splitlines()[0]}") from error
                 raise
@@ -110,9 +115,18 @@ class GradientGraph:
 
     def __call__(self, iteration: float | Tensor) -> tuple[Tensor, tuple[Tensor | None, ...]]:
         iteration = torch.as_tensor(iteration, dtype=torch.float64, device=self.device)
-        if self._graph is None:
-            self._graph = self._trace(iteration)
-        return self._graph(iteration, *(p.detach() for p in self.params))
+        params = (p.detach() for p in self.params)
+        if self._graph is not None:
+            return self._graph(iteration, *params)
+        graph = self._trace(iteration)
+        try:  # torch.compile is lazy: inductor compiles at this first call
+            out = graph(iteration, *params)
+        except Exception as error:
+            first = (str(error).strip().splitlines() or [""])[0][:300]
+            raise CompileError(f"inductor could not compile the step ({type(error).__name__}: {first}); on a CPU it "
+                               "needs a working C++ compiler (set objective.compile=false to run eager)") from error
+        self._graph = graph
+        return out
 
     def accumulate(self, grads) -> None:
         """Add ``grads`` to the parameters' ``.grad``, as ``backward()`` does."""

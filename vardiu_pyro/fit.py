@@ -34,6 +34,7 @@ from .bound_gap import bound_gap_summary  # noqa: E402
 from .budget import BudgetRefit, fit_to_budget  # noqa: E402
 from .build import build_objective, build_problem, hidden_dtype_of, resolve_device  # noqa: E402
 from .code_version import code_version  # noqa: E402
+from .compiled import CompileError  # noqa: E402
 from .distributed import DataParallel, secondary_rank_overrides, torchrun_world_size  # noqa: E402
 from .evaluation import Evaluator, metric_lines  # noqa: E402
 from .host_memory import retain_freed_memory  # noqa: E402
@@ -216,11 +217,11 @@ def hydra_main(cfg: DictConfig) -> float:
             record_resumed(cfg.trainer.resume)  # the run's own job.json (and its sweep's index): completed
         else:
             summary = fit(cfg, HydraConfig.get().runtime.output_dir)
-    except (ConfigError, TooManySkippedSteps) as e:
+    except (ConfigError, CompileError, TooManySkippedSteps) as e:
         if multirun:
             raise
         record_exit("failed", e)
-        exit_with_message(f"error: {e}", 2 if isinstance(e, ConfigError) else 1)
+        exit_with_message(f"error: {e}", 2 if isinstance(e, (ConfigError, CompileError)) else 1)
     except TrainingInterrupted as e:
         record_exit("interrupted", e)
         exit_with_message(str(e), e.exit_code)
