@@ -159,3 +159,16 @@ def test_a_compiler_failure_is_one_error_that_names_the_way_out(monkeypatch):
     with pytest.raises(CompileError, match=r"OSError: no C\+\+ compiler found.*objective.compile=false"):
         graph(1.0)
     assert graph._graph is None
+
+
+def test_the_traced_step_with_a_learned_teacher_is_the_eager_step():
+    """A diffusers denoiser as the teacher (its score only: the bound has no teacher density) traces as the exact
+    teacher does."""
+    from tests.test_teachers import tiny_denoiser
+    from vardiu_pyro.models import LearnedTeacher
+
+    objective = objective_of()
+    objective.elbo.teacher = LearnedTeacher(tiny_denoiser())
+    compiled = CompiledELBO(objective.elbo, objective.networks, compile=False)
+    for seed, iteration in ((1, 0), (2, 640)):
+        assert_same_step(objective.elbo, compiled, objective, seed, iteration, rtol=1e-5)
