@@ -2,7 +2,9 @@
 # GPU check, for a CUDA machine (CI has none): within about 5 minutes it runs
 #   1. the tests that need a GPU (pytest -k cuda),
 #   2. a shortened default fit with device=cuda,
-#   3. benchmark 1 (SVI step vs plain-torch twin, batch 256 and 1024) and 4 (sampling) on the GPU,
+#   3. benchmark 1 (SVI step vs plain-torch twin, batch 256 and 1024; eager, and both compiled with
+#      objective.compile=true where inductor can build them, else the failure is in the table) and 4 (sampling)
+#      on the GPU,
 # and prints a short table with the card's name; the same table goes to docs/gpu_check.md, which
 # benchmarks/run.py includes in docs/results.md.
 #
@@ -41,8 +43,15 @@ out, tests_rc, start = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 import run  # benchmarks/run.py
 import step_overhead
 
-# benchmark 1 on CUDA: the same measurement as step_overhead.py, networks and draws on the GPU
-overhead = [step_overhead.measure(b, None, 10, 20, 10, [], device="cuda") for b in (256, 1024)]  # the default networks
+# benchmark 1 on CUDA: the same measurement as step_overhead.py, networks and draws on the GPU, the compiled steps
+# beside the eager ones where inductor can build them (a failure is reported, and the eager steps are timed alone)
+overhead, compiled_error = [], None
+for b in (256, 1024):  # the default networks
+    try:
+        overhead.append(step_overhead.measure(b, None, 10, 20, 10, [], device="cuda", compiled=compiled_error is None))
+    except Exception as e:
+        compiled_error = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:200]}"
+        overhead.append(step_overhead.measure(b, None, 10, 20, 10, [], device="cuda"))
 sampling = run.bench_sampling({"num_samples": 10_000, "rounds": 3, "steps": [10, 35, 100], "eval_samples": 10_000},
                               out / "fit", run.train_teacher(out, ["device=cuda", "trainer.iterations=1500",
                                                                    "trainer.eval_every=1500"]), device="cuda")
@@ -58,6 +67,13 @@ lines = [f"Card: **{card}**; {time.strftime('%Y-%m-%d')}, commit {run.git_commit
 for r in overhead:
     lines.append(f"| SVI / twin step, batch {r['batch_size']} | ratio {r['ratio_median']:.3f} "
                  f"(IQR {r['ratio_q1']:.3f}–{r['ratio_q3']:.3f}); {r['svi_ms']:.2f} vs {r['twin_ms']:.2f} ms |")
+    if "compiled_ratio_median" in r:
+        lines.append(f"| both compiled (objective.compile=true / twin), batch {r['batch_size']} | ratio "
+                     f"{r['compiled_ratio_median']:.3f} (IQR {r['compiled_ratio_q1']:.3f}–{r['compiled_ratio_q3']:.3f}); "
+                     f"{r['svi_compiled_ms']:.2f} vs {r['twin_compiled_ms']:.2f} ms; compiled SVI / eager SVI "
+                     f"{r['compiled_to_eager_ratio_median']:.3f}; first step {r['svi_compiled_first_s']:.1f} s |")
+if compiled_error:
+    lines.append(f"| both compiled (objective.compile=true) | FAILED: {compiled_error} |")
 for r in sampling["rows"]:
     if "exact" in r["sampler"]:
         continue

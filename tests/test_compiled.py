@@ -20,21 +20,21 @@ SMALL = ["device=cpu", "precision=float32", "trainer.iterations=1000", "trainer.
          "generator.width=24", "generator.depth=2", "guide.width=24", "guide.depth=2"]
 
 
-def objective_of(*overrides):
-    cfg = config(*SMALL, *overrides)
+def objective_of(*overrides, device: str = "cpu"):
+    cfg = config(*(o for o in SMALL if not o.startswith("device=")), f"device={device}", *overrides)
     pyro.set_rng_seed(0)
     pyro.clear_param_store()
-    return build_objective(cfg, build_problem(cfg, torch.device("cpu")))
+    return build_objective(cfg, build_problem(cfg, torch.device(device)))
 
 
 def loss_and_grads(elbo, objective, seed: int, iteration: float):
     """One ``loss_and_grads`` from torch's state ``seed``: the bound, every gradient, and the next draw after it."""
     for net in objective.networks.values():
         net.zero_grad(set_to_none=True)
-    torch.manual_seed(seed)
+    torch.manual_seed(seed)  # every device's generator
     value = elbo.loss_and_grads(objective.svi.model, objective.svi.guide, objective.batch_size, iteration=iteration)
     grads = [p.grad.clone() for net in objective.networks.values() for p in net.parameters()]
-    return value, grads, torch.rand(())
+    return value, grads, torch.rand((), device=grads[0].device)
 
 
 def assert_same_step(eager, compiled, objective, seed, iteration, rtol):
@@ -172,3 +172,14 @@ def test_the_traced_step_with_a_learned_teacher_is_the_eager_step():
     compiled = CompiledELBO(objective.elbo, objective.networks, compile=False)
     for seed, iteration in ((1, 0), (2, 640)):
         assert_same_step(objective.elbo, compiled, objective, seed, iteration, rtol=1e-5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available")
+@pytest.mark.parametrize("compile", [False, True], ids=["traced", "compiled"])
+def test_the_compiled_step_on_cuda_is_the_eager_step(compile):
+    """On the GPU (``benchmarks/gpu_check.sh`` runs ``-k cuda``): the traced graph, and the graph inductor compiles
+    (Triton), give the eager step's bound and gradients from the same random state."""
+    objective = objective_of(device="cuda")
+    compiled = CompiledELBO(objective.elbo, objective.networks, compile=compile)
+    for seed, iteration in ((1, 0), (2, 640)):
+        assert_same_step(objective.elbo, compiled, objective, seed, iteration, rtol=1e-4)
