@@ -8,7 +8,6 @@ import pyro.distributions as dist
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.distributions.utils import vec_to_tril_matrix
 
 from vardiu_pyro.nn import mlp
 
@@ -44,6 +43,11 @@ class FullGaussianGuide(Guide):
 
 
 def cholesky_factor(rho: Tensor, off: Tensor) -> Tensor:
-    """diag(softplus(ρ)) + the strictly lower triangle filled row by row with ℓ: shape (..., d, d)."""
-    lower = vec_to_tril_matrix(off, diag=-1) if off.shape[-1] else torch.zeros_like(rho).unsqueeze(-1)
+    """diag(softplus(ρ)) + the strictly lower triangle filled row by row with ℓ: shape (..., d, d).
+
+    The triangle is an ``index_add`` at fixed positions (``vec_to_tril_matrix``'s values): torch's own writes through
+    a boolean mask, whose backward pass inductor cannot compile (``objective.compile=true``)."""
+    d = rho.shape[-1]
+    rows, cols = torch.tril_indices(d, d, offset=-1, device=rho.device)  # row by row
+    lower = rho.new_zeros(*rho.shape[:-1], d * d).index_add(-1, rows * d + cols, off).unflatten(-1, (d, d))
     return torch.diag_embed(F.softplus(rho)) + lower

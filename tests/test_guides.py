@@ -429,3 +429,22 @@ def test_fit_with_every_family(overrides, cls, tmp_path):
         assert guide.components == 8
     if cls is FlowGuide:
         assert len(guide.layers) == int(cfg.guide.layers)
+
+
+@pytest.mark.parametrize("d", [1, 2, 3, 5])
+def test_cholesky_factor_fills_the_lower_triangle_row_by_row(d):
+    """``cholesky_factor`` builds torch's ``vec_to_tril_matrix`` triangle (row by row) at fixed positions, with its
+    gradient: the same values, and ℓ_k's gradient is the k-th strictly-lower entry's."""
+    from torch.distributions.utils import vec_to_tril_matrix
+    from vardiu_pyro.guides.full_gaussian import cholesky_factor
+
+    rho, off = torch.randn(4, d), torch.randn(4, d * (d - 1) // 2, requires_grad=True)
+    factor = cholesky_factor(rho, off)
+    expected = torch.diag_embed(torch.nn.functional.softplus(rho))
+    if d > 1:
+        expected = expected + vec_to_tril_matrix(off.detach(), diag=-1)
+    assert torch.equal(factor.detach(), expected)
+    weights = torch.randn(4, d, d)
+    (grad,) = torch.autograd.grad((factor * weights).sum(), off)
+    rows, cols = torch.tril_indices(d, d, offset=-1)
+    assert torch.equal(grad, weights[:, rows, cols])

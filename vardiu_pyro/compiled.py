@@ -22,9 +22,10 @@ What the trace keeps and what it freezes:
   iteration back into Python (``.item()``, ``if tensor:``) cannot be traced: the first step fails with a message
   that says so, instead of freezing a value that changes.
 
-Tracing and compiling take seconds (about 10 s for the default step on a 2-core CPU), once per graph;
-the compiled step is then faster than the eager one (``benchmarks/run.py``, sections ``overhead`` and
-``efficiency``).
+Tracing and compiling take seconds once per graph (on a 2-core CPU about 30 s for the default step with an empty
+inductor cache, a few with a warm one); the compiled step is then faster than the eager one (``benchmarks/run.py``,
+sections ``overhead`` and ``efficiency``). The wrapped ELBO's own per-step records (``VarDiUELBO.last_terms``) are
+not kept: the steps do not run its Python.
 """
 
 from __future__ import annotations
@@ -45,6 +46,18 @@ __all__ = ["CompileError", "CompiledELBO", "GradientGraph", "structural"]
 class CompileError(RuntimeError):
     """A step that cannot be traced or compiled here; the message says why (``python -m vardiu_pyro.fit`` prints it as
     one line, exit status 2)."""
+
+
+def _no_compiler(error: BaseException) -> bool:
+    """Whether inductor failed for want of a working C++ compiler (its ``InvalidCxxCompiler`` or ``CppCompileError``,
+    anywhere in the chain of causes), rather than on the graph."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if type(error).__name__ in ("InvalidCxxCompiler", "CppCompileError"):
+            return True
+        error = getattr(error, "inner_exception", None) or error.__cause__
+    return False
 
 
 def structural(decide: Callable[[], bool]) -> bool:
@@ -123,8 +136,9 @@ class GradientGraph:
             out = graph(iteration, *params)
         except Exception as error:
             first = (str(error).strip().splitlines() or [""])[0][:300]
-            raise CompileError(f"inductor could not compile the step ({type(error).__name__}: {first}); on a CPU it "
-                               "needs a working C++ compiler (set objective.compile=false to run eager)") from error
+            why = "; on a CPU it needs a working C++ compiler" if _no_compiler(error) else ""
+            raise CompileError(f"inductor could not compile the step ({type(error).__name__}: {first}){why} (set "
+                               "objective.compile=false to run eager)") from error
         self._graph = graph
         return out
 
@@ -186,6 +200,8 @@ class CompiledELBO(ELBO):
     def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
         graph = self.graph(model, guide, *args, **kwargs)
         loss, grads = graph(kwargs.get("iteration", 0))
+        if getattr(self.elbo, "last_terms", None) is not None:  # the trace's: stale, and holding its autograd graph
+            self.elbo.last_terms = None
         value = loss.item()
         if math.isfinite(value):
             graph.accumulate(grads)
