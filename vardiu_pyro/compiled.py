@@ -17,8 +17,8 @@ What the trace keeps and what it freezes:
 - random draws are ops of the graph: each call draws anew, from torch's generator, the same values as the
   eager step from the same state (``fallback_random``: inductor calls torch's own samplers);
 - everything else the programs read in Python is frozen at the trace: the batch size and other arguments
-  (a new value traces a new graph), the networks' structure and precision, Pyro's validation (it checks the
-  traced step only), tensors held by the teacher. Code that reads a value computed from the parameters or the
+  (a new value traces a new graph), the networks' structure and precision, tensors held by the teacher; Pyro's
+  validation checks one eager pass, run before the trace, not the steps. Code that reads a value computed from the parameters or the
   iteration back into Python (``.item()``, ``if tensor:``) cannot be traced: the first step fails with a message
   that says so, instead of freezing a value that changes.
 
