@@ -362,7 +362,7 @@ def measure(batch_size: int, width: int | None, rounds: int, steps: int, warmup:
     first_steps = {}
     for name, step in steps_by_side.items():
         tick = time.perf_counter()
-        time_steps(step, 0, 1)  # a compiled side traces and compiles its graph here
+        time_steps(step, 0, 1, sync)  # a compiled side traces and compiles its graph here
         first_steps[name] = time.perf_counter() - tick
         if warmup > 1:
             time_steps(step, 1, warmup - 1)
