@@ -573,6 +573,11 @@ BAD_VALUES = [
     (["trainer.progress=1"], "trainer.progress=1: must be true or false"),
     (["trainer.distributed=maybe"], "trainer.distributed=maybe: must be true or false"),
     (["trainer.pyro_validation=no"], "trainer.pyro_validation=no: must be true or false"),
+    (["objective.compile=no"], "objective.compile=no: must be true or false"),
+    # the compiled step: Pyro's splines read their values back into Python, which a traced step cannot
+    (["objective.compile=true", "guide=flow"], "objective.compile=true: cannot compile the flow guide's splines (Pyro's "
+                                                "spline checks its values in Python): use guide.coupling=affine, or "
+                                                "objective.compile=false"),
     # the optimiser
     (["optim.betas=[0.9]"], "optim.betas=[0.9]: must be two numbers in [0, 1)"),
     (["optim.optimizer=sgd"], "optim.betas=[0.9, 0.999]: not an argument of torch.optim.SGD (optim.optimizer=sgd); "

@@ -308,7 +308,7 @@ def validate_config(cfg: DictConfig | Mapping) -> None:
     if (_select(config, "objective.compile", False) is True and guide_target == "vardiu_pyro.guides.flow.FlowGuide"
             and _select(config, "guide.coupling") == "spline"):  # (a 1-D latent's flow is a spline too: it fails
         # at its first step, with its own one-line message, vardiu_pyro/compiled.py)
-        _fail("objective.compile", True, "cannot compile the flow guide's splines (Pyro's spline checks its values in "
+        _fail("objective.compile", "true", "cannot compile the flow guide's splines (Pyro's spline checks its values in "
               "Python): use guide.coupling=affine, or objective.compile=false")
     _integer(config, "trainer.eval_every", minimum=1)
     _integer(config, "trainer.eval_samples", minimum=2)
